@@ -1,0 +1,46 @@
+"""baselines: per regime, the constant and per-account median likes and the retrieval tweet.
+
+Writes data/predictions/likes/{median,account_median}.parquet and
+data/predictions/text/retrieval.parquet for the val and test rows of every regime.
+usage: python stages/baselines.py [params.yaml] [data]
+"""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tweetsim import embed
+from tweetsim.baselines import Retriever, likes_baselines
+from tweetsim.load import read_tweets
+from tweetsim.params import load_params
+
+
+def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
+    params = load_params(params_path)
+    p = params["baselines"]
+    data = Path(data_dir)
+    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    likes_out, text_out = {"median": [], "account_median": []}, []
+    for regime in params["split"]["regimes"]:
+        side = table[regime]
+        train = table[(side == "train") & table["likes"].notna()]
+        rows = table[side.isin(["val", "test"]) & table["likes"].notna()]
+        for name, pred in likes_baselines(train, rows).items():
+            likes_out[name].append(pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(),
+                                                 "id": rows["id"].to_numpy(), "pred_likes": pred}))
+        retriever = Retriever(table[side == "train"], embed_fn)
+        queries = table[side.isin(["val", "test"]) & table["content"].notna()]
+        text_out.append(pd.DataFrame({"regime": regime, "source": queries["source"].to_numpy(),
+                                      "id": queries["id"].to_numpy(), "pred_content": retriever.texts(queries)}))
+        print(f"baselines {regime}: {len(train)} training rows with likes, {len(rows)} val/test rows with likes, "
+              f"{len(queries)} val/test rows with content")
+    for kind, frames in (("likes", likes_out), ("text", {"retrieval": text_out})):
+        (data / "predictions" / kind).mkdir(parents=True, exist_ok=True)
+        for name, parts in frames.items():
+            pd.concat(parts, ignore_index=True).to_parquet(data / "predictions" / kind / f"{name}.parquet", index=False)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

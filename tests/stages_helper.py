@@ -1,0 +1,34 @@
+"""Run stage main()s on fixtures in a temp dir, with a params.yaml written there."""
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_params(tmp: Path, **overrides) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = params
+        *head, last = dotted.split(".")
+        for k in head:
+            node = node[k]
+        node[last] = value
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_download(tmp: Path, source: Path, **download) -> Path:
+    params = write_params(tmp, **{"download.source": str(source), **{f"download.{k}": v for k, v in download.items()}})
+    stage("download").main(str(params), str(tmp / "out"))
+    return tmp / "out"

@@ -1,0 +1,3 @@
+from tweetsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,22 @@
+"""The `tweetsim` command: each subcommand lives in the module that owns its concern."""
+
+import importlib
+import sys
+
+# name -> (module, help); each module exposes cli(argv) -> int
+COMMANDS = {
+    "predict-likes": ("tweetsim.behaviour", "predict likes for an official behaviour-simulation file"),
+    "generate": ("tweetsim.content", "write tweets for an official content-simulation file"),
+    "serve": ("tweetsim.app", "start the web app on 127.0.0.1"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: tweetsim COMMAND [options]\n\ncommands:")
+        for name, (_, help_) in COMMANDS.items():
+            print(f"  {name:15s} {help_}")
+        return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.cli(argv[1:]) or 0)

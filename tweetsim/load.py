@@ -1,0 +1,309 @@
+"""Reading the official challenge files (xlsx, csv, parquet) into one normalised, typed table.
+
+Three kinds of tweet file share one schema: behaviour-simulation files (no likes),
+content-simulation files (no content) and training files (all seven columns). Side tables join by
+key: captions by (file, id), account statistics and profiles by username. A row that cannot be
+parsed is rejected with its file, row, field and reason; nothing is dropped silently.
+"""
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tweetsim.media import MediaParseError, parse_media, summarise
+
+SUFFIXES = (".xlsx", ".csv", ".parquet")
+REQUIRED = ("id", "date", "username", "media", "inferred company")
+OPTIONAL = ("likes", "content")
+STATS_COLUMNS = {"Average": "acct_avg_likes", "Median": "acct_median_likes", "Mode": "acct_mode_likes",
+                 "Max": "acct_max_likes", "Min": "acct_min_likes"}
+MENTION = re.compile(r"<mention>|@\w+")
+HASHTAG = re.compile(r"#\w+")
+LINK = re.compile(r"<hyperlink>|https?://\S+")
+
+_variant = pa.struct([("content_type", pa.string()), ("url", pa.string()), ("bitrate", pa.int64())])
+MEDIA_TYPE = pa.list_(pa.struct([
+    ("kind", pa.string()), ("preview_url", pa.string()), ("full_url", pa.string()),
+    ("thumbnail_url", pa.string()), ("variants", pa.list_(_variant)),
+    ("duration", pa.float64()), ("views", pa.float64()),
+]))
+SCHEMA = pa.schema([
+    ("source", pa.string()), ("id", pa.int64()), ("date", pa.timestamp("ns", tz="UTC")),
+    ("likes", pa.int64()), ("content", pa.string()), ("username", pa.string()), ("company", pa.string()),
+    ("media", MEDIA_TYPE), ("n_media", pa.int64()), ("n_photo", pa.int64()), ("n_video", pa.int64()),
+    ("n_gif", pa.int64()), ("video_duration", pa.float64()), ("video_views", pa.float64()),
+    ("image_urls", pa.list_(pa.string())), ("n_mentions", pa.int64()), ("n_hashtags", pa.int64()),
+    ("n_hyperlinks", pa.int64()), ("caption", pa.string()), ("followers", pa.float64()),
+    *[(c, pa.float64()) for c in STATS_COLUMNS.values()],
+])
+REJECT_COLUMNS = ["source", "row", "id", "field", "reason"]
+
+
+class InputError(ValueError):
+    """A file that cannot be read at all (missing, empty, missing column, unknown layout)."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read any supported file as text cells (None where empty), so that parsing is ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".xlsx":
+            df = pd.read_excel(path, dtype=object, engine="openpyxl")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise InputError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
+    except InputError:
+        raise
+    except Exception as e:  # a corrupt file: say which and why, not a library traceback
+        raise InputError(f"{path}: cannot read as {suffix[1:]}: {e}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.loc[:, [c for c in df.columns if not c.startswith("Unnamed:")]]
+    return df.astype(object).where(df.notna(), None).replace({"": None})
+
+
+def _header(path: Path) -> list[str]:
+    if path.suffix.lower() == ".csv":
+        return [str(c).strip() for c in pd.read_csv(path, nrows=0).columns]
+    if path.suffix.lower() == ".parquet":
+        return list(pq.read_schema(path).names)
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        first = next(wb.active.iter_rows(max_row=1, values_only=True), ())
+    finally:
+        wb.close()
+    return [str(c).strip() for c in first if c is not None]
+
+
+@dataclass
+class Inventory:
+    tweets: list[Path] = field(default_factory=list)
+    captions: list[Path] = field(default_factory=list)
+    stats: list[Path] = field(default_factory=list)
+    profiles: list[Path] = field(default_factory=list)
+
+
+def classify(path: Path) -> str:
+    try:
+        cols = set(_header(path))
+    except Exception as e:
+        raise InputError(f"{path}: cannot read header: {e}") from None
+    if {"id", "caption"} <= cols and len(cols) <= 3:
+        return "captions"
+    if {"username", "Median"} <= cols:
+        return "stats"
+    if {"username", "followers_count"} <= cols:
+        return "profiles"
+    return "tweets"
+
+
+def discover(sources, exclude=()) -> Inventory:
+    """Files named by `download.source`: a file, a directory (searched recursively), or a list."""
+    paths: list[Path] = []
+    for s in [sources] if isinstance(sources, (str, Path)) else sources:
+        p = Path(s)
+        if p.is_dir():
+            paths += sorted(q for q in p.rglob("*") if q.suffix.lower() in SUFFIXES and q.is_file())
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise InputError(f"download.source: {s}: no such file or directory")
+    inv = Inventory()
+    for p in paths:
+        if any(fnmatch.fnmatch(p.as_posix(), pat) or fnmatch.fnmatch(p.name, pat) for pat in exclude):
+            continue
+        getattr(inv, classify(p)).append(p)
+    if not inv.tweets:
+        raise InputError(f"download.source: no tweet file among {[str(p) for p in paths]}")
+    return inv
+
+
+def _to_int(value) -> int:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    s = str(value).strip()
+    if re.fullmatch(r"\d+(\.0+)?", s):
+        return int(float(s))
+    raise ValueError(f"not a non-negative integer: {value!r}")
+
+
+def _to_date(value) -> pd.Timestamp:
+    ts = pd.Timestamp(value)  # naive dates in the official files are UTC
+    if pd.isna(ts):
+        raise ValueError("empty")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _text_counts(content) -> dict:
+    s = content or ""
+    return {"n_mentions": len(MENTION.findall(s)), "n_hashtags": len(HASHTAG.findall(s)),
+            "n_hyperlinks": len(LINK.findall(s))}
+
+
+def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tuple[pd.DataFrame, list[dict]]:
+    """Parse each row into the schema; return (rows, rejects). `required` columns must exist.
+
+    Missing optional columns become nulls. With `required=("id",)` (the CLIs) a row whose date or
+    media cannot be parsed is kept with a null date / no media and still reported in rejects, so
+    that every input row gets an answer.
+    """
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; has {list(df.columns)}")
+    keep_bad = tuple(required) != REQUIRED
+    rows, rejects, seen = [], [], set()
+    caption_col = "captions" if "captions" in df.columns else "caption" if "caption" in df.columns else None
+    for i, rec in enumerate(df.to_dict("records")):
+        row_no = i + 2  # the spreadsheet row a person would look at (header is row 1)
+        out, problems = {"source": source}, []
+        try:
+            out["id"] = _to_int(rec.get("id"))
+        except ValueError as e:
+            rejects.append({"source": path, "row": row_no, "id": rec.get("id"), "field": "id", "reason": str(e)})
+            continue
+        for name, parse, default in (("date", _to_date, pd.NaT), ("likes", _to_int, None)):
+            value = rec.get(name)
+            if value is None and (name == "likes" or keep_bad):
+                out[name] = default
+                continue
+            try:
+                out[name] = parse(value)
+            except (ValueError, TypeError) as e:
+                problems.append((name, f"{e}" if name == "likes" else f"unparsable date {value!r}"))
+                out[name] = default
+        try:
+            items = parse_media(rec.get("media"))
+        except MediaParseError as e:
+            problems.append(("media", str(e)))
+            items = []
+        out["content"] = None if rec.get("content") is None else str(rec["content"])
+        for col, name in (("username", "username"), ("inferred company", "company")):
+            value = rec.get(col)
+            if value is None and not keep_bad:
+                problems.append((col, "empty"))
+            out[name] = "" if value is None else str(value).strip()
+        if (source, out["id"]) in seen:
+            problems.append(("id", f"duplicate id {out['id']} in {path}"))
+        for fld, reason in problems:
+            rejects.append({"source": path, "row": row_no, "id": out["id"], "field": fld, "reason": reason})
+        if problems and not keep_bad:
+            continue
+        seen.add((source, out["id"]))
+        out["media"] = items
+        out.update(summarise(items))
+        out.update(_text_counts(out["content"]))
+        out["caption"] = None if caption_col is None or rec.get(caption_col) is None else str(rec[caption_col])
+        rows.append(out)
+    return pd.DataFrame(rows), rejects
+
+
+def _join_captions(table: pd.DataFrame, caption_files: list[Path]) -> pd.DataFrame:
+    """Fill `caption` from caption files named `<tweet file stem>_captions*.csv`; earlier names win."""
+    for path in sorted(caption_files, key=lambda p: (p.stem.endswith("_short"), p.name)):
+        cap = read_table(path)
+        for col in ("id", "caption"):
+            if col not in cap.columns:
+                raise InputError(f"{path}: missing column {col!r}")
+        owners = [s for s in table["source"].unique() if path.stem.startswith(f"{s}_captions")]
+        if not owners:
+            print(f"download: WARNING {path} matches no tweet file (expected <stem>_captions*.csv); not joined")
+            continue
+        cap = cap.dropna(subset=["id", "caption"])
+        lookup = {(owners[0], _to_int(i)): str(c) for i, c in zip(cap["id"], cap["caption"])}
+        keys = list(zip(table["source"], table["id"]))
+        found = pd.Series([lookup.get(k) for k in keys], index=table.index, dtype=object)
+        table["caption"] = table["caption"].where(table["caption"].notna(), found)
+    return table
+
+
+def _join_accounts(table: pd.DataFrame, stats: list[Path], profiles: list[Path]) -> pd.DataFrame:
+    for col in [*STATS_COLUMNS.values(), "followers"]:
+        table[col] = np.nan
+    for path in stats:
+        st = read_table(path).drop_duplicates("username").set_index("username")
+        for src, dst in STATS_COLUMNS.items():
+            if src in st.columns:
+                vals = pd.to_numeric(st[src], errors="coerce")
+                table[dst] = table[dst].fillna(table["username"].map(vals))
+    for path in profiles:
+        pr = read_table(path).drop_duplicates("username").set_index("username")
+        vals = pd.to_numeric(pr["followers_count"], errors="coerce")
+        table["followers"] = table["followers"].fillna(table["username"].map(vals))
+    return table
+
+
+def to_arrow(table: pd.DataFrame) -> pa.Table:
+    cols = {}
+    for f in SCHEMA:
+        values = table[f.name] if f.name in table.columns else pd.Series([None] * len(table), dtype=object)
+        if pa.types.is_timestamp(f.type):
+            cols[f.name] = pa.array(pd.to_datetime(values, utc=True), type=f.type)
+        elif pa.types.is_list(f.type):
+            cols[f.name] = pa.array([list(v) if v is not None else [] for v in values], type=f.type)
+        else:
+            cols[f.name] = pa.array([None if pd.isna(v) else v for v in values], type=f.type)
+    return pa.table(cols, schema=SCHEMA)
+
+
+def load_sources(sources, exclude=()) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """All tweet files of `sources`, side tables joined. Returns (table, rejects, rows read)."""
+    inv = discover(sources, exclude)
+    stems = [p.stem for p in inv.tweets]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise InputError(f"download.source: two tweet files share the name {dup}: the row key (file, id) would clash")
+    parts, rejects, total = [], [], 0
+    for path in inv.tweets:
+        df = read_table(path)
+        total += len(df)
+        rows, bad = normalise(df, path.stem, str(path))
+        parts.append(rows)
+        rejects += bad
+    table = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=SCHEMA.names)
+    table = _join_captions(table, inv.captions)
+    table = _join_accounts(table, inv.stats, inv.profiles)
+    table = table.sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    return table, pd.DataFrame(rejects, columns=REJECT_COLUMNS), total
+
+
+def read_official(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One official-format file for the CLIs: every row kept, in input order, problems reported.
+
+    Only `id` is required; missing optional columns (date, media, content, likes, ...) are nulls.
+    """
+    path = Path(path)
+    df = read_table(path)
+    rows, rejects = normalise(df, path.stem, str(path), required=("id",))
+    table = _join_accounts(rows, [], [])
+    return pa_roundtrip(table), pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+
+
+def pa_roundtrip(table: pd.DataFrame) -> pd.DataFrame:
+    """Give an in-memory table exactly the dtypes that read_tweets returns."""
+    return to_arrow(table).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
+def write_tweets(table: pd.DataFrame, path: str | Path) -> None:
+    pq.write_table(to_arrow(table), path)
+
+
+def read_tweets(path: str | Path = "data/tweets.parquet") -> pd.DataFrame:
+    """The normalised table: likes as nullable Int64, date tz-aware UTC, media as lists of dicts."""
+    return pq.read_table(path).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

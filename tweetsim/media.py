@@ -1,0 +1,131 @@
+"""Parse the official `media` column into structured items.
+
+The column holds the Python repr of snscrape objects, e.g.
+`[Photo(previewUrl='...', fullUrl='...')]` or
+`[Video(thumbnailUrl='...', variants=[VideoVariant(contentType='video/mp4', url='...', bitrate=832000)], duration=10.5, views=1234)]`.
+We parse it with Python's own grammar (`ast.parse`) and accept only the node shapes above: a list
+of known constructor calls with keyword arguments whose values are literals. Nothing is evaluated,
+so a hostile or garbled string can only be rejected, never run.
+"""
+
+import ast
+
+KINDS = ("Photo", "Video", "Gif")
+FIELDS = {
+    "Photo": {"previewUrl", "fullUrl"},
+    "Video": {"thumbnailUrl", "variants", "duration", "views"},
+    "Gif": {"thumbnailUrl", "variants"},
+    "VideoVariant": {"contentType", "url", "bitrate"},
+}
+EMPTY = {"", "[]", "nan", "none", "null"}
+
+
+class MediaParseError(ValueError):
+    pass
+
+
+def _literal(node: ast.AST, where: str):
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, float))):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return -node.operand.value
+    raise MediaParseError(f"{where}: expected a literal, got {type(node).__name__}")
+
+
+def _call(node: ast.AST, allowed: tuple[str, ...], where: str) -> tuple[str, dict]:
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in allowed):
+        raise MediaParseError(f"{where}: expected one of {', '.join(allowed)}(...)")
+    name = node.func.id
+    if node.args:
+        raise MediaParseError(f"{where}: {name} takes keyword arguments only")
+    kwargs = {}
+    for kw in node.keywords:
+        if kw.arg not in FIELDS[name]:
+            raise MediaParseError(f"{where}: unknown field {name}.{kw.arg}")
+        if kw.arg == "variants":
+            if not isinstance(kw.value, ast.List):
+                raise MediaParseError(f"{where}: {name}.variants must be a list")
+            kwargs["variants"] = [
+                _call(v, ("VideoVariant",), f"{where}.variants[{j}]")[1] for j, v in enumerate(kw.value.elts)
+            ]
+        else:
+            kwargs[kw.arg] = _literal(kw.value, f"{where}.{kw.arg}")
+    return name, kwargs
+
+
+def _num(value, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and value >= 0:
+        return float(value)
+    raise MediaParseError(f"{where}: expected a non-negative number, got {value!r}")
+
+
+def parse_media(text) -> list[dict]:
+    """Return a list of items {kind, preview_url, full_url, thumbnail_url, variants, duration, views}.
+
+    An empty cell means no media. Raises MediaParseError with the offending position otherwise.
+    """
+    if text is None or (isinstance(text, float) and text != text):
+        return []
+    s = str(text).strip()
+    if s.lower() in EMPTY:
+        return []
+    try:
+        tree = ast.parse(s, mode="eval").body
+    except SyntaxError as e:
+        raise MediaParseError(f"not a media list: syntax error at column {e.offset}") from None
+    if not isinstance(tree, ast.List):
+        raise MediaParseError("not a media list: expected [...]")
+    items = []
+    for i, node in enumerate(tree.elts):
+        kind, kw = _call(node, KINDS, f"item {i}")
+        variants = [
+            {
+                "content_type": v.get("contentType"),
+                "url": v.get("url"),
+                "bitrate": None if v.get("bitrate") is None else int(_num(v.get("bitrate"), f"item {i}.bitrate")),
+            }
+            for v in kw.get("variants", [])
+        ]
+        item = {
+            "kind": kind,
+            "preview_url": kw.get("previewUrl"),
+            "full_url": kw.get("fullUrl"),
+            "thumbnail_url": kw.get("thumbnailUrl"),
+            "variants": variants,
+            "duration": _num(kw.get("duration"), f"item {i}.duration"),
+            "views": _num(kw.get("views"), f"item {i}.views"),
+        }
+        if not image_url(item):
+            raise MediaParseError(f"item {i}: {kind} has no image URL")
+        items.append(item)
+    return items
+
+
+def image_url(item: dict) -> str | None:
+    """The URL worth fetching for an item: the photo itself, or the video/GIF thumbnail."""
+    if item["kind"] == "Photo":
+        return item.get("full_url") or item.get("preview_url")
+    return item.get("thumbnail_url")
+
+
+def summarise(items: list[dict]) -> dict:
+    """Flat per-row media columns used by features and prompts."""
+    durations = [it["duration"] for it in items if it.get("duration") is not None]
+    views = [it["views"] for it in items if it.get("views") is not None]
+    return {
+        "n_media": len(items),
+        "n_photo": sum(it["kind"] == "Photo" for it in items),
+        "n_video": sum(it["kind"] == "Video" for it in items),
+        "n_gif": sum(it["kind"] == "Gif" for it in items),
+        "video_duration": max(durations) if durations else None,
+        "video_views": sum(views) if views else None,
+        "image_urls": [image_url(it) for it in items],
+    }
+
+
+def media_kind(row) -> str:
+    """One word for prompts: the kinds present, e.g. 'photo', 'video', 'photo+gif', or 'none'."""
+    kinds = [k.lower() for k, n in (("Photo", row["n_photo"]), ("Video", row["n_video"]), ("Gif", row["n_gif"])) if n]
+    return "+".join(kinds) or "none"

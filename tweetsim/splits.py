@@ -1,0 +1,70 @@
+"""Train / val / test assignment under three regimes.
+
+- random: each row by a seeded hash of its key.
+- unseen_brand: whole companies by a seeded hash of the company name, so no company is on two sides.
+- unseen_time: by date, at the cut-offs in params (val from `val_from`, test from `test_from`).
+Hashing (not a shuffled order) keeps a row's split stable when other rows are added or removed.
+"""
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+REGIMES = ("random", "unseen_brand", "unseen_time")
+
+
+def _unit(keys, seed: int) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) for each key."""
+    out = np.empty(len(keys))
+    for i, k in enumerate(keys):
+        h = hashlib.sha256(f"{seed}:{k}".encode()).digest()
+        out[i] = int.from_bytes(h[:8], "big") / 2**64
+    return out
+
+
+def _by_fraction(u: np.ndarray, val: float, test: float) -> np.ndarray:
+    if not (0 <= val and 0 <= test and val + test < 1):
+        raise ValueError(f"split fractions val={val}, test={test} must be >= 0 and sum below 1")
+    return np.where(u < test, "test", np.where(u < test + val, "val", "train"))
+
+
+def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Return `source,id` and one column per regime in params['regimes']."""
+    seed = int(params["seed"])
+    out = table[["source", "id"]].copy()
+    for regime in params["regimes"]:
+        cfg = params[regime]
+        if regime == "random":
+            keys = [f"{s}/{i}" for s, i in zip(table["source"], table["id"])]
+            out[regime] = _by_fraction(_unit(keys, seed), cfg["val"], cfg["test"])
+        elif regime == "unseen_brand":
+            companies = sorted(table["company"].unique())
+            side = dict(zip(companies, _by_fraction(_unit(companies, seed), cfg["val"], cfg["test"])))
+            out[regime] = table["company"].map(side).to_numpy()
+        elif regime == "unseen_time":
+            val_from, test_from = pd.Timestamp(cfg["val_from"], tz="UTC"), pd.Timestamp(cfg["test_from"], tz="UTC")
+            if not val_from < test_from:
+                raise ValueError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
+            if table["date"].isna().any():
+                raise ValueError("split.unseen_time: some rows have no date")
+            d = table["date"]
+            out[regime] = np.where(d >= test_from, "test", np.where(d >= val_from, "val", "train"))
+        else:
+            raise ValueError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
+    return out
+
+
+def summary(splits: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Counts per regime and side, of all rows, rows with likes and rows with content."""
+    has_likes = table["likes"].notna().to_numpy()
+    has_text = table["content"].notna().to_numpy()
+    res = {}
+    for regime in [c for c in splits.columns if c not in ("source", "id")]:
+        res[regime] = {
+            side: {"rows": int((splits[regime] == side).sum()),
+                   "with_likes": int(((splits[regime] == side).to_numpy() & has_likes).sum()),
+                   "with_content": int(((splits[regime] == side).to_numpy() & has_text).sum())}
+            for side in ("train", "val", "test")
+        }
+    return res
