@@ -12,7 +12,7 @@ import pandas as pd
 
 from tweetsim import embed
 from tweetsim.baselines import Retriever, likes_baselines
-from tweetsim.load import read_tweets
+from tweetsim.schema import read_tweets
 from tweetsim.params import load_params
 
 

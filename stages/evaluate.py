@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim import embed
-from tweetsim.load import read_tweets
+from tweetsim.schema import read_tweets
 from tweetsim.metrics import likes_metrics, text_metrics, to_json_safe
 from tweetsim.params import load_params
 

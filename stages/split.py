@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tweetsim.load import read_tweets
+from tweetsim.schema import read_tweets
 from tweetsim.params import section
 from tweetsim.splits import assign, summary
 

@@ -34,6 +34,8 @@ def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
     seed = int(params["seed"])
     out = table[["source", "id"]].copy()
     for regime in params["regimes"]:
+        if regime not in REGIMES:
+            raise ValueError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
         cfg = params[regime]
         if regime == "random":
             keys = [f"{s}/{i}" for s, i in zip(table["source"], table["id"])]
@@ -50,8 +52,6 @@ def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
                 raise ValueError("split.unseen_time: some rows have no date")
             d = table["date"]
             out[regime] = np.where(d >= test_from, "test", np.where(d >= val_from, "val", "train"))
-        else:
-            raise ValueError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
     return out
 
 

@@ -1,0 +1,101 @@
+"""dvc.yaml and the code agree: every stage's script and the library modules it imports are deps,
+and every params section or key a stage reads is declared under its `params:` and exists."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+STAGES = DVC["stages"]
+
+
+def tweetsim_imports(path: Path) -> set[str]:
+    """tweetsim modules imported anywhere in the file (also inside functions), as repo paths."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tweetsim":
+            if node.module == "tweetsim":
+                found |= {f"tweetsim/{a.name}.py" for a in node.names}
+            else:
+                found.add(node.module.replace(".", "/") + ".py")
+        elif isinstance(node, ast.Import):
+            found |= {a.name.replace(".", "/") + ".py" for a in node.names if a.name.startswith("tweetsim.")}
+    return {f for f in found if (ROOT / f).exists()}
+
+
+def closure(path: Path) -> set[str]:
+    seen, todo = set(), [path]
+    while todo:
+        for mod in tweetsim_imports(todo.pop()):
+            if mod not in seen:
+                seen.add(mod)
+                todo.append(ROOT / mod)
+    return seen
+
+
+def stage_script(name: str, stage: dict) -> Path:
+    m = re.search(r"stages/\w+\.py", stage["cmd"])
+    assert m, f"stage {name}: cmd does not run a stages/*.py script"
+    return ROOT / m.group(0)
+
+
+def declared_params(stage: dict) -> set[str]:
+    out = set()
+    for entry in stage.get("params", []):
+        out |= set(entry) if isinstance(entry, dict) else {entry}
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_script_and_library_modules_are_deps(name):
+    stage = STAGES[name]
+    script = stage_script(name, stage)
+    deps = set(stage.get("deps", []))
+    needed = {script.relative_to(ROOT).as_posix()} | closure(script)
+    assert not needed - deps, f"stage {name}: add to deps: {sorted(needed - deps)}"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_params_read_are_declared_and_exist(name):
+    stage = STAGES[name]
+    text = stage_script(name, stage).read_text()
+    declared = declared_params(stage)
+    # sections: section("x") / params["x"] / params["x"]["y"]
+    variables = {}
+    for var, sec in re.findall(r'(\w+)\s*=\s*section\("(\w+)"', text):
+        variables[var] = sec
+    for var, sec in re.findall(r'(\w+)\s*=\s*params\["(\w+)"\]\s*$', text, flags=re.M):
+        variables[var] = sec
+    for var, sec in re.findall(r'(\w+),\s*\w+\s*=\s*params\["(\w+)"\]', text):
+        variables[var] = sec
+    used = set(variables.values())
+    for sec, key in re.findall(r'params\["(\w+)"\]\["(\w+)"\]', text):
+        used.add(f"{sec}.{key}")
+    for dotted in used:
+        head = dotted.split(".")[0]
+        assert dotted in declared or head in declared, f"stage {name} reads params '{dotted}' but does not declare it"
+        node = PARAMS
+        for part in dotted.split("."):
+            assert part in node, f"stage {name} reads '{dotted}', missing from params.yaml"
+            node = node[part]
+    for var, sec in variables.items():
+        for key in re.findall(rf'\b{var}\["(\w+)"\]|\b{var}\.get\("(\w+)"', text):
+            key = key[0] or key[1]
+            assert key in PARAMS[sec], f"stage {name} reads {sec}.{key}, missing from params.yaml"
+
+
+def test_every_declared_param_and_source_dep_exists():
+    for name, stage in STAGES.items():
+        for dotted in declared_params(stage):
+            node = PARAMS
+            for part in dotted.split("."):
+                assert part in node, f"stage {name} declares params '{dotted}', missing from params.yaml"
+                node = node[part]
+        for dep in stage.get("deps", []):
+            if dep.startswith(("stages/", "tweetsim/")):
+                assert (ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"

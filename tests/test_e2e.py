@@ -1,0 +1,61 @@
+"""End to end: `dvc repro` in a temporary copy of the repo, then `dvc exp run -S` with a changed
+param, and `dvc metrics diff` must report the change."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP = {".git", ".venv", ".dvc/cache", ".dvc/tmp", ".cache", "models", "dvclive", "data/media", "data/predictions",
+        ".pytest_cache", "metrics"}
+# Small settings so the whole DAG runs in a few minutes on 2 cores.
+TINY = {}
+
+
+def run(cmd, cwd, **kw):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kw)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def copy_repo(dst: Path) -> None:
+    def ignore(dirpath, names):
+        rel = Path(dirpath).relative_to(ROOT)
+        return [n for n in names if (rel / n).as_posix() in SKIP or n == "__pycache__" or n.endswith(".parquet")]
+
+    shutil.copytree(ROOT, dst, ignore=ignore)
+
+
+def test_repro_then_experiment_changes_metrics(tmp_path):
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in TINY.items():
+        node = params
+        *head, last = dotted.split(".")
+        for k in head:
+            node = node[k]
+        node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], repo)
+    out = run(["dvc", "repro"], repo, timeout=1200)
+    assert "download:" in out and "evaluate" in out
+    likes = json.loads((repo / "metrics" / "likes.json").read_text())
+    assert set(likes) == set(params["split"]["regimes"])
+    assert {"median", "account_median"} <= set(likes["unseen_time"])
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], repo)
+    assert "up to date" in run(["dvc", "repro"], repo)  # a no-op repro runs nothing
+    run(["dvc", "exp", "run", "-S", "split.seed=7"], repo, timeout=1200)
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
+    changed = {k for f in diff.values() for k, v in f.items() if v.get("diff")}
+    assert any(k.startswith("random.median.") for k in changed), diff
