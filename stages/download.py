@@ -35,7 +35,7 @@ def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
         counts = manifest["status"].value_counts().to_dict()
     else:
         manifest = fetch.manifest_not_fetched(urls)
-        manifest.to_csv(media / "manifest.csv", index=False)
+        fetch.write_manifest(manifest, media / "manifest.csv")
         counts = {"not_fetched": len(manifest)}
         print(f"download: media fetching is OFF (download.fetch_media=false): {len(urls)} image URLs listed, "
               "none fetched; caption/ocr will find no image files")
