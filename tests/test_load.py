@@ -118,3 +118,28 @@ def test_stage_fails_past_max_reject_fraction(tmp_path):
     assert len(read_tweets(tmp_path / "out" / "tweets.parquet")) == 3
     manifest = pd.read_csv(tmp_path / "out" / "media" / "manifest.csv")
     assert manifest["status"].tolist() == ["not_fetched"]
+
+
+def test_download_stage_fetches_media_from_a_local_server(tmp_path):
+    from httpserver import LocalServer, make_png
+    from stages_helper import run_download
+
+    srv = LocalServer({"a.png": make_png(1), "b.png": make_png(2)}).start()
+    try:
+        df = train_frame(3)
+        df.loc[0, "media"] = f"[Photo(previewUrl='{srv.url('/img/a.png')}', fullUrl='{srv.url('/img/a.png')}')]"
+        df.loc[1, "media"] = (f"[Video(thumbnailUrl='{srv.url('/img/b.png')}', variants=[], duration=3.0, views=9), "
+                              f"Gif(thumbnailUrl='{srv.url('/missing/c.jpg')}', variants=[])]")
+        df.loc[2, "media"] = "[]"
+        df.to_csv(tmp_path / "t.csv", index=False)
+        fetch = {"concurrency": 4, "per_host": 2, "connect_timeout": 2.0, "read_timeout": 2.0, "retries": 1,
+                 "backoff": 0.01, "max_bytes": 1_000_000}
+        out = run_download(tmp_path, tmp_path / "t.csv", fetch_media=True, fetch=fetch)
+    finally:
+        srv.stop()
+    manifest = pd.read_csv(out / "media" / "manifest.csv").set_index("url")
+    assert manifest.loc[srv.url("/img/a.png"), "status"] == "ok"
+    assert manifest.loc[srv.url("/img/b.png"), "kind"] == "Video"
+    assert manifest.loc[srv.url("/missing/c.jpg"), "status"] == "http_404"
+    for rel in manifest.loc[manifest["status"] == "ok", "path"]:
+        assert (out / "media" / rel).is_file()

@@ -26,19 +26,26 @@ def _load(path: str):
     return tok, model
 
 
+_memo: dict[tuple[str, int, str], np.ndarray] = {}  # stages embed the same tweets for every regime and model
+
+
 def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
     """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string."""
     import torch
 
-    tok, model = _load(model_path or default_model_path())
-    out = []
+    path = model_path or default_model_path()
+    tok, model = _load(path)
     texts = ["" if t is None or t != t else str(t) for t in texts]
+    todo = sorted({t for t in texts if (path, max_length, t) not in _memo}, key=len)  # similar lengths pad less
     with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            batch = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            batch = tok(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    dim = model.config.hidden_size
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
+            for t, v in zip(chunk, torch.nn.functional.normalize(pooled, dim=-1).numpy()):
+                _memo[(path, max_length, t)] = v.astype(np.float32)
+    if not texts:
+        return np.zeros((0, model.config.hidden_size), np.float32)
+    return np.stack([_memo[(path, max_length, t)] for t in texts])

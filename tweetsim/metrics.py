@@ -1,0 +1,176 @@
+"""Scores for like prediction and tweet writing, shared by every model so all are compared alike.
+
+Likes: RMSE, RMSE of log1p values (the headline: likes are heavy-tailed), MAE, Spearman, and the
+high/low accuracy of the LCBM paper (truth and prediction split at the *training* median).
+
+Text: corpus BLEU-1..4 and CIDEr-D from pycocoevalcap (the coco-caption code the LCBM paper's
+numbers come from), mean ROUGE-1/2/L F-measure from rouge-score, and the mean cosine of MiniLM
+sentence embeddings. All n-gram metrics see the same tokens, from `tokenize` below: rouge-score's
+own tokenizer would drop emoji, non-ascii words and the `<hyperlink>`/`<mention>` placeholders,
+which are a large part of what a tweet writer must get right.
+"""
+
+import html
+import math
+import re
+from typing import Callable
+
+import numpy as np
+
+PLACEHOLDERS = ("<hyperlink>", "<mention>")
+
+# Order matters: placeholders, then @handles and #hashtags, then words (an inner apostrophe keeps
+# "don't" whole), then any other visible character on its own: punctuation, and emoji together
+# with their variation selectors, skin tones and zero-width-joined parts.
+_TOKEN = re.compile(
+    "|".join(re.escape(p) for p in PLACEHOLDERS)
+    + r"|[@#]\w+"
+    + r"|\w+(?:['’]\w+)*"
+    + r"|[^\w\s](?:[\ufe0f\U0001F3FB-\U0001F3FF]|\u200d[^\w\s])*"
+)
+
+
+def tokenize(text: str | None) -> list[str]:
+    """Lowercased tokens; HTML entities (`&amp;` in the data) are unescaped first. None -> []."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return []
+    return _TOKEN.findall(html.unescape(str(text)).lower())
+
+
+def _as_array(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"likes_metrics: {name} is not numeric: {e}") from None
+    return arr
+
+
+def likes_metrics(y_true, y_pred, train_median: float) -> dict:
+    """Scores of predicted like counts against the truth.
+
+    `rmse` and `mae` use the predictions as given; `rmse_log1p` clips negative predictions to 0
+    first (log1p is undefined below -1, and no tweet has negative likes). `spearman` is None when
+    undefined (constant truth or predictions, or fewer than 2 rows): reporting 0.0 would claim
+    "no rank agreement", which was not measured. `high_low_accuracy`: a value is high iff it is
+    > `train_median` (the median likes of the regime's training rows, so test labels never set the
+    threshold); the share of rows where truth and prediction fall on the same side.
+    """
+    t, p = _as_array(y_true, "y_true"), _as_array(y_pred, "y_pred")
+    if len(t) != len(p):
+        raise ValueError(f"likes_metrics: y_true has {len(t)} values but y_pred has {len(p)}")
+    if len(t) == 0:
+        raise ValueError("likes_metrics: no rows to score")
+    for name, arr in (("y_true", t), ("y_pred", p)):
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if len(bad):
+            raise ValueError(f"likes_metrics: {name} has {len(bad)} NaN/inf values (first at position {bad[0]})")
+    neg = np.flatnonzero(t < 0)
+    if len(neg):
+        raise ValueError(f"likes_metrics: y_true has {len(neg)} negative like counts (first at position {neg[0]})")
+    if train_median is None or not math.isfinite(float(train_median)):
+        raise ValueError(f"likes_metrics: train_median must be a finite number, got {train_median!r}")
+    from scipy.stats import spearmanr
+
+    err = p - t
+    log_err = np.log1p(np.clip(p, 0, None)) - np.log1p(t)
+    spearman = None
+    if len(t) > 1 and np.ptp(t) > 0 and np.ptp(p) > 0:
+        rho = float(spearmanr(t, p).statistic)
+        spearman = rho if math.isfinite(rho) else None
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "rmse_log1p": float(np.sqrt(np.mean(log_err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "spearman": spearman,
+        "high_low_accuracy": float(np.mean((t > train_median) == (p > train_median))),
+        "n": int(len(t)),
+    }
+
+
+class _Tokenizer:
+    """rouge-score calls `.tokenize(text)`; give it the shared tokens (no stemming)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return tokenize(text)
+
+
+def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
+                 encode: Callable[[list[str]], np.ndarray] | None = None) -> dict:
+    """Scores of written tweets `hyps` against the real ones `refs` (one reference each).
+
+    - `bleu1`..`bleu4`: corpus BLEU (clipped n-gram counts and lengths summed over all pairs, one
+      brevity penalty), pycocoevalcap's Bleu, no smoothing: a corpus with no matching 4-gram
+      scores ~0 on BLEU-4.
+    - `rouge1`, `rouge2`, `rougeL`: mean over pairs of the F-measure (rouge-score, sentence-level
+      LCS for L, shared tokenizer, no stemming).
+    - `cider`: pycocoevalcap's Cider, which is CIDEr-D (clipped counts, Gaussian length penalty,
+      x10). Its IDF comes from the references of *this* corpus, so scores depend on the set
+      scored together and a single pair always scores 0; compare models on the same rows.
+    - `embedding_cosine`: mean cosine of sentence embeddings (`encode`, default
+      `tweetsim.embed.encode`, unit vectors); None when `embed` is False.
+    Empty hypotheses are valid and score 0 on every measure (the embedding cosine included: the
+    encoder would otherwise give an empty string a non-zero similarity). None counts as empty.
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(f"text_metrics: {len(refs)} references but {len(hyps)} hypotheses")
+    if len(refs) == 0:
+        raise ValueError("text_metrics: no rows to score")
+    bad = [i for i, r in enumerate(refs) if not isinstance(r, str)]
+    if bad:
+        raise ValueError(f"text_metrics: reference {bad[0]} is {refs[bad[0]]!r}, not a string ({len(bad)} such)")
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from rouge_score import rouge_scorer
+
+    ref_toks = [tokenize(r) for r in refs]
+    hyp_toks = [tokenize(h) for h in hyps]
+    gts = {i: [" ".join(t)] for i, t in enumerate(ref_toks)}
+    res = {i: [" ".join(t)] for i, t in enumerate(hyp_toks)}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Tokenizer())
+    rouge = {k: 0.0 for k in ("rouge1", "rouge2", "rougeL")}
+    for r, h in zip(refs, hyps):
+        if h is None:
+            continue
+        s = scorer.score(r, str(h))
+        for k in rouge:
+            rouge[k] += s[k].fmeasure
+
+    cosine = None
+    if embed:
+        if encode is None:
+            from tweetsim.embed import encode
+        # The slow part: encode each distinct text once (generations repeat), ordered by length
+        # so each batch pads to a similar length.
+        uniq = sorted(set(refs) | {str(h) for h, t in zip(hyps, hyp_toks) if t}, key=lambda s: (len(s), s))
+        vecs = dict(zip(uniq, np.asarray(encode(uniq), dtype=np.float64)))
+        cos = [float(vecs[r] @ vecs[str(h)]) if t else 0.0 for r, h, t in zip(refs, hyps, hyp_toks)]
+        cosine = float(np.mean(cos))
+
+    n = len(refs)
+    out = {f"bleu{k + 1}": float(bleu[k]) for k in range(4)}
+    out.update({k: v / n for k, v in rouge.items()})
+    out.update({"cider": float(cider), "embedding_cosine": cosine, "n": n})
+    return out
+
+
+def to_json_safe(d, ndigits: int = 6):
+    """Copy of nested dicts/lists with floats rounded and NaN/inf -> None, numpy scalars -> Python,
+    so metrics JSON is valid and stable across runs (last-bit float noise does not show as a diff)."""
+    if isinstance(d, dict):
+        return {str(k): to_json_safe(v, ndigits) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [to_json_safe(v, ndigits) for v in d]
+    if isinstance(d, (bool, np.bool_)):
+        return bool(d)
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    if isinstance(d, (float, np.floating)):
+        f = float(d)
+        if not math.isfinite(f):
+            return None
+        r = round(f, ndigits)
+        return 0.0 if r == 0 else r  # no "-0.0"
+    return d
