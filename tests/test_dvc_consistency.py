@@ -11,7 +11,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-STAGES = DVC["stages"]
+# a foreach/matrix stage is checked through its `do` template
+STAGES = {name: stage.get("do", stage) for name, stage in DVC["stages"].items()}
 
 
 def tweetsim_imports(path: Path) -> set[str]:

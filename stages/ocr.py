@@ -1,0 +1,71 @@
+"""ocr: text in tweet media -> data/ocr.parquet (text, boxes and confidence per tweet),
+data/ocr_rejects.csv (one line per unreadable or corrupt image file).
+
+usage: python stages/ocr.py [params.yaml] [data] [--shard K] [--merge]
+
+Sharding works as in stages/caption.py: data/shards/ocr-K-of-N.parquet, then `--merge`.
+"""
+
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tweetsim import images as imgs
+from tweetsim import ocr
+from tweetsim.params import section
+from tweetsim.schema import read_tweets
+
+
+def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
+    p = section("ocr", params_path)
+    data = Path(data_dir)
+    shards, shard = int(p["shards"]), int(p["shard"])
+    if "--shard" in flags:
+        shard = int(flags[flags.index("--shard") + 1])
+    tweets = read_tweets(data / "tweets.parquet")
+    if "--merge" in flags:
+        return merge(data, shards, len(tweets))
+
+    rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
+    loud = imgs.loud_missing("ocr", rows)
+    if loud:
+        print(loud, file=sys.stderr, flush=True)
+    jobs = {it.sha256: it.path for r in rows for it in r.files}
+    cache = imgs.ResultCache(p["cache_dir"])
+    if jobs:
+        results, errors, backend = ocr.ocr_images(jobs, p, cache, progress=p["progress"])
+    else:
+        backend, results, errors = None, {}, {}
+        print("ocr: no image file in this run, so the OCR engine was not loaded; ocr_text is null on every row",
+              file=sys.stderr, flush=True)
+    records, rejects = ocr.build_table(rows, results, errors, backend)
+
+    if shards > 1:
+        out, rej = data / "shards" / f"ocr-{shard}-of-{shards}.parquet", data / "shards" / f"ocr_rejects-{shard}-of-{shards}.csv"
+    else:
+        out, rej = data / "ocr.parquet", data / "ocr_rejects.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(ocr.to_arrow(records), out)
+    imgs.write_rejects(rej, rejects)
+    with_text = sum(1 for r in records if r["ocr_text"])
+    print(f"ocr: {len(records)} rows -> {out} (shard {shard}/{shards}); {len(jobs) - len(errors)} images read "
+          f"by {backend or 'no engine'}, {with_text} rows with text, {len(rejects)} unreadable -> {rej}; "
+          f"cache {cache.hits} hits / {cache.misses} misses")
+
+
+def merge(data: Path, shards: int, n_tweets: int) -> None:
+    parts = [data / "shards" / f"ocr-{k}-of-{shards}.parquet" for k in range(shards)]
+    missing = [str(p) for p in parts if not p.exists()]
+    if missing:
+        sys.exit(f"ocr --merge: missing shard outputs {missing}")
+    table = imgs.merge_shards([pq.read_table(p) for p in parts], schema=ocr.schema())
+    if table.num_rows != n_tweets:
+        sys.exit(f"ocr --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
+    pq.write_table(table, data / "ocr.parquet")
+    imgs.merge_rejects([data / "shards" / f"ocr_rejects-{k}-of-{shards}.csv" for k in range(shards)], data / "ocr_rejects.csv")
+    print(f"ocr: merged {shards} shards -> {data / 'ocr.parquet'} ({table.num_rows} rows)")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,223 @@
+"""caption stage: precomputed captions kept, the default EfficientNet-Lite0 captioner and embedder,
+the CLIP embedder and its stand-in, the BLIP / BLIP-2 / ViT-GPT2 code paths on tiny random models
+loaded through the production `from_pretrained` path, corrupt / animated / very large files, the
+cache (cold and warm), sharding and merge."""
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from stages_helper import stage, write_params
+from test_ocr import gif_bytes, make_dataset, text_image, to_bytes
+from tweetsim import caption as cap
+from tweetsim import images as imgs
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "a the photo of cat dog man on with logo red blue".split() + list("bdefghijklmnopqrstuvwxyz")
+TARGET = "cat"
+VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+
+
+def photo(seed: int, size=(320, 240)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------- unit
+def test_imagenet_labels_and_description():
+    labels = cap.imagenet_labels()
+    assert len(labels) == 1000 and labels[0] == "tench" and labels[281] == "tabby"
+    p = np.zeros(1000)
+    p[281], p[282], p[285], p[0] = 0.6, 0.2, 0.1, 0.01
+    assert cap.describe_labels(p, top_k=3, min_prob=0.05) == "a tabby, possibly a tiger cat or an Egyptian cat"
+    assert cap.describe_labels(p, top_k=3, min_prob=0.15) == "a tabby, possibly a tiger cat"
+    assert cap.describe_labels(p, top_k=1) == "a tabby"
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return cap.EfficientNetLite0(top_k=3, min_prob=0.05, device="cpu")
+
+
+def test_efficientnet_batched_equals_one_by_one(effnet):
+    ims = [photo(i) for i in range(3)] + [text_image("hello")]
+    batched = effnet.run(ims)
+    single = [effnet.run([im])[0] for im in ims]
+    for b, s in zip(batched, single):
+        assert b["caption"] == s["caption"] and b["caption"].startswith(("a ", "an "))
+        assert b["embedding"].shape == (1280,) and abs(np.linalg.norm(b["embedding"]) - 1) < 1e-5
+        assert np.allclose(b["embedding"], s["embedding"], atol=1e-4)
+
+
+# ---------------------------------------------------------------- tiny Hugging Face models
+def _steer(model, tok, lm_norm: str | None):
+    """Make a random model always emit TARGET, so decoding can be checked exactly."""
+    import torch
+
+    tid = tok.convert_tokens_to_ids(TARGET)
+    out = model.get_output_embeddings()
+    with torch.no_grad():
+        if lm_norm is None:  # BLIP: the prediction head has a bias
+            model.text_decoder.cls.predictions.bias.zero_()
+            model.text_decoder.cls.predictions.bias[tid] = 50.0
+        else:  # final layer norm outputs ones; only TARGET's output row responds
+            norm = dict(model.named_modules())[lm_norm]
+            norm.weight.zero_()
+            norm.bias.fill_(1.0)
+            out.weight.zero_()
+            out.weight[tid] = 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    tok = tf.BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)})
+    V = len(tok)
+    ip = tf.BlipImageProcessor(size={"height": 32, "width": 32})
+    text = dict(vocab_size=V, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
+    paths = {}
+
+    blip = tf.BlipForConditionalGeneration(tf.BlipConfig(
+        vision_config=VISION, text_config=dict(**text, encoder_hidden_size=32, bos_token_id=2, eos_token_id=3, pad_token_id=0, sep_token_id=3)))
+    _steer(blip, tok, None)
+    paths["blip"] = root / "blip"
+    blip.save_pretrained(paths["blip"])
+    tf.BlipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(paths["blip"])
+
+    proc2 = tf.Blip2Processor(image_processor=ip, tokenizer=tf.BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}), num_query_tokens=4)
+    blip2 = tf.Blip2ForConditionalGeneration(tf.Blip2Config(
+        vision_config=VISION, qformer_config=dict(**text, encoder_hidden_size=32),
+        text_config=dict(model_type="opt", vocab_size=len(proc2.tokenizer), hidden_size=32, ffn_dim=37, num_hidden_layers=1,
+                         num_attention_heads=2, word_embed_proj_dim=32, bos_token_id=2, eos_token_id=3, pad_token_id=0,
+                         max_position_embeddings=64),
+        num_query_tokens=4, image_token_index=proc2.tokenizer.convert_tokens_to_ids("<image>")))
+    _steer(blip2, proc2.tokenizer, next(n for n, _ in blip2.named_modules() if n.endswith("final_layer_norm")))
+    paths["blip2"] = root / "blip2"
+    blip2.save_pretrained(paths["blip2"])
+    proc2.save_pretrained(paths["blip2"])
+
+    vcfg = tf.VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        tf.ViTConfig(**VISION), tf.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=2, n_positions=64, bos_token_id=2, eos_token_id=3, pad_token_id=0))
+    vcfg.decoder_start_token_id, vcfg.pad_token_id, vcfg.eos_token_id = 2, 0, 3
+    vit = tf.VisionEncoderDecoderModel(vcfg)
+    vit.generation_config.decoder_start_token_id, vit.generation_config.pad_token_id, vit.generation_config.eos_token_id = 2, 0, 3
+    _steer(vit, tok, next(n for n, _ in vit.named_modules() if n.endswith("ln_f")))
+    paths["vit-gpt2"] = root / "vitgpt2"
+    vit.save_pretrained(paths["vit-gpt2"])
+    tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(paths["vit-gpt2"])
+    tok.save_pretrained(paths["vit-gpt2"])
+
+    clip = tf.CLIPModel(tf.CLIPConfig(vision_config=VISION, text_config=dict(**text, max_position_embeddings=16), projection_dim=16))
+    paths["clip"] = root / "clip"
+    clip.save_pretrained(paths["clip"])
+    tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(paths["clip"])
+    return paths
+
+
+@pytest.mark.parametrize("backend", ["blip", "blip2", "vit-gpt2"])
+def test_hf_captioners_generate_through_from_pretrained(tiny_models, backend):
+    c = cap.HFCaptioner(backend, str(tiny_models[backend]), max_new_tokens=3, device="cpu")
+    out = c.run([photo(1), photo(2, (40, 90)), text_image("x")])
+    assert [o["caption"] for o in out] == [" ".join([TARGET] * 3)] * 3
+    assert c.id == f"{backend}:{tiny_models[backend]}"
+
+
+def test_hf_captioner_without_weights_is_a_clear_error(tmp_path):
+    with pytest.raises(OSError, match="cannot load"):
+        cap.HFCaptioner("blip2", str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="model_name"):
+        cap.HFCaptioner("blip", None)
+
+
+def test_clip_embedder_and_stand_in(tiny_models):
+    msgs = []
+    c, e = cap.load_models({"embedding": "clip", "clip_model": str(tiny_models["clip"]), "device": "cpu"}, log=msgs.append)
+    assert isinstance(e, cap.ClipEmbedder) and not msgs
+    v = e.run([photo(3), photo(4)])
+    assert v[0]["embedding"].shape == (16,) and abs(np.linalg.norm(v[0]["embedding"]) - 1) < 1e-5
+    assert not np.allclose(v[0]["embedding"], v[1]["embedding"])
+    c, e = cap.load_models({"embedding": "clip", "clip_model": "openai/clip-vit-base-patch32", "device": "cpu"}, log=msgs.append)
+    assert e is c and e.name == "efficientnet_lite0" and "STAND IN" in msgs[0]
+
+
+# ---------------------------------------------------------------- the stage
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    big = photo(7, (6000, 4000))
+    return make_dataset(tmp_path_factory.mktemp("capdata"), [
+        {"id": 1, "data": to_bytes(photo(1), "JPEG")},
+        {"id": 2, "data": to_bytes(photo(2), "JPEG"), "caption": "a given caption"},
+        {"id": 3, "data": None, "caption": "precomputed only"},
+        {"id": 4, "data": None},
+        {"id": 5, "data": b"\xff\xd8\xff\xe0 truncated jpeg"},
+        {"id": 6, "kind": "Gif", "data": gif_bytes(["one", "two", "three"])},
+        {"id": 7, "data": to_bytes(big, "JPEG")},
+        {"id": 8, "kind": "Video", "data": to_bytes(photo(8), "JPEG")},
+        {"id": 9, "parts": [("Photo", to_bytes(photo(1), "JPEG")), ("Photo", to_bytes(photo(9), "PNG"))]},
+    ])
+
+
+def run_stage(data, tmp, flags=(), **over):
+    params = write_params(tmp, **{"caption.cache_dir": str(tmp / "cache"), "caption.progress": False, "caption.device": "cpu",
+                                  "caption.frames": 3, "caption.batch_size": 4, **over})
+    stage("caption").main(str(params), str(data), *flags)
+    return pq.read_table(data / "captions.parquet").to_pandas().set_index("id")
+
+
+def test_caption_stage_end_to_end_cache_and_shards(dataset, tmp_path, capsys):
+    out = run_stage(dataset, tmp_path)
+    err = capsys.readouterr()
+    assert "2 of 9 rows have media but NO image file" in err.err and "STAND IN" in err.err
+    assert list(out.index) == list(range(1, 10))
+    src = out["caption_source"]
+    assert src[1] == "efficientnet_lite0" and out.caption[1].startswith("a photo of a")
+    assert src[2] == "precomputed" and out.caption[2] == "a given caption" and out.embedding[2] is not None
+    assert src[3] == "precomputed" and out.status[3] == "no_image_file" and out.embedding[3] is None
+    assert pd.isna(src[4]) and pd.isna(out.caption[4]) and "not_fetched" in out.reason[4]
+    assert out.status[5] == "unreadable" and pd.isna(out.caption[5])
+    assert out.caption[6].startswith("an animated gif of")
+    assert out.caption[7].startswith("a photo of") and out.status[7] == "ok"  # 6000x4000 read fine
+    assert out.caption[8].startswith("a video showing")
+    assert out.n_images_read[9] == 2 and out.caption[9].startswith(out.caption[1] + " | ")
+    emb = np.stack(out.embedding[[1, 2, 6, 7, 8, 9]].to_numpy())
+    assert emb.shape == (6, 1280) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert set(out.embedding_backend.dropna()) == {"efficientnet_lite0"}
+    rejects = pd.read_csv(dataset / "caption_rejects.csv")
+    assert rejects.id.tolist() == [5] and rejects.reason[0].startswith(("corrupt", "not an image"))
+    assert "cache 0 hits / 7 misses" in err.out  # 7 distinct files (id 9 reuses id 1's)
+    first = (dataset / "captions.parquet").read_bytes()
+
+    run_stage(dataset, tmp_path)
+    assert "cache 6 hits / 1 misses" in capsys.readouterr().out  # the corrupt file is re-checked
+    assert (dataset / "captions.parquet").read_bytes() == first
+
+    for k in range(3):
+        run_stage(dataset, tmp_path, ("--shard", str(k)), **{"caption.shards": 3})
+    run_stage(dataset, tmp_path, ("--merge",), **{"caption.shards": 3})
+    assert (dataset / "captions.parquet").read_bytes() == first
+
+    again = run_stage(dataset, tmp_path, **{"caption.recompute": True})
+    assert again.caption_source[2] == "efficientnet_lite0" and again.caption[3] == "precomputed only"
+
+
+def test_caption_stage_with_tiny_blip_and_clip(dataset, tmp_path, tiny_models, capsys):
+    out = run_stage(dataset, tmp_path, **{"caption.backend": "blip", "caption.model_name": str(tiny_models["blip"]),
+                                          "caption.clip_model": str(tiny_models["clip"]), "caption.max_new_tokens": 2})
+    assert out.caption[1] == f"{TARGET} {TARGET}" and out.caption_source[1] == "blip"
+    assert out.caption[6] == f"{TARGET} {TARGET}"  # three GIF frames, one distinct caption
+    assert out.caption_source[2] == "precomputed"
+    assert set(out.embedding_backend.dropna()) == {"clip"} and len(out.embedding[1]) == 16
+    assert "STAND IN" not in capsys.readouterr().err
+
+
+def test_no_image_files_runs_without_models(tmp_path, capsys):
+    data = make_dataset(tmp_path, [{"id": 1, "data": None, "caption": "c"}, {"id": 2, "data": None}])
+    out = run_stage(data, tmp_path, **{"caption.backend": "blip2", "caption.model_name": "not/available"})
+    err = capsys.readouterr().err
+    assert "2 of 2 rows have media but NO image file" in err and "no model was loaded" in err
+    assert out.caption_source[1] == "precomputed" and pd.isna(out.caption_source[2]) and out.status.tolist() == ["no_image_file"] * 2
