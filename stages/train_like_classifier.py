@@ -1,0 +1,54 @@
+"""train_like_classifier: per regime, fine-tune the like-bucket classifier on verbalised tweets and
+write the regressors' feature table (tabular features + the classifier's bucket probabilities).
+
+Writes models/like_classifier/<regime>/ (model + feature state), data/likes/features.parquet
+(`regime,source,id,side,likes,bucket` + features, every row with likes), dvclive/like_classifier/<regime>/
+(training curves) and metrics/like_classifier.json.
+usage: python stages/train_like_classifier.py [params.yaml] [data] [models] [dvclive/like_classifier] [metrics]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tweetsim import features as F
+from tweetsim.behaviour import attach_media_text, embed_texts, fit_regime
+from tweetsim.params import load_params
+from tweetsim.schema import read_tweets
+
+
+def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models",
+         live_dir: str = "dvclive/like_classifier", metrics_dir: str = "metrics") -> None:
+    from dvclive import Live
+
+    params = load_params(params_path)
+    p = params["train_like_classifier"]
+    data = Path(data_dir)
+    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    cap, ocr = data / "captions.parquet", data / "ocr.parquet"
+    for path, on, instead in ((cap, p["use_captions"], "the tweets' own caption column only"), (ocr, p["use_ocr"], "no OCR text")):
+        if on and not path.exists():
+            print(f"train_like_classifier: NOTE {path} not found: using {instead}")
+    table = attach_media_text(table, cap if p["use_captions"] else None, ocr if p["use_ocr"] else None)
+    side_stats = F.side_stats_table(table)
+    sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    emb = embed_texts(F.text_of(sup), p)
+    out = Path(models_dir) / "like_classifier"
+    parts, summary = [], {}
+    for regime in params["split"]["regimes"]:
+        with Live(dir=str(Path(live_dir) / regime), save_dvc_exp=False, dvcyaml=False) as live:
+            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, live=live, progress=p.get("progress", True))
+        parts.append(feats)
+        summary[regime] = {k: v for k, v in s.items() if k != "history"}
+        print(f"train_like_classifier {regime}: {int((feats['side'] == 'train').sum())} training rows, {s['steps']} steps, "
+              f"bucket accuracy val {s['val_accuracy']}, test {s['test_accuracy']}")
+    (data / "likes").mkdir(parents=True, exist_ok=True)
+    pd.concat(parts, ignore_index=True).to_parquet(data / "likes" / "features.parquet", index=False)
+    Path(metrics_dir).mkdir(exist_ok=True)
+    (Path(metrics_dir) / "like_classifier.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,216 @@
+"""Behaviour simulation end to end: the per-regime feature state, training glue, the final
+predictor that loads what `dvc repro` trained, and `tweetsim predict-likes`.
+
+Artefacts (all under `models/`, DVC outputs):
+- `like_classifier/<regime>/`: the fine-tuned classifier (HF folder), `state.json` (bucket edges,
+  max_length, feature names), `pca.npz`, `history_{username,company}.parquet` (training rows of the
+  regime), `history_all_{username,company}.parquet` (every row with likes: what the CLI uses as an
+  account's history), `side_stats.parquet` (organiser statistics by username).
+- `like_regressor/<lower edge>/<regime>.{ubj,json}`: the bucket's XGBoost and its metadata.
+- `likes/bundle.json`: which regime's models the CLI uses, the final mode and smearing.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim import features as F
+from tweetsim.likemodel import bucketize, predict_proba, verbalise
+
+
+def attach_media_text(table: pd.DataFrame, captions: Path | None, ocr: Path | None) -> pd.DataFrame:
+    """Captions from data/captions.parquet where present (else the tweets' own caption column), and
+    ocr_text from data/ocr.parquet, when those files exist."""
+    table = table.copy()
+    if captions is not None and Path(captions).exists():
+        cap = pd.read_parquet(captions, columns=["source", "id", "caption"]).rename(columns={"caption": "_cap"})
+        table = table.merge(cap, on=["source", "id"], how="left")
+        table["caption"] = table["_cap"].where(table["_cap"].notna() & (table["_cap"].astype(str) != ""), table["caption"])
+        table = table.drop(columns="_cap")
+    if ocr is not None and Path(ocr).exists():
+        o = pd.read_parquet(ocr, columns=["source", "id", "ocr_text"])
+        table = table.merge(o, on=["source", "id"], how="left")
+    if "ocr_text" not in table:
+        table["ocr_text"] = None
+    return table
+
+
+def embed_texts(texts: list[str], p: dict) -> np.ndarray:
+    if int(p["embed_components"]) <= 0:
+        return np.zeros((len(texts), 0), np.float32)
+    from tweetsim import embed
+
+    return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]))
+
+
+class FeatureState:
+    """Everything needed to featurise rows of one regime outside training."""
+
+    def __init__(self, edges, max_length, pca, tables, side_stats, feature_names=None):
+        self.edges, self.max_length, self.pca = list(edges), int(max_length), pca
+        self.tables, self.side_stats, self.feature_names = tables, side_stats, feature_names
+
+    def save(self, folder: Path, tables_all: dict | None = None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.pca.save(folder / "pca.npz")
+        for level, tab in self.tables.items():
+            tab.to_parquet(folder / f"history_{level}.parquet")
+        for level, tab in (tables_all or {}).items():
+            tab.to_parquet(folder / f"history_all_{level}.parquet")
+        self.side_stats.to_parquet(folder / "side_stats.parquet")
+        (folder / "state.json").write_text(json.dumps({"edges": self.edges, "max_length": self.max_length,
+                                                        "features": self.feature_names}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path, history: str = "all") -> "FeatureState":
+        st = json.loads((folder / "state.json").read_text())
+        prefix = "history_all_" if history == "all" else "history_"
+        tables = {lv: pd.read_parquet(folder / f"{prefix}{lv}.parquet") for lv in F.LEVELS}
+        return cls(st["edges"], st["max_length"], F.TextPCA.load(folder / "pca.npz"), tables,
+                   pd.read_parquet(folder / "side_stats.parquet"), st["features"])
+
+
+def tabular(rows: pd.DataFrame, hist: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA, probs: np.ndarray) -> pd.DataFrame:
+    """The regressors' feature matrix (row order of `rows`)."""
+    X = pd.concat([F.base_features(rows).reset_index(drop=True), hist.reset_index(drop=True),
+                   pca.transform(emb).reset_index(drop=True)], axis=1)
+    for k in range(probs.shape[1]):
+        X[f"p_bucket{k}"] = probs[:, k].astype(float)
+    return X
+
+
+def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
+               live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
+
+    `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings.
+    """
+    from tweetsim.likemodel import train_classifier
+
+    edges = p["bucket_edges"]
+    side = table[regime].to_numpy()
+    tr = side == "train"
+    va = side == "val"
+    train = table[tr]
+    tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
+    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[~tr], tables=tables)]).loc[table.index]
+    texts = verbalise(table, hist, int(p["max_chars"]))
+    labels = bucketize(table["likes"].astype(float), edges)
+    K = len(edges)
+    tok, model, history = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
+                                           [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
+    probs = predict_proba(tok, model, texts, int(p["max_length"]), int(p["eval_batch_size"]))
+    pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
+    X = tabular(table, hist, emb, pca, probs)
+    state = FeatureState(edges, p["max_length"], pca, tables, side_stats, list(X.columns))
+    folder = out / regime
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    tables_all = {lv: F.history_table(table, lv) for lv in F.LEVELS}
+    state.save(folder, tables_all)
+    meta = pd.DataFrame({"regime": regime, "source": table["source"].to_numpy(), "id": table["id"].to_numpy(),
+                         "side": side, "likes": table["likes"].astype(float).to_numpy(), "bucket": labels})
+    pred = probs.argmax(1)
+    summary = {"steps": history[-1]["step"] if history else 0, "history": history,
+               "test_accuracy": float(np.mean(pred[side == "test"] == labels[side == "test"])) if (side == "test").any() else None,
+               "val_accuracy": float(np.mean(pred[va] == labels[va])) if va.any() else None}
+    return pd.concat([meta, X], axis=1), summary
+
+
+class Predictor:
+    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.load.read_official)."""
+
+    def __init__(self, models_dir: str | Path = "models", num_threads: int = 2):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tweetsim.regressor import BucketGate, BucketRegressor
+
+        models = Path(models_dir)
+        bundle_path = models / "likes" / "bundle.json"
+        if not bundle_path.exists():
+            raise FileNotFoundError(f"{bundle_path} is missing: run `dvc repro` (stage combine_likes) first")
+        self.bundle = json.loads(bundle_path.read_text())
+        regime = self.bundle["regime"]
+        torch.set_num_threads(num_threads)
+        folder = models / "like_classifier" / regime
+        self.state = FeatureState.load(folder, self.bundle.get("history", "all"))
+        self.tok = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        self.regs = [BucketRegressor.load(models / "like_regressor" / str(e) / regime) for e in self.bundle["edges"]]
+        self.gate = BucketGate.load(models / "likes" / "gate" / regime) if self.bundle.get("gate") == "tabular" else None
+        self.p = self.bundle["params"]
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        from tweetsim.regressor import combine
+
+        rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
+        for col in ("company", "username"):
+            rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
+        if "ocr_text" not in rows:
+            rows["ocr_text"] = None
+        hist = F.history_features(rows, tables=self.state.tables)
+        texts = verbalise(rows, hist, int(self.p["max_chars"]))
+        probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]))
+        emb = embed_texts(F.text_of(rows), self.p) if self.state.pca.components is not None and self.state.pca.k else np.zeros((len(rows), 0))
+        X = tabular(rows, hist, emb, self.state.pca, probs)
+        if self.gate is not None:
+            probs = self.gate.predict(X)
+        z = np.stack([r.predict_log(X) for r in self.regs], 1)
+        smear = np.array([r.meta["smearing"] for r in self.regs])
+        return combine(probs, z, smear, self.bundle["final"], bool(self.bundle["smearing"]))
+
+
+def cli(argv: list[str]) -> int:
+    # --model lm: the image-conditioned behaviour LM (tweetsim.behaviour_lm, issue 7); bucket (default): below.
+    # Imported by name, as tweetsim.cli does, so the stages importing this module do not depend on the LM's code.
+    model_arg = next((a for a in argv if a == "--model" or a.startswith("--model=")), None)
+    if model_arg is not None:
+        i = argv.index(model_arg)
+        choice = model_arg.split("=", 1)[1] if "=" in model_arg else (argv[i + 1] if i + 1 < len(argv) else "")
+        argv = argv[:i] + argv[i + (1 if "=" in model_arg else 2):]
+        if choice == "lm":
+            import importlib
+
+            return importlib.import_module("tweetsim.behaviour_lm").cli(argv)
+        if choice != "bucket":
+            print(f"predict-likes: --model {choice!r}: choose bucket (default) or lm", file=sys.stderr)
+            return 2
+    from tweetsim.load import InputError, read_official
+
+    ap = argparse.ArgumentParser(prog="tweetsim predict-likes",
+                                 description="Predict likes for an official behaviour-simulation file (xlsx, csv or parquet).")
+    ap.add_argument("--input", required=True, help="id, date, content, username, media, inferred company (only id required)")
+    ap.add_argument("--output", required=True, help="CSV written with columns id,likes, one row per input row, input order")
+    ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    try:
+        rows, rejects = read_official(args.input)
+    except InputError as e:
+        print(f"predict-likes: {e}", file=sys.stderr)
+        return 2
+    for r in rejects.itertuples():
+        print(f"predict-likes: WARNING {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (predicted without it)",
+              file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        predictor = Predictor(args.models, args.threads)
+    except FileNotFoundError as e:
+        print(f"predict-likes: {e}", file=sys.stderr)
+        return 2
+    t1 = time.perf_counter()
+    likes = predictor.predict(rows) if len(rows) else np.zeros(0)
+    t2 = time.perf_counter()
+    out = pd.DataFrame({"id": rows["id"].astype("int64").to_numpy() if len(rows) else np.zeros(0, np.int64),
+                        "likes": np.rint(likes).astype(np.int64)})
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    print(f"predict-likes: {len(out)} rows -> {args.output} (load {t1 - t0:.1f}s, predict {t2 - t1:.1f}s, "
+          f"{len(rejects)} row problems reported)")
+    return 0

@@ -1,0 +1,155 @@
+"""Tabular features for the likes models: account / brand history, side statistics, media, text, date.
+
+History leakage is the trap here (see GUIDE.md): a training row's account history must come from
+that account's *earlier* training rows only (time-ordered, shifted), never from a set that holds
+the row's own likes. Rows being predicted (val, test, the CLI's input) use the history of every
+training row of the account.
+
+`acct_*_likes` and `followers` are side columns of tweets.parquet computed by the organisers over
+the full 300K training file (account statistics, scraped profiles). They are used as features:
+they are known before any tweet in our test splits is predicted, and they are what a deployed
+model would have. For the 200 training-file rows they include the row's own likes (1 of ~120
+tweets an account on average), a small optimistic bias documented in the README.
+"""
+
+import numpy as np
+import pandas as pd
+
+LEVELS = {"username": "acct", "company": "brand"}
+HIST_STATS = ("n", "mean", "median", "last5", "days_since")
+SIDE_COLUMNS = ["followers", "acct_avg_likes", "acct_median_likes", "acct_mode_likes", "acct_max_likes", "acct_min_likes"]
+EPOCH = pd.Timestamp("2018-01-01", tz="UTC")
+
+
+def log_likes(likes) -> np.ndarray:
+    return np.log1p(np.asarray(likes, dtype=float))
+
+
+def history_table(train: pd.DataFrame, level: str) -> pd.DataFrame:
+    """Per `level` value: the summary over *all* given training rows (for rows being predicted)."""
+    t = train.assign(_y=log_likes(train["likes"])).sort_values(["date", "source", "id"], kind="stable")
+    g = t.groupby(level, sort=True)
+    return pd.DataFrame({"n": g.size().astype(float), "mean": g["_y"].mean(), "median": g["_y"].median(),
+                         "last5": g["_y"].apply(lambda s: s.iloc[-5:].mean()), "last_date": g["date"].max()})
+
+
+def shifted_history(train: pd.DataFrame, level: str) -> pd.DataFrame:
+    """For each training row (index kept): its `level`'s history over strictly earlier rows only."""
+    t = train.assign(_y=log_likes(train["likes"])).sort_values([level, "date", "source", "id"], kind="stable")
+    g = t.groupby(level, sort=False)["_y"]
+    out = pd.DataFrame(index=t.index)
+    out["n"] = g.cumcount().astype(float)
+    out["mean"] = g.transform(lambda s: s.expanding().mean().shift())
+    out["median"] = g.transform(lambda s: s.expanding().median().shift())
+    out["last5"] = g.transform(lambda s: s.rolling(5, min_periods=1).mean().shift())
+    prev = t.groupby(level, sort=False)["date"].shift()
+    out["days_since"] = (t["date"] - prev).dt.total_seconds() / 86400.0
+    return out.loc[train.index]
+
+
+def history_features(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> pd.DataFrame:
+    """History columns `<acct|brand>_hist_<stat>` for `rows`.
+
+    With `train` given and `rows` being exactly those training rows: shifted (earlier rows only).
+    Otherwise from `tables` ({level: history_table(...)}): all training rows of the account/brand.
+    """
+    out = pd.DataFrame(index=rows.index)
+    for level, prefix in LEVELS.items():
+        if train is not None:
+            h = shifted_history(train, level)
+        else:
+            tab = tables[level]
+            keys = rows[level].astype(str)
+            h = pd.DataFrame({s: keys.map(tab[s]) for s in ("n", "mean", "median", "last5")}, index=rows.index)
+            h["n"] = h["n"].fillna(0.0)
+            last = keys.map(tab["last_date"])
+            h["days_since"] = (pd.to_datetime(rows["date"], utc=True) - pd.to_datetime(last, utc=True)).dt.total_seconds() / 86400.0
+        for s in HIST_STATS:
+            out[f"{prefix}_hist_{s}"] = h[s].astype(float).to_numpy()
+    return out
+
+
+def side_stats_table(table: pd.DataFrame) -> pd.DataFrame:
+    """username -> organiser statistics (first known value), so the CLI can look them up."""
+    cols = [c for c in SIDE_COLUMNS if c in table.columns]
+    t = table[["username", *cols]].dropna(subset=cols, how="all")
+    return t.groupby("username", sort=True)[cols].first()
+
+
+def fill_side_stats(rows: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """Fill null side columns of `rows` from the username lookup `stats`."""
+    rows = rows.copy()
+    for c in stats.columns:
+        looked = rows["username"].map(stats[c])
+        rows[c] = rows[c].astype(float).fillna(looked) if c in rows else looked
+    return rows
+
+
+def text_of(rows: pd.DataFrame) -> list[str]:
+    """The text embedded for the PCA components: tweet text and media caption / OCR where known."""
+    parts = [rows[c].fillna("").astype(str) if c in rows else pd.Series("", index=rows.index)
+             for c in ("content", "caption", "ocr_text")]
+    return [" ".join(p for p in ps if p).strip() for ps in zip(*parts)]
+
+
+def base_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """Row-local features: side statistics, media, text statistics, date."""
+    f = pd.DataFrame(index=rows.index)
+    for c in SIDE_COLUMNS:
+        f[f"log_{c}"] = np.log1p(pd.to_numeric(rows[c], errors="coerce").astype(float).clip(lower=0)) if c in rows else np.nan
+    for c in ("n_media", "n_photo", "n_video", "n_gif", "n_mentions", "n_hashtags", "n_hyperlinks"):
+        f[c] = pd.to_numeric(rows[c], errors="coerce").astype(float) if c in rows else np.nan
+    f["video_duration"] = pd.to_numeric(rows.get("video_duration"), errors="coerce").astype(float) if "video_duration" in rows else np.nan
+    f["log_video_views"] = np.log1p(pd.to_numeric(rows["video_views"], errors="coerce").astype(float)) if "video_views" in rows else np.nan
+    content = rows["content"].fillna("").astype(str) if "content" in rows else pd.Series("", index=rows.index)
+    caption = rows["caption"].fillna("").astype(str) if "caption" in rows else pd.Series("", index=rows.index)
+    f["has_content"] = (content.str.len() > 0).astype(float)
+    f["content_chars"] = content.str.len().astype(float)
+    f["content_words"] = content.str.split().str.len().fillna(0).astype(float)
+    f["content_upper_frac"] = content.str.count(r"[A-Z]") / f["content_chars"].clip(lower=1)
+    f["content_exclaim"] = content.str.count("!").astype(float)
+    f["content_question"] = content.str.count(r"\?").astype(float)
+    f["content_nonascii"] = content.str.count(r"[^\x00-\x7f]").astype(float)
+    f["caption_chars"] = caption.str.len().astype(float)
+    d = pd.to_datetime(rows["date"], utc=True) if "date" in rows else pd.Series(pd.NaT, index=rows.index)
+    f["year"] = d.dt.year.astype(float)
+    f["month"] = d.dt.month.astype(float)
+    f["dayofweek"] = d.dt.day_of_week.astype(float)
+    f["hour"] = d.dt.hour.astype(float)
+    f["days"] = (d - EPOCH).dt.total_seconds() / 86400.0
+    return f.astype(float)
+
+
+class TextPCA:
+    """Sentence embeddings reduced to a few components fitted on training rows (raw 384-d vectors
+    overfit the trees: GUIDE.md)."""
+
+    def __init__(self, n_components: int):
+        self.k = int(n_components)
+        self.mean = None
+        self.components = None
+
+    def fit(self, vecs: np.ndarray) -> "TextPCA":
+        self.mean = vecs.mean(0)
+        k = min(self.k, *vecs.shape)
+        _, _, vt = np.linalg.svd(vecs - self.mean, full_matrices=False)
+        # sign convention: largest |loading| positive, so the fit is reproducible bit for bit
+        signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])
+        self.components = (vt[:k] * signs[:, None]).astype(np.float32)
+        return self
+
+    def transform(self, vecs: np.ndarray) -> pd.DataFrame:
+        z = (vecs - self.mean) @ self.components.T if self.components is not None and len(vecs) else np.zeros((len(vecs), 0))
+        return pd.DataFrame(z, columns=[f"emb_pc{i}" for i in range(z.shape[1])]).astype(float)
+
+    def save(self, path) -> None:
+        empty = np.zeros((0, 0), np.float32)  # k = 0 (no embedding features): still a loadable file
+        np.savez(path, mean=np.zeros(0, np.float32) if self.mean is None else self.mean,
+                 components=empty if self.components is None else self.components, k=self.k)
+
+    @classmethod
+    def load(cls, path) -> "TextPCA":
+        z = np.load(path)
+        pca = cls(int(z["k"]))
+        pca.mean, pca.components = z["mean"], z["components"]
+        return pca

@@ -1,0 +1,186 @@
+"""The like-bucket classifier: bucketing, the verbalised prompt of a tweet, fine-tuning and inference.
+
+A transformer sequence classifier (default: the packaged all-MiniLM-L6-v2; `distilbert-base-uncased`
+or any hub id / folder by params; `tiny-random` builds a tiny randomly initialised BERT for tests)
+reads one line per tweet and predicts its like bucket (log-spaced edges from params). Training is a
+plain seeded loop: class-weighted cross-entropy, linear warm-up/decay, evaluation on val every
+`eval_every` steps, the best checkpoint kept, early stop after `patience` evaluations without gain.
+"""
+
+import math
+import random
+
+import numpy as np
+import pandas as pd
+
+TINY = "tiny-random"
+
+
+def bucketize(likes, edges) -> np.ndarray:
+    """Bucket index of each like count: bucket i is [edges[i], edges[i+1]), the last is open."""
+    edges = np.asarray(edges, dtype=float)
+    if len(edges) < 2 or edges[0] != 0 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"bucket edges must start at 0 and increase strictly: {list(edges)}")
+    return np.searchsorted(edges, np.asarray(likes, dtype=float), side="right") - 1
+
+
+def _fmt_count(x: float) -> str:
+    x = float(x)
+    return f"{x / 1e6:.1f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
+
+
+def verbalise(rows: pd.DataFrame, hist: pd.DataFrame | None = None, max_chars: int = 600) -> list[str]:
+    """One prompt line per row. Short structured fields come first so truncation cuts free text.
+
+    `hist` (features.history_features) adds what the account typically gets, the strongest single
+    signal; for training rows it must be the shifted history (earlier rows only).
+    """
+    out = []
+    cols = rows.columns
+    for i, (ix, r) in enumerate(rows.iterrows()):
+        parts = []
+        parts.append(f"brand: {r['company'] or 'unknown'}" if "company" in cols and pd.notna(r["company"]) else "brand: unknown")
+        parts.append(f"account: @{r['username']}" if "username" in cols and pd.notna(r["username"]) and r["username"] else "account: unknown")
+        d = r["date"] if "date" in cols else None
+        if d is not None and pd.notna(d):
+            parts.append(f"date: {d:%Y-%m %a %Hh}")
+        if hist is not None and hist.at[ix, "acct_hist_n"] > 0:
+            parts.append(f"account median likes: {_fmt_count(math.expm1(hist.at[ix, 'acct_hist_median']))} "
+                         f"over {int(hist.at[ix, 'acct_hist_n'])} tweets")
+        elif "acct_median_likes" in cols and pd.notna(r["acct_median_likes"]):
+            parts.append(f"account median likes: {_fmt_count(r['acct_median_likes'])}")
+        if "followers" in cols and pd.notna(r["followers"]):
+            parts.append(f"followers: {_fmt_count(r['followers'])}")
+        kinds = [f"{int(r[c])} {c[2:]}" for c in ("n_photo", "n_video", "n_gif") if c in cols and pd.notna(r[c]) and r[c]]
+        parts.append("media: " + (", ".join(kinds) if kinds else "none"))
+        if "video_views" in cols and pd.notna(r["video_views"]):
+            parts.append(f"video views: {_fmt_count(r['video_views'])}")
+        for col, name in (("content", "text"), ("caption", "image"), ("ocr_text", "image text")):
+            if col in cols and pd.notna(r[col]) and str(r[col]).strip():
+                parts.append(f"{name}: {' '.join(str(r[col]).split())}")
+        out.append(" | ".join(parts)[:max_chars])
+    return out
+
+
+def load_classifier(name: str | None, num_labels: int, seed: int = 0):
+    """(tokenizer, model). name: null/'minilm' = packaged MiniLM; 'tiny-random'; or a hub id/folder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from tweetsim.embed import default_model_path
+
+    torch.manual_seed(seed)
+    if name in (None, "", "minilm"):
+        name = default_model_path()
+    if name == TINY:
+        tok = AutoTokenizer.from_pretrained(default_model_path())
+        cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+        return tok, BertForSequenceClassification(cfg)
+    tok = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels, ignore_mismatched_sizes=True)
+    return tok, model
+
+
+def class_weights(labels: np.ndarray, num_labels: int, max_weight: float = 10.0) -> np.ndarray:
+    """Inverse-frequency weights (balanced), capped; classes absent from training get 0."""
+    counts = np.bincount(labels, minlength=num_labels).astype(float)
+    w = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 0.0)
+    return np.minimum(w, max_weight)
+
+
+def _batches(tok, texts, max_length, batch_size):
+    for i in range(0, len(texts), batch_size):
+        yield i, tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    model.eval()
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
+    out = []
+    with torch.inference_mode():
+        for _, batch in _batches(tok, [texts[i] for i in order], max_length, batch_size):
+            out.append(torch.softmax(model(**batch).logits.float(), -1).numpy())
+    if not out:
+        return np.zeros((0, model.config.num_labels), np.float32)
+    probs = np.empty((len(texts), out[0].shape[1]), np.float32)
+    probs[order] = np.concatenate(out)
+    return probs
+
+
+def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, num_labels: int, live=None,
+                     progress: bool = True):
+    """Fine-tune; returns (tokenizer, best model, history list of dicts). `p`: train_like_classifier params."""
+    import torch
+    from tqdm import tqdm
+
+    seed = int(p["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(int(p.get("num_threads", 2)))
+    tok, model = load_classifier(p["model_name"], num_labels, seed)
+    train_labels = np.asarray(train_labels, dtype=int)
+    val_labels = np.asarray(val_labels, dtype=int)
+    weights = torch.tensor(class_weights(train_labels, num_labels, p["max_class_weight"]) if p["class_weights"]
+                           else np.ones(num_labels), dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(p["learning_rate"]), weight_decay=float(p["weight_decay"]))
+    steps, bs, L = int(p["max_steps"]), int(p["batch_size"]), int(p["max_length"])
+    warm = max(1, int(steps * float(p["warmup_ratio"])))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+    rng = np.random.default_rng(seed)
+    order = np.array([], dtype=int)
+    # evaluate on a fixed, seeded subset of val: the full val split would cost more than training
+    vsel = np.sort(rng.permutation(len(val_texts))[: int(p["max_eval_rows"])])
+    vtexts, vlabels = [val_texts[i] for i in vsel], val_labels[vsel]
+    best, best_state, bad, history = math.inf, None, 0, []
+    running = []
+    bar = tqdm(range(steps), desc="like classifier", disable=not progress)
+    for step in bar:
+        model.train()
+        if len(order) < bs:
+            order = np.concatenate([order, rng.permutation(len(train_texts))])
+        ix, order = order[:bs], order[bs:]
+        batch = tok([train_texts[i] for i in ix], padding=True, truncation=True, max_length=L, return_tensors="pt")
+        loss = loss_fn(model(**batch).logits, torch.as_tensor(train_labels[ix]))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        running.append(loss.item())
+        last = step + 1 == steps
+        if (step + 1) % int(p["eval_every"]) == 0 or last:
+            rec = {"step": step + 1, "train_loss": float(np.mean(running))}
+            running = []
+            if len(vtexts):
+                probs = predict_proba(tok, model, vtexts, L, int(p["eval_batch_size"]))
+                lp = np.log(np.clip(probs[np.arange(len(vlabels)), vlabels], 1e-9, 1))
+                rec["val_loss"] = float(-np.mean(lp))
+                rec["val_accuracy"] = float(np.mean(probs.argmax(1) == vlabels))
+                w = weights.numpy()[vlabels]
+                rec["val_weighted_loss"] = float(-(w * lp).sum() / max(w.sum(), 1e-9))
+            history.append(rec)
+            if live is not None:
+                live.step = rec["step"]
+                for k, v in rec.items():
+                    if k != "step":
+                        live.log_metric(k, v)
+                live.next_step()
+            score = rec.get("val_weighted_loss", rec["train_loss"])
+            bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "step"})
+            if score < best - 1e-6:
+                best, bad = score, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= int(p["patience"]):
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return tok, model, history
