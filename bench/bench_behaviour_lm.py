@@ -1,0 +1,80 @@
+"""Benchmark of the behaviour LM (tweetsim.behaviour_lm), measured in one run, on this machine.
+
+Prints: seconds per training step (LoRA + projection, image prefix vs text only), predictions per
+second (batched vs one by one), and the frozen vision encoder's images per second.
+Run by hand: python bench/bench_behaviour_lm.py [params.yaml] [data] [--steps 4] [--rows 32]
+Uses data/tweets.parquet rows with likes (real prompts) and generated images for the encoder; the
+LM is the params' model (SmolLM2-135M by default).
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tweetsim import behaviour_lm as B  # noqa: E402
+from tweetsim.params import load_params  # noqa: E402
+from tweetsim.prompts import join_side_tables  # noqa: E402
+from tweetsim.schema import read_tweets  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("params", nargs="?", default="params.yaml")
+    ap.add_argument("data", nargs="?", default="data")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--rows", type=int, default=32)
+    args = ap.parse_args()
+    p = load_params(args.params)["train_behaviour_lm"]
+    torch.set_num_threads(int(p["num_threads"]))
+    from PIL import Image
+
+    enc = B.VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
+    rng = np.random.default_rng(0)
+    ims = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(16)]
+    enc.encode(ims[:2])
+    t = time.perf_counter()
+    feats16 = enc.encode(ims)
+    enc_ips = len(ims) / (time.perf_counter() - t)
+
+    table = read_tweets(Path(args.data) / "tweets.parquet")
+    table = join_side_tables(table[table["likes"].notna()].sort_values(["source", "id"]).head(200), args.data)
+    table = table.sample(n=min(args.rows, len(table)), random_state=0)
+    n = len(table)
+    feats = feats16[np.arange(n) % len(feats16)]
+    tok, model = B.build_model(p, enc.dim)
+    answers = [B.verbalise_likes(v, 100) for v in table["likes"].astype(float)]
+    cfg = B.TrainConfig.from_params({**p, "steps": args.steps, "warmup_steps": 1})
+    res = {}
+    for name, has in (("image prefix", np.ones(n, bool)), ("text only", np.zeros(n, bool))):
+        ex = B.make_examples(tok, table, [{}] * n, feats, has, cfg.max_length, answers, int(p["max_field_chars"]))
+        res[name] = B.train(model, tok, ex, cfg, progress=False)["seconds_per_step"]
+    ex = B.make_examples(tok, table, [{}] * n, feats, np.arange(n) % 2 == 0, cfg.max_length, None, int(p["max_field_chars"]))
+    mean_len = np.mean([len(e["input_ids"]) for e in ex])
+    t = time.perf_counter()
+    B.generate_answers(model, tok, ex, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False)
+    batched = n / (time.perf_counter() - t)
+    k = min(8, n)
+    t = time.perf_counter()
+    B.generate_answers(model, tok, ex[:k], 1, int(p["max_new_tokens"]), progress=False)
+    single = k / (time.perf_counter() - t)
+    print(f"model {p['model']['name']}, vision {enc.id} ({enc.dim}-d), {p['projection']['n_prefix']} prefix tokens, "
+          f"batch {cfg.batch_size}, max_length {cfg.max_length}, prompt tokens mean {mean_len:.0f}, threads {p['num_threads']}")
+    print(f"train: {res['image prefix']:.2f} s/step with image prefix, {res['text only']:.2f} s/step text only "
+          f"(ratio {res['image prefix'] / res['text only']:.2f}) over {args.steps} steps")
+    print(f"predict: {batched:.2f} rows/s batched (batch {p['eval_batch_size']}, {n} rows), {single:.2f} rows/s one by one "
+          f"({k} rows): batched/single {batched / single:.2f}x; max_new_tokens {p['max_new_tokens']}")
+    print(f"vision encoder: {enc_ips:.1f} images/s (640x480, batch {p['vision']['batch_size']})")
+
+
+if __name__ == "__main__":
+    main()

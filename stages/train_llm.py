@@ -1,0 +1,65 @@
+"""train_llm: LoRA fine-tuning of the causal LM named in params, per regime, loss on the completion only.
+
+Reads data/prompts.parquet (train rows of each regime), writes the adapter to models/llm/<regime>/
+(and models/llm/<regime>/merged/ with `merge: true`), training curves to dvclive/train_llm/<regime>/,
+and metrics/train_llm.json. Checkpoints live under `checkpoint_dir` keyed by a fingerprint of the
+model, params and data, so an interrupted run resumes where it stopped and a changed run starts over.
+Several GPUs: `accelerate launch --config_file configs/accelerate/multi_gpu.yaml stages/train_llm.py`.
+usage: python stages/train_llm.py [params.yaml] [data] [models] [metrics]
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tweetsim import llm
+from tweetsim.params import load_params
+
+MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process writes the files
+
+
+def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
+    params = load_params(params_path)
+    p = params["train_llm"]
+    quant = llm.check_quantization(p["quantization"])  # fail before any loading
+    cfg = llm.TrainConfig.from_params(p)
+    base = llm.resolve_model(p["model"]["name"], p["model"]["cache_dir"])
+    prompts = pd.read_parquet(Path(data_dir) / "prompts.parquet")
+    regimes = p["regimes"] or params["split"]["regimes"]
+    report = {}
+    for regime in regimes:
+        train = prompts[(prompts["regime"] == regime) & (prompts["split"] == "train")].sort_values(["source", "id"])
+        if p.get("max_train_examples"):
+            train = train.sample(n=min(len(train), p["max_train_examples"]), random_state=cfg.seed).sort_values(["source", "id"])
+        if train.empty:
+            raise SystemExit(f"train_llm: regime {regime} has no training row with content in {data_dir}/prompts.parquet")
+        llm.set_seed(cfg.seed)
+        tok = llm.load_tokenizer(base)
+        examples = [llm.encode_example(tok, pr, c, cfg.max_length) for pr, c in zip(train["prompt"], train["completion"])]
+        model = llm.add_lora(llm.load_model(base, quant, p["model"]["dtype"], for_training=True), **p["lora"])
+        key = llm.fingerprint({"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "cfg": cfg.__dict__,
+                               "data": llm.fingerprint(examples)})
+        out = Path(models_dir) / "llm" / regime
+        res = llm.train_lora(model, tok, examples, cfg, out, checkpoint_dir=Path(p["checkpoint_dir"]) / f"{regime}-{key}",
+                             live_dir=Path("dvclive") / "train_llm" / regime, resume=p["resume"])
+        if p["merge"] and MAIN:
+            llm.merge_adapter(base, out, out / "merged", p["model"]["dtype"])
+        n_prompt_tokens = sum(lab.count(llm.IGNORE) for lab in (e["labels"] for e in examples))
+        n_tokens = sum(len(e["input_ids"]) for e in examples)
+        report[regime] = {"train_examples": len(examples), "epochs": cfg.steps * cfg.batch_size * cfg.grad_accum / len(examples),
+                          "completion_token_fraction": 1 - n_prompt_tokens / n_tokens, **res}
+        print(f"train_llm {regime}: {len(examples)} examples, {cfg.steps} steps ({report[regime]['epochs']:.2f} epochs), "
+              f"{res['seconds_per_step']:.2f} s/step, final loss {res['final_loss']:.3f} -> {out}")
+    if not MAIN:
+        return
+    Path(metrics_dir).mkdir(exist_ok=True)
+    # seconds_per_step is machine-dependent: kept out of the metrics file so reruns are byte-identical
+    stable = {r: {k: v for k, v in d.items() if k not in ("seconds_per_step", "resumed_from")} for r, d in report.items()}
+    (Path(metrics_dir) / "train_llm.json").write_text(json.dumps(stable, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

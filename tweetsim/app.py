@@ -1,0 +1,522 @@
+"""The web app: `tweetsim serve` starts a page on 127.0.0.1 for real-time inference.
+
+A marketer fills in brand, account, date and time, an optional image and an optional draft; the
+page shows the draft's predicted likes with the like-bucket probabilities, the caption and OCR
+text of the image, and N generated drafts, each with its own predicted likes, best first.
+
+The models sit behind one seam, `Services` (likes, writer, captioner, OCR), so the app and its
+tests run on small fakes and `tweetsim serve` on the artefacts `dvc repro` produced. They are
+loaded once (at start, or on the first request with `create_app(factory)`) and reused by every
+request; inference runs under one lock (torch models are not made for concurrent calls).
+
+Every form row goes through `tweetsim.load.normalise`, the loader of the official files, so the
+models see exactly the schema they were trained on (an uploaded image is one Photo item).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_PORT = 8501
+MAX_UPLOAD_MB = 10         # larger request bodies are refused before they are read
+MAX_PIXELS = 40_000_000    # a decoded image above this is refused (decompression-bomb guard)
+MAX_DRAFTS = 8             # generated drafts a request may ask for
+DRAFT_TEMPERATURE = 0.8    # drafts are sampled: greedy decoding would give N identical ones
+DRAFT_TOP_P = 0.95
+SOURCE = "app"             # the `source` of form rows (the key is (source, id))
+
+
+class FormError(ValueError):
+    """Bad input: shown on the page next to the form, never as a traceback."""
+
+
+# ---------------------------------------------------------------- the seam
+@dataclass
+class Services:
+    """What the app needs from the models. Any component may be None, with the reason in `missing`.
+
+    predict_likes(table) -> (likes [n], bucket probabilities [n, K]), for rows in the normalised schema
+    generate(table, n) -> up to n distinct tweets for the metadata of the table's one row
+    caption(path) -> a description of the image file; ocr(path) -> the text found in it
+    """
+
+    predict_likes: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None
+    bucket_labels: list[str] = field(default_factory=list)
+    generate: Callable[[pd.DataFrame, int], list[str]] | None = None
+    caption: Callable[[Path], str] | None = None
+    ocr: Callable[[Path], str] | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)  # component -> what was loaded (shown in the footer)
+
+
+def bucket_labels(edges) -> list[str]:
+    """[0, 10, 100] -> ['0–9', '10–99', '100+'] (lower edges, the last bucket open)."""
+    edges = [int(e) for e in edges]
+    out = [f"{lo:,}–{hi - 1:,}" for lo, hi in zip(edges, edges[1:])]
+    return out + [f"{edges[-1]:,}+"] if edges else []
+
+
+# ---------------------------------------------------------------- real services (dvc repro artefacts)
+class LikesService:
+    """tweetsim.behaviour.Predictor, plus the bucket probabilities it mixes the regressors with.
+
+    Adapter: Predictor.predict returns the likes only. Rather than repeat its steps (which change:
+    a tabular gate may replace the classifier's probabilities), the probabilities are read where
+    predict hands them to `tweetsim.regressor.combine`, so they are exactly the ones behind the likes.
+    A `predict_with_probs(rows) -> (likes, probs)` on the Predictor, if it gains one, is used instead.
+    """
+
+    _patch_lock = threading.Lock()
+
+    def __init__(self, models_dir: str | Path, num_threads: int = 2):
+        from tweetsim.behaviour import Predictor
+
+        self.predictor = Predictor(models_dir, num_threads)
+        self.labels = bucket_labels(self.predictor.state.edges)
+
+    def __call__(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        from tweetsim import regressor
+
+        if hasattr(self.predictor, "predict_with_probs"):
+            likes, probs = self.predictor.predict_with_probs(table)
+            return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
+        seen, original = [], regressor.combine
+
+        def recording(probs, *args, **kwargs):
+            seen.append(np.asarray(probs, dtype=float))
+            return original(probs, *args, **kwargs)
+
+        with self._patch_lock:
+            regressor.combine = recording
+            try:
+                likes = self.predictor.predict(table)
+            finally:
+                regressor.combine = original
+        if len(seen) != 1 or seen[0].shape[0] != len(table):
+            raise RuntimeError("tweetsim.behaviour.Predictor.predict no longer passes its bucket probabilities to "
+                               "tweetsim.regressor.combine once: the app cannot show them (give Predictor a predict_with_probs)")
+        return np.asarray(likes, dtype=float), seen[0]
+
+
+class WriterService:
+    """The LoRA-fine-tuned tweet writer as `tweetsim generate` loads it (tweetsim.content), with
+    exemplars retrieved from `pool`; N drafts are N samples of the same prompt.
+
+    Adapter: tweetsim.content exposes only its CLI, so its loading steps are repeated here.
+    """
+
+    def __init__(self, params: dict, adapter: Path | None, pool: Path | None, temperature: float = DRAFT_TEMPERATURE,
+                 top_p: float = DRAFT_TOP_P, log=print):
+        import torch
+
+        from tweetsim import llm
+        from tweetsim.generation import GenConfig
+
+        t, g, bp = params["train_llm"], params["generate"], params["build_prompts"]
+        quant = llm.check_quantization(t["quantization"])
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no LoRA adapter in {adapter}: run `dvc repro train_llm` (or serve --base-model)")
+        if not torch.cuda.is_available():
+            torch.set_num_threads(int(t.get("num_threads") or 2))
+        base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
+        self.tok = llm.load_tokenizer(str(adapter) if adapter is not None else base)
+        self.model = (llm.load_adapter(base, adapter, quant, t["model"]["dtype"]) if adapter is not None
+                      else llm.load_model(base, quant, t["model"]["dtype"]).eval())
+        self.k, self.max_field_chars = int(bp["exemplars"]), int(bp["max_field_chars"])
+        self.retriever = None
+        if pool is not None and Path(pool).is_file() and self.k > 0:
+            from tweetsim import embed
+            from tweetsim.baselines import Retriever
+            from tweetsim.schema import read_tweets
+
+            tweets = read_tweets(pool)
+            if tweets["content"].notna().any():
+                embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
+                self.retriever = Retriever(tweets, embed_fn)
+        if self.retriever is None and self.k > 0:
+            log(f"tweetsim serve: WARNING no exemplar pool ({pool}): prompts carry no earlier tweet, unlike training")
+        self.cfg = GenConfig.from_params({**g, "temperature": temperature, "top_p": top_p, "num_candidates": 1})
+        self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}")
+
+    def __call__(self, table: pd.DataFrame, n: int) -> list[str]:
+        from dataclasses import replace
+
+        from tweetsim.generation import generate
+        from tweetsim.prompts import build_examples
+
+        if n <= 0:
+            return []
+        # the pool's own rows must not retrieve themselves (as in tweetsim generate)
+        query = table.assign(source="__input__" + table["source"].astype(str))
+        prompt = build_examples(query.iloc[:1], self.tok, self.retriever, k=self.k,
+                                max_field_chars=self.max_field_chars)["prompt"].iloc[0]
+        texts, _ = generate(self.model, self.tok, [prompt] * n, replace(self.cfg, batch_size=n))
+        return list(dict.fromkeys(t for t in texts if t))
+
+
+class CaptionService:
+    """The caption stage's captioner (params `caption`) on one file, as the stage words it."""
+
+    def __init__(self, params: dict):
+        from tweetsim import caption
+
+        caption.set_threads(params.get("num_threads"))
+        # the app needs no image embedding: skip CLIP
+        self.captioner, _ = caption.load_models({**params, "embedding": "backbone"}, log=lambda m: None)
+        self.params = params
+        self.name = getattr(self.captioner, "id", self.captioner.name)
+
+    def __call__(self, path: Path) -> str:
+        from tweetsim import caption
+        from tweetsim import images as imgs
+
+        frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
+                                  max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
+        text = caption._merge_frames(self.captioner.run(frames)).get("caption", "")
+        if self.captioner.name == caption.EfficientNetLite0.name:  # as caption_rows prefixes it
+            text = f"{caption.KIND_PREFIX['Photo']} {text}"
+        return text.strip()
+
+
+class OcrService:
+    """The ocr stage's backend (params `ocr`) on one file; lines joined as in data/ocr.parquet."""
+
+    def __init__(self, params: dict):
+        from tweetsim import ocr
+
+        self.backend = ocr.load_backend(params)
+        self.params = params
+        self.name = self.backend.id
+
+    def __call__(self, path: Path) -> str:
+        from tweetsim import images as imgs
+        from tweetsim import ocr
+
+        frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
+                                  max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
+        lines = ocr._merge_frames(self.backend.run(frames))
+        return "\n".join(ln["text"] for ln in lines)
+
+
+def load_services(models: str | Path = "models", params_path: str | Path = "params.yaml",
+                  pool: str | Path | None = "data/tweets.parquet", adapter: str | Path | None = None,
+                  base_model: bool = False, threads: int = 2, log=print) -> Services:
+    """Every model from the artefacts of `dvc repro`; a component that cannot load is left out and
+    its reason shown on the page (the rest of the app still works)."""
+    from tweetsim.params import load_params
+
+    params = load_params(params_path)
+    models = Path(models)
+    s = Services()
+    adapter_dir = None if base_model else Path(adapter or models / "llm" / params["generate"]["adapter_regime"])
+    steps = [
+        ("likes", lambda: LikesService(models, threads)),
+        ("writer", lambda: WriterService(params, adapter_dir, Path(pool) if pool else None, log=log)),
+        ("caption", lambda: CaptionService(params["caption"])),
+        ("ocr", lambda: OcrService(params["ocr"])),
+    ]
+    for name, make in steps:
+        t0 = time.perf_counter()
+        try:
+            svc = make()
+        except Exception as e:  # noqa: BLE001 (any loading failure: say which component and why, keep serving)
+            s.missing[name] = f"{type(e).__name__}: {e}"
+            log(f"tweetsim serve: {name} model NOT loaded: {s.missing[name]}")
+            continue
+        if name == "likes":
+            s.predict_likes, s.bucket_labels = svc, svc.labels
+            s.info[name] = f"{models}/likes/bundle.json (regime {svc.predictor.bundle['regime']})"
+        elif name == "writer":
+            s.generate, s.info[name] = svc, svc.name
+        else:
+            setattr(s, name, svc)
+            s.info[name] = svc.name
+        log(f"tweetsim serve: {name} model loaded in {time.perf_counter() - t0:.1f}s ({s.info[name]})")
+    return s
+
+
+# ---------------------------------------------------------------- one request
+@dataclass
+class Form:
+    brand: str = ""
+    account: str = ""
+    date: str = ""
+    time: str = "12:00"
+    draft: str = ""
+    n: int = 3
+
+
+def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp]:
+    """Validate the form fields; FormError names the field."""
+    f = Form(brand=" ".join(str(values.get("brand", "")).split()), account=str(values.get("account", "")).strip(),
+             date=str(values.get("date", "")).strip(), time=str(values.get("time", "")).strip() or "12:00",
+             draft=str(values.get("draft", "")).strip())
+    n_raw = str(values.get("n", "3")).strip() or "0"
+    problems = []
+    if not f.brand:
+        problems.append("Brand: required (the company the account tweets for, e.g. nike).")
+    elif len(f.brand) > 100:
+        problems.append("Brand: at most 100 characters.")
+    f.account = f.account.lstrip("@")
+    if f.account and (len(f.account) > 50 or any(c.isspace() for c in f.account)):
+        problems.append("Account: a Twitter handle (letters, digits, underscore; no spaces).")
+    if len(f.draft) > 2000:
+        problems.append("Draft: at most 2000 characters.")
+    try:
+        f.n = int(n_raw)
+        if not 0 <= f.n <= max_drafts:
+            raise ValueError
+    except ValueError:
+        problems.append(f"Drafts: a whole number from 0 to {max_drafts}, got {n_raw!r}.")
+    when = None
+    if not f.date:
+        problems.append("Date: required.")
+    else:
+        try:
+            when = pd.Timestamp(f"{f.date} {f.time}")
+            if pd.isna(when):
+                raise ValueError
+        except (ValueError, TypeError):
+            problems.append(f"Date and time: cannot read {f.date!r} {f.time!r} (use YYYY-MM-DD and HH:MM).")
+    if problems:
+        raise FormError(" ".join(problems))
+    return f, when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+
+
+def check_image(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
+    """Decode an upload once (through tweetsim.images, as the pipeline reads media) and return
+    (sha256, width, height); FormError says why a file is refused."""
+    from tweetsim import images as imgs
+
+    if len(data) > max_bytes:
+        raise FormError(f"Image: the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
+    with tempfile.NamedTemporaryFile(suffix=".img") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            frame = imgs.read_frames(tmp.name, frames=1, max_side=0, max_pixels=max_pixels)[0]
+        except imgs.ImageError as e:
+            raise FormError(f"Image: {e}.") from None
+    return hashlib.sha256(data).hexdigest(), frame.width, frame.height
+
+
+def thumbnail_uri(path: Path, side: int = 360) -> str:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.seek(0)
+        im = im.convert("RGB")
+        im.thumbnail((side, side))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def build_table(form: Form, when: pd.Timestamp, sha: str | None, contents: list[str | None],
+                caption: str | None, ocr_text: str | None) -> pd.DataFrame:
+    """One row per content (the same post metadata), through the official loader's normalisation."""
+    from tweetsim.load import normalise
+    from tweetsim.schema import pa_roundtrip
+
+    media = f"[Photo(previewUrl='upload:{sha}', fullUrl='upload:{sha}')]" if sha else "[]"
+    df = pd.DataFrame({"id": [str(i) for i in range(len(contents))], "date": when.isoformat(), "content": contents,
+                       "username": form.account or None, "media": media, "inferred company": form.brand})
+    rows, rejects = normalise(df.astype(object).where(df.notna(), None), SOURCE, "form", required=("id",))
+    if rejects:  # cannot happen with the values built above; a loud failure beats a silent one
+        raise RuntimeError(f"form row rejected by the loader: {rejects}")
+    table = pa_roundtrip(rows)
+    table["caption"] = caption or None
+    table["ocr_text"] = ocr_text or None
+    return table
+
+
+@dataclass
+class Result:
+    form: Form
+    errors: list[str] = field(default_factory=list)    # bad input: the request did not run
+    notes: list[str] = field(default_factory=list)     # a component missing or failing: the rest ran
+    image: dict | None = None                          # thumbnail, size, caption, ocr
+    post: dict | None = None                           # the user's draft (or the post without text): likes, buckets
+    drafts: list[dict] = field(default_factory=list)   # generated: text, likes, bucket, best first
+    timings: dict[str, float] = field(default_factory=dict)
+    drafts_tried: bool = False                         # the writer ran (an empty list then means it wrote nothing)
+
+
+def run_request(services: Services, lock: threading.Lock, values, upload: bytes | None,
+                max_bytes: int, max_pixels: int, max_drafts: int = MAX_DRAFTS) -> Result:
+    """The page's work for one submitted form."""
+    try:
+        form, when = parse_form(values, max_drafts)
+    except FormError as e:
+        n = str(values.get("n", "")).strip()
+        return Result(form=Form(**{k: str(values.get(k, "")) for k in ("brand", "account", "date", "time", "draft")},
+                                n=int(n) if n.isdigit() else 0), errors=[str(e)])
+    res = Result(form=form)
+    sha = None
+    with tempfile.TemporaryDirectory(prefix="tweetsim-app-") as tmp:
+        path = Path(tmp) / "upload"
+        if upload:
+            try:
+                sha, w, h = check_image(upload, max_bytes, max_pixels)
+            except FormError as e:
+                res.errors.append(str(e))
+                return res
+            path.write_bytes(upload)
+            res.image = {"uri": thumbnail_uri(path), "size": f"{w}×{h}", "caption": None, "ocr": None}
+        with lock:
+            if res.image is not None:
+                for key in ("caption", "ocr"):
+                    fn = getattr(services, key)
+                    if fn is None:
+                        res.notes.append(f"{key}: model not loaded ({services.missing.get(key, 'not configured')})")
+                        continue
+                    res.image[key] = _step(res, key, lambda: fn(path))
+            caption, ocr_text = (res.image or {}).get("caption"), (res.image or {}).get("ocr")
+            drafts: list[str] = []
+            if form.n and services.generate is None:
+                res.notes.append(f"drafts: writer not loaded ({services.missing.get('writer', 'not configured')})")
+            elif form.n:
+                meta = build_table(form, when, sha, [None], caption, ocr_text)
+                drafts = _step(res, "generate", lambda: services.generate(meta, form.n)) or []
+                res.drafts_tried = True
+            if services.predict_likes is None:
+                res.notes.append(f"likes: model not loaded ({services.missing.get('likes', 'not configured')})")
+                res.drafts = [{"text": d, "likes": None, "probs": None} for d in drafts]
+                return res
+            table = build_table(form, when, sha, [form.draft or None, *drafts], caption, ocr_text)
+            out = _step(res, "predict_likes", lambda: services.predict_likes(table))
+    if out is None:
+        res.drafts = [{"text": d, "likes": None, "probs": None} for d in drafts]
+        return res
+    likes, probs = np.asarray(out[0], dtype=float), np.asarray(out[1], dtype=float)
+    labels = services.bucket_labels or [f"bucket {k}" for k in range(probs.shape[1])]
+    res.post = {"text": form.draft or None, "likes": int(round(likes[0])), "buckets": list(zip(labels, probs[0].tolist())),
+                "top": labels[int(np.argmax(probs[0]))]}
+    res.drafts = sorted(({"text": d, "likes": int(round(likes[i + 1])), "top": labels[int(np.argmax(probs[i + 1]))],
+                          "p_top": float(probs[i + 1].max())} for i, d in enumerate(drafts)),
+                        key=lambda d: -d["likes"])
+    return res
+
+
+def _step(res: Result, name: str, fn):
+    """Run one model call; a failure becomes a note on the page (and a traceback on the console)."""
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc(file=sys.stderr)
+        res.notes.append(f"{name} failed: {type(e).__name__}: {e}")
+        return None
+    finally:
+        res.timings[name] = time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- Flask
+def create_app(services: Services | Callable[[], Services], max_upload_mb: float = MAX_UPLOAD_MB,
+               max_pixels: int = MAX_PIXELS, max_drafts: int = MAX_DRAFTS, default_drafts: int = 3):
+    """The Flask app. `services` is a Services, or a factory called once, on the first request that
+    needs the models (the result is cached for the life of the app)."""
+    from flask import Flask, render_template, request
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+    app = Flask(__name__)
+    max_bytes = int(max_upload_mb * 1e6)
+    # the form fields travel with the file: leave them room beyond the file limit
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes + 64 * 1024
+    lock, load_lock = threading.Lock(), threading.Lock()
+    cache: dict[str, Services] = {}
+
+    def get_services() -> Services:
+        with load_lock:
+            if "s" not in cache:
+                cache["s"] = services() if callable(services) and not isinstance(services, Services) else services
+            return cache["s"]
+
+    app.extensions["tweetsim_services"] = get_services
+
+    def page(result: Result | None = None, status: int = 200, errors: list[str] | None = None):
+        form = result.form if result else Form(date=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d"), n=default_drafts)
+        s = cache.get("s")
+        return render_template("index.html", form=form, result=result, errors=errors or (result.errors if result else []),
+                               max_drafts=max_drafts, max_upload_mb=max_upload_mb,
+                               info=(s.info if s else {}), missing=(s.missing if s else {})), status
+
+    @app.get("/")
+    def index():
+        return page()
+
+    @app.post("/")
+    def submit():
+        f = request.files.get("image")
+        upload = f.read() if f is not None and f.filename else None
+        t0 = time.perf_counter()
+        result = run_request(get_services(), lock, request.form, upload, max_bytes, max_pixels, max_drafts)
+        result.timings["total"] = time.perf_counter() - t0
+        return page(result, 400 if result.errors else 200)
+
+    @app.get("/healthz")
+    def healthz():
+        s = get_services()
+        return {"loaded": sorted(s.info), "missing": s.missing}
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(e):
+        return page(errors=[f"Image: the upload is larger than the {max_upload_mb:g} MB limit."], status=413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return page(errors=[f"{e.code} {e.name}: {e.description}"], status=e.code)
+
+    @app.errorhandler(Exception)
+    def crash(e):  # the console gets the traceback, the page a sentence
+        traceback.print_exc(file=sys.stderr)
+        return page(errors=[f"Internal error ({type(e).__name__}: {e}); the server log has the details."], status=500)
+
+    return app
+
+
+def cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tweetsim serve", description="Start the web app on 127.0.0.1 (real-time inference).")
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
+    ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
+    ap.add_argument("--params", default="params.yaml", help="params file (caption, ocr, train_llm, generate, build_prompts)")
+    ap.add_argument("--pool", default="data/tweets.parquet", help="tweets the writer retrieves exemplars from; 'none': no exemplars")
+    ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
+    ap.add_argument("--base-model", action="store_true", help="write drafts with the base model, no adapter")
+    ap.add_argument("--drafts", type=int, default=3, help="drafts the form asks for by default")
+    ap.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    from werkzeug.serving import make_server
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    t0 = time.perf_counter()
+    services = load_services(args.models, args.params, None if args.pool == "none" else args.pool, args.adapter,
+                             args.base_model, args.threads)
+    app = create_app(services, max_upload_mb=args.max_upload_mb, default_drafts=args.drafts)
+    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    missing = f"; NOT loaded: {', '.join(services.missing)}" if services.missing else ""
+    print(f"tweetsim serve: http://127.0.0.1:{server.server_port}/ (models loaded in {time.perf_counter() - t0:.1f}s"
+          f"{missing}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,587 @@
+"""Likes from one language model that sees the image (GIT-LLM / LCBM style).
+
+    image files --frozen vision encoder--> pooled feature (mean over the tweet's images)
+                --trainable projection (linear | MLP)--> N prefix embeddings
+    [prefix][chat-templated prompt: metadata + account history + tweet + caption + OCR][answer]
+                --causal LM with LoRA (tweetsim.llm)--> "high, about 1200 likes"
+
+- Vision encoder (`vision.backend`): `clip` (CLIP image features, where the weights load offline;
+  otherwise EfficientNet-Lite0 stands in, said loudly), `efficientnet_lite0` (default: the pooled
+  1280-d features of tweetsim.caption's backbone), `tiny-random` (tests). It is frozen, so each
+  row's feature is computed once, before training.
+- A row without a readable image file gets no prefix: its prefix positions are masked out of
+  attention, so it is exactly the text-only model on its caption text. Which rows had an image is
+  counted and printed.
+- Target: the likes rounded to 2 significant digits and LCBM's high/low word (threshold: the
+  regime's training median unless set), loss on the answer only (prompt positions = IGNORE).
+- Decoding: greedy; with `constrain` the answer follows the template (high / low chosen by the
+  model's score, ', about ' forced, then only digits, ' likes', end of turn), then `parse_likes`; an answer without a like count never raises: the row takes the
+  fallback prediction (the bucket model) and is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tweetsim import llm
+from tweetsim import prompts as P
+
+NAME = "behaviour_lm"  # model name in evaluate.likes_models and the predictions file
+SYSTEM = ("You predict the engagement of brand tweets. Given the tweet and its details, answer with "
+          "high or low and the number of likes it will get.")
+QUESTION = "How many likes will this tweet get?"
+IMAGE_LINE = "Image: attached"
+NO_IMAGE_LINE = "Image: none (text only)"
+
+
+# ------------------------------------------------------------------------------ likes <-> words
+
+def round_sig(x: float, sig: int = 2) -> int:
+    """Round a like count to `sig` significant digits (1234 -> 1200, 7 -> 7, 0 -> 0)."""
+    x = float(x)
+    if x <= 0 or not math.isfinite(x):
+        return 0
+    digits = sig - int(math.floor(math.log10(x))) - 1
+    return int(round(x, min(digits, 0)))
+
+
+def verbalise_likes(likes: float, threshold: float) -> str:
+    """'high, about 1200 likes' / 'low, about 7 likes'."""
+    word = "high" if float(likes) > threshold else "low"  # as evaluate's high/low: above the train median
+    return f"{word}, about {round_sig(likes)} likes"
+
+
+_NUM = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([kKmM](?![a-zA-Z]))?")
+
+
+_BARE = re.compile(r"^\s*(?:(?:high|low)\W+)?(?:about\s+)?" + _NUM.pattern + r"\s*[.!]?\s*$", re.I)
+_WITH_WORD = re.compile(_NUM.pattern + r"\s*likes?\b", re.I)
+
+
+def parse_likes(text: str | None) -> float | None:
+    """The like count of a generated answer: a number followed by 'like(s)' ('about 1,200 likes',
+    '1.2k likes'), or an answer that is only a number ('high, about 1200', '12M'); None otherwise
+    ('The tweet is 1.' names no like count), and the caller falls back. Never raises."""
+    if not isinstance(text, str):
+        return None
+    m = _WITH_WORD.search(text) or _BARE.match(text)
+    if m is None:
+        return None
+    try:
+        value = float(m.group(1).replace(",", ""))
+    except ValueError:
+        return None
+    value *= {"k": 1e3, "m": 1e6}.get((m.group(2) or "").lower(), 1.0)
+    return value if math.isfinite(value) and value < 1e12 else None
+
+
+# ------------------------------------------------------------------------------------- prompts
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: int = 280) -> str:
+    """The user turn: tweetsim.prompts' metadata lines (likes removed: they are the answer), the
+    account's typical likes from earlier training rows, the tweet text, and the question."""
+    meta = P.verbalise({**row, "likes": None}, (), max_field_chars).splitlines()[:-1]  # drop "Write the tweet."
+    lines = list(meta)
+    if hist and hist.get("acct_hist_n", 0) > 0 and pd.notna(hist.get("acct_hist_median")):
+        lines.append(f"Account median likes: {_fmt(math.expm1(hist['acct_hist_median']))} "
+                     f"over {int(hist['acct_hist_n'])} earlier tweets")
+    elif hist and hist.get("brand_hist_n", 0) > 0 and pd.notna(hist.get("brand_hist_median")):
+        lines.append(f"Brand median likes: {_fmt(math.expm1(hist['brand_hist_median']))} "
+                     f"over {int(hist['brand_hist_n'])} earlier tweets")
+    text = P._clip(row.get("content"), max_field_chars)
+    if text:
+        lines.append(f"Tweet: {text}")
+    lines.append(IMAGE_LINE if has_image else NO_IMAGE_LINE)
+    lines.append(QUESTION)
+    return "\n".join(lines)
+
+
+def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> list[dict]:
+    """features.history_features as one dict per row (shifted for training rows, see GUIDE)."""
+    from tweetsim import features as F
+
+    h = F.history_features(rows, train=train, tables=tables)
+    return h.to_dict("records")
+
+
+# --------------------------------------------------------------------------------- vision side
+
+class TinyRandomEncoder(nn.Module):
+    """A seeded random conv net (tests): 32x32 pixels -> `dim` features."""
+
+    def __init__(self, dim: int = 16, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv = nn.Conv2d(3, 8, 4, stride=4)
+        self.fc = nn.Linear(8 * 8 * 8, dim)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        self.dim, self.id = dim, f"tiny-random:{dim}:{seed}"
+
+    def run(self, images: list) -> list[dict]:
+        x = torch.from_numpy(np.stack([np.asarray(im.convert("RGB").resize((32, 32)), np.float32) / 255.0
+                                       for im in images])).permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            f = self.fc(torch.relu(self.conv(x)).flatten(1))
+        return [{"embedding": v} for v in f.numpy()]
+
+
+class VisionEncoder:
+    """Frozen encoder: PIL images -> float32 [n, dim]. Wraps tweetsim.caption's models."""
+
+    def __init__(self, backend: str = "efficientnet_lite0", clip_model: str | None = None, device: str = "cpu",
+                 batch_size: int = 16, log=print):
+        from tweetsim import caption as cap
+
+        self.batch_size = batch_size
+        if backend == "tiny-random":
+            self.model = TinyRandomEncoder()
+        elif backend == "clip":
+            try:
+                self.model = cap.ClipEmbedder(clip_model, device=device)
+            except (OSError, ValueError) as e:
+                log(f"behaviour_lm: CLIP weights {clip_model!r} not available offline ({type(e).__name__}); "
+                    "EfficientNet-Lite0 pooled features STAND IN as the vision encoder")
+                self.model = cap.EfficientNetLite0(device=device)
+        elif backend == "efficientnet_lite0":
+            self.model = cap.EfficientNetLite0(device=device)
+        else:
+            raise ValueError(f"train_behaviour_lm.vision.backend: unknown {backend!r} (efficientnet_lite0 | clip | tiny-random)")
+        self.id = self.model.id
+        self.dim = int(len(self.encode([_probe_image()])[0]))
+
+    def encode(self, images: list) -> np.ndarray:
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            out += [np.asarray(r["embedding"], np.float32) for r in self.model.run(images[i:i + self.batch_size])]
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _probe_image():
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (127, 127, 127))
+
+
+def image_features(rows: pd.DataFrame, media_dir: str | Path, encoder: VisionEncoder | None, max_images: int = 4,
+                   max_side: int = 512, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(features [n, dim], has_image [n] bool, counts of why rows have no image), rows' order kept.
+
+    A row's feature is the mean over its first `max_images` readable files; unreadable files are
+    counted, never fatal. With no manifest (no download stage output) every row is text-only."""
+    from tqdm.auto import tqdm
+
+    from tweetsim import images as imgs
+
+    n = len(rows)
+    reasons: dict[str, int] = {}
+    manifest_path = Path(media_dir) / "manifest.csv"
+    if encoder is None or not manifest_path.is_file():
+        why = "no vision encoder" if encoder is None else f"no {manifest_path}"
+        return np.zeros((n, encoder.dim if encoder else 0), np.float32), np.zeros(n, bool), {why: n}
+    tab = rows.reset_index(drop=True)
+    if "caption" not in tab:
+        tab = tab.assign(caption=None)
+    built = {(r.source, r.id): r for r in imgs.build_rows(tab, imgs.read_manifest(media_dir), media_dir)}
+    feats = np.zeros((n, encoder.dim), np.float32)
+    has = np.zeros(n, bool)
+    for i, key in enumerate(tqdm(list(zip(tab["source"], tab["id"])), desc="behaviour_lm images", disable=not progress)):
+        r = built[(str(key[0]), int(key[1]))]
+        if not r.items:
+            reasons["no media"] = reasons.get("no media", 0) + 1
+            continue
+        if not r.files:
+            reasons["media but no image file"] = reasons.get("media but no image file", 0) + 1
+            continue
+        ims = []
+        for it in r.files[:max_images]:
+            try:
+                ims.append(imgs.read_frames(it.path, frames=1, max_side=max_side)[0])
+            except imgs.ImageError:
+                pass
+        if not ims:
+            reasons["unreadable image file"] = reasons.get("unreadable image file", 0) + 1
+            continue
+        feats[i] = encoder.encode(ims).mean(0)
+        has[i] = True
+    return feats, has, dict(sorted(reasons.items()))
+
+
+# ---------------------------------------------------------------------------------------- model
+
+class Projector(nn.Module):
+    """Vision feature -> N prefix embeddings in the LM's input space."""
+
+    def __init__(self, in_dim: int, hidden: int, n_prefix: int, kind: str = "mlp"):
+        super().__init__()
+        self.n_prefix, self.hidden = n_prefix, hidden
+        self.norm = nn.LayerNorm(in_dim)  # features of different encoders differ wildly in scale
+        if kind == "linear":
+            self.net = nn.Linear(in_dim, n_prefix * hidden)
+        elif kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden * 2), nn.GELU(), nn.Linear(hidden * 2, n_prefix * hidden))
+        else:
+            raise ValueError(f"train_behaviour_lm.projection.kind: unknown {kind!r} (linear | mlp)")
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(self.norm(feats)).view(feats.shape[0], self.n_prefix, self.hidden)
+
+
+class PrefixLM(nn.Module):
+    """The LoRA causal LM with image prefix embeddings in front of the prompt."""
+
+    def __init__(self, lm, projector: Projector):
+        super().__init__()
+        self.lm, self.projector = lm, projector
+
+    def build(self, input_ids, attention_mask, feats, has_image, labels=None):
+        emb = self.lm.get_input_embeddings()(input_ids)
+        proj_param = next(self.projector.parameters())  # fp32 projector beside a bf16 / 4-bit LM, maybe another device
+        prefix = self.projector(feats.to(proj_param.device, proj_param.dtype)).to(emb.device, emb.dtype)
+        has_image, attention_mask = has_image.to(emb.device), attention_mask.to(emb.device)
+        # rows without an image: the prefix is masked out of attention (text-only behaviour)
+        pmask = has_image.to(attention_mask.dtype)[:, None].expand(-1, prefix.shape[1])
+        out = {"inputs_embeds": torch.cat([prefix, emb], 1), "attention_mask": torch.cat([pmask, attention_mask], 1)}
+        if labels is not None:
+            labels = labels.to(emb.device)
+            out["labels"] = torch.cat([torch.full(pmask.shape, llm.IGNORE, dtype=labels.dtype, device=labels.device), labels], 1)
+        return out
+
+    def forward(self, input_ids, attention_mask, feats, has_image, labels=None):
+        b = self.build(input_ids, attention_mask, feats, has_image, labels)
+        pos = (b["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)  # masked prefix does not shift positions
+        return self.lm(**b, position_ids=pos)
+
+
+def load_base(p: dict, for_training: bool):
+    """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.llm."""
+    q = llm.check_quantization(p.get("quantization"))
+    path = llm.resolve_model(p["model"]["name"], p["model"].get("cache_dir", ".cache/models"))
+    return llm.load_tokenizer(path), llm.load_model(path, q, p["model"].get("dtype", "auto"), for_training=for_training)
+
+
+def build_model(p: dict, feat_dim: int, seed: int = 13):
+    tok, base = load_base(p, for_training=True)
+    lm = llm.add_lora(base, **p["lora"])
+    torch.manual_seed(seed)
+    proj = Projector(feat_dim, base.config.hidden_size, int(p["projection"]["n_prefix"]), p["projection"]["kind"])
+    return tok, PrefixLM(lm, proj)
+
+
+# ------------------------------------------------------------------------------------- examples
+
+def encode(tok, prompt: str, answer: str | None, max_length: int) -> dict:
+    """Token ids (and labels with the prompt masked when `answer` is given); prompt cut from the left."""
+    if answer is None:
+        ids = tok(prompt, add_special_tokens=False)["input_ids"][-max_length:]
+        return {"input_ids": ids}
+    return llm.encode_example(tok, prompt, answer, max_length)
+
+
+def collate(batch: list[dict], pad_id: int, left: bool = False) -> dict:
+    n = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    labels = torch.full((len(batch), n), llm.IGNORE, dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        sl = slice(n - k, n) if left else slice(0, k)  # left padding for generation
+        ids[i, sl] = torch.tensor(b["input_ids"])
+        mask[i, sl] = 1
+        if "labels" in b:
+            labels[i, sl] = torch.tensor(b["labels"])
+    out = {"input_ids": ids, "attention_mask": mask,
+           "feats": torch.from_numpy(np.stack([b["feat"] for b in batch])),
+           "has_image": torch.tensor([bool(b["has_image"]) for b in batch])}
+    if not left:
+        out["labels"] = labels
+    return out
+
+
+# -------------------------------------------------------------------------------------- training
+
+@dataclass
+class TrainConfig:
+    steps: int = 30
+    batch_size: int = 4
+    lr: float = 3e-4
+    projection_lr: float = 1e-3
+    warmup_steps: int = 3
+    max_length: int = 160
+    seed: int = 13
+    log_every: int = 1
+    num_threads: int = 2
+
+    @classmethod
+    def from_params(cls, p: dict) -> "TrainConfig":
+        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+
+
+def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir: str | Path | None = None,
+          accelerator=None, progress: bool = True) -> dict:
+    """Instruction-tune LoRA + projection; returns steps, seconds_per_step, final_loss, losses,
+    projection_grad_norm (of the first step: the image path is really trained when > 0)."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    llm.set_seed(cfg.seed)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(cfg.num_threads)
+    if not examples:
+        raise ValueError("train_behaviour_lm: no training example")
+    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    g = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                         collate_fn=lambda b: collate(b, tok.pad_token_id))
+    groups = [{"params": [p for p in model.lm.parameters() if p.requires_grad], "lr": cfg.lr},
+              {"params": list(model.projector.parameters()), "lr": cfg.projection_lr}]
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+
+    def lr_at(step):  # linear warmup then cosine to 10%, as tweetsim.llm
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    live = None
+    if live_dir is not None and acc.is_main_process:
+        from dvclive import Live
+
+        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)
+    inner = acc.unwrap_model(model)
+    model.train()
+    it, losses, proj_grad = iter(loader), [], None
+    t0 = time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc="train_behaviour_lm", disable=not (progress and acc.is_local_main_process)):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        loss = model(**batch).loss
+        acc.backward(loss)
+        if proj_grad is None:
+            proj_grad = float(sum(p.grad.norm() ** 2 for p in inner.projector.parameters() if p.grad is not None) ** 0.5)
+        acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+        if live is not None and (step + 1) % max(1, cfg.log_every) == 0:
+            live.log_metric("train/loss", losses[-1])
+            live.log_metric("train/lr", sched.get_last_lr()[0])
+            live.next_step()
+    seconds = time.perf_counter() - t0
+    if live is not None:
+        live.end()
+    return {"steps": cfg.steps, "seconds_per_step": seconds / max(1, cfg.steps), "losses": losses,
+            "final_loss": float(np.mean(losses[-5:])), "projection_grad_norm": proj_grad}
+
+
+def save(model: PrefixLM, tok, folder: str | Path, state: dict) -> None:
+    """adapter/ (LoRA + tokenizer), projector.pt, state.json (what loading and prompting need)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.lm.save_pretrained(folder / "adapter")
+    tok.save_pretrained(folder / "adapter")
+    torch.save(model.projector.state_dict(), folder / "projector.pt")
+    (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def load(folder: str | Path):
+    """(tokenizer, PrefixLM in eval mode, state) from a `save`d folder."""
+    from peft import PeftModel
+
+    folder = Path(folder)
+    state = json.loads((folder / "state.json").read_text())
+    p = state["params"]
+    _, base = load_base(p, for_training=False)
+    tok = llm.load_tokenizer(str(folder / "adapter"))
+    lm = PeftModel.from_pretrained(base, str(folder / "adapter"))
+    proj = Projector(state["feat_dim"], base.config.hidden_size, int(p["projection"]["n_prefix"]), p["projection"]["kind"])
+    proj.load_state_dict(torch.load(folder / "projector.pt", map_location="cpu"))
+    proj.to(lm.get_input_embeddings().weight.device)
+    return tok, PrefixLM(lm, proj).eval(), state
+
+
+# ------------------------------------------------------------------------------------ prediction
+
+@dataclass
+class Grammar:
+    """The answer template as decoding constraints: `word_first` (first token of high / low, whose
+    logits choose the word), `prefix` (tokens of 'high, about ' / 'low, about ', forced), and
+    `number` (what may follow: digit tokens, the tokens of ' likes', end of turn)."""
+
+    word_first: dict
+    prefix: dict
+    number: list
+
+
+def answer_grammar(tok) -> Grammar:
+    word_first, prefix, number = {}, {}, set()
+    for word, threshold in (("high", 0.0), ("low", 1e12)):
+        for v in (5000, 7, 1200):
+            ids = tok(verbalise_likes(v, threshold), add_special_tokens=False)["input_ids"]
+            k = max(i for i in range(len(ids) + 1) if not any(c.isdigit() for c in tok.decode(ids[:i])))
+            prefix.setdefault(word, ids[:k])  # tokenised exactly as in training (the whole answer at once)
+            number |= {t for t in ids[k:] if not any(c.isdigit() for c in tok.decode([t]))}  # ' likes'
+        word_first[word] = prefix[word][0]
+    for tid in range(len(tok)):
+        piece = tok.decode([tid]).strip()
+        if piece.isdigit() and piece.isascii():
+            number.add(tid)
+    for t in (tok.eos_token_id, tok.convert_tokens_to_ids(llm.end_of_turn(tok))):
+        if isinstance(t, int) and t >= 0:
+            number.add(t)
+    return Grammar(word_first, prefix, sorted(number))
+
+
+class AllowOnly:
+    """Logits processor: every token outside `ids` gets -inf (constrained decoding)."""
+
+    def __init__(self, ids: list[int]):
+        self.ids = torch.tensor(ids, dtype=torch.long)
+
+    def __call__(self, input_ids, scores):
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, self.ids.to(scores.device)] = 0
+        return scores + mask
+
+
+@torch.inference_mode()
+def generate_answers(model: PrefixLM, tok, examples: list[dict], batch_size: int = 16, max_new_tokens: int = 10,
+                     progress: bool = True, constrain: bool = True) -> list[str]:
+    """Greedy answers, one per example (prompt ids + feat + has_image), in order.
+
+    With `constrain` the answer follows the template: high or low (whichever first token the model
+    scores higher, LCBM's two-way choice), then ', about ' forced, then only digits, ' likes' and
+    end of turn. Free decoding otherwise (the parser and the fallback handle what comes out)."""
+    from tqdm.auto import tqdm
+    from transformers import LogitsProcessorList
+
+    gram = answer_grammar(tok) if constrain else None
+    procs = LogitsProcessorList([AllowOnly(gram.number)] if constrain else [])
+    model.eval()
+    dev = model.lm.get_input_embeddings().weight.device
+    order = np.argsort([len(e["input_ids"]) for e in examples], kind="stable")  # less padding
+    out: list[str] = [""] * len(examples)
+    eos = [t for t in {tok.eos_token_id, tok.convert_tokens_to_ids(llm.end_of_turn(tok))} if isinstance(t, int) and t >= 0]
+
+    def run(batch_examples, **kw):
+        b = {k: v.to(dev) for k, v in collate(batch_examples, tok.pad_token_id, left=True).items()}
+        return model.build(b["input_ids"], b["attention_mask"], b["feats"], b["has_image"])
+
+    for s in tqdm(range(0, len(order), batch_size), desc="behaviour_lm predict", disable=not progress):
+        idx = order[s:s + batch_size]
+        batch = [examples[i] for i in idx]
+        heads = [""] * len(idx)
+        if constrain:
+            built = run(batch)
+            pos = (built["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+            last = model.lm(**built, position_ids=pos).logits[:, -1].float()
+            words = ["high" if last[j, gram.word_first["high"]] >= last[j, gram.word_first["low"]] else "low" for j in range(len(idx))]
+            batch = [{**e, "input_ids": list(e["input_ids"]) + gram.prefix[w]} for e, w in zip(batch, words)]
+            heads = [tok.decode(gram.prefix[w]) for w in words]
+        gen = model.lm.generate(**run(batch), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                                pad_token_id=tok.pad_token_id, logits_processor=procs)
+        for i, head, row in zip(idx, heads, gen):
+            out[i] = (head + tok.decode(row, skip_special_tokens=True)).strip()
+    return out
+
+
+def predict(model: PrefixLM, tok, examples: list[dict], fallback: np.ndarray, batch_size: int = 16,
+            max_new_tokens: int = 10, progress: bool = True, constrain: bool = True) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(likes, raw answers, used_fallback mask): an unparsable answer takes `fallback[i]`."""
+    answers = generate_answers(model, tok, examples, batch_size, max_new_tokens, progress, constrain)
+    parsed = [parse_likes(a) for a in answers]
+    used = np.array([v is None for v in parsed], bool)
+    likes = np.array([fallback[i] if v is None else v for i, v in enumerate(parsed)], float)
+    return likes, answers, used
+
+
+def make_examples(tok, rows: pd.DataFrame, hists: list[dict], feats: np.ndarray, has: np.ndarray, max_length: int,
+                  answers: list[str] | None = None, max_field_chars: int = 280) -> list[dict]:
+    out = []
+    for i, row in enumerate(rows.to_dict("records")):
+        prompt = P.render(tok, user_prompt(row, hists[i], bool(has[i]), max_field_chars), SYSTEM)
+        ex = encode(tok, prompt, None if answers is None else answers[i], max_length)
+        ex.update(feat=feats[i], has_image=bool(has[i]))
+        out.append(ex)
+    return out
+
+
+# ---------------------------------------------------------------------------- tweetsim predict-likes
+
+def cli(argv: list[str]) -> int:
+    """`tweetsim predict-likes --model lm`: the behaviour LM of `--regime` (default: the first
+    trained), falling back to the bucket model (models/likes bundle) where an answer is unparsable."""
+    import argparse
+    import sys
+
+    from tweetsim.load import InputError, read_official
+
+    ap = argparse.ArgumentParser(prog="tweetsim predict-likes --model lm")
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--models", default="models")
+    ap.add_argument("--media", default="data/media", help="media folder with manifest.csv (images used where fetched)")
+    ap.add_argument("--regime", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = Path(args.models) / NAME
+    regimes = sorted(d.name for d in root.glob("*") if (d / "state.json").is_file()) if root.is_dir() else []
+    regime = args.regime or (regimes[0] if regimes else None)
+    if regime is None or not (root / regime / "state.json").is_file():
+        print(f"predict-likes: no behaviour LM under {root}/{regime or '<regime>'}: run `dvc repro train_behaviour_lm`",
+              file=sys.stderr)
+        return 2
+    try:
+        rows, rejects = read_official(args.input)
+    except InputError as e:
+        print(f"predict-likes: {e}", file=sys.stderr)
+        return 2
+    tok, model, state = load(root / regime)
+    p = state["params"]
+    tables = {lv: pd.read_parquet(root / regime / f"history_{lv}.parquet") for lv in ("username", "company")}
+    for col in ("company", "username"):
+        rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
+    enc = VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
+    feats, has, _ = image_features(rows, args.media, enc, int(p["vision"]["max_images"]), progress=False)
+    examples = make_examples(tok, rows, history(rows, tables=tables), feats, has, int(p["max_length"]),
+                             max_field_chars=int(p["max_field_chars"]))
+    fallback = np.full(len(rows), float(state["train_median"]))
+    fb_name = "train median"
+    try:
+        from tweetsim.behaviour import Predictor
+
+        fallback = Predictor(args.models, args.threads).predict(rows)
+        fb_name = "bucket model"
+    except FileNotFoundError as e:
+        print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
+              file=sys.stderr)
+    likes, _, used = predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False,
+                             constrain=bool(p.get("constrain", True)))
+    out = pd.DataFrame({"id": rows["id"].astype("int64").to_numpy(), "likes": np.rint(likes).astype(np.int64)})
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    print(f"predict-likes --model lm ({regime}): {len(out)} rows -> {args.output}; {int(has.sum())} with an image, "
+          f"{int((~has).sum())} text only; {int(used.sum())} unparsable answers took the {fb_name}")
+    return 0

@@ -1,0 +1,96 @@
+"""`tweetsim generate`: write a tweet for every row of an official content-simulation file.
+
+    tweetsim generate --input content_simulation_test_time.xlsx --output tweets.csv
+
+The input is parsed by `tweetsim.load.read_official` (id required; date, likes, username, media,
+inferred company and caption optional: a missing column or unparsable cell becomes unknown and
+the prompt leaves that line out, with the problem printed). The output CSV has `id,content`, one
+row for every input row, in input order. Prompts are built as in training (tweetsim.prompts),
+with exemplars retrieved from the rows with content of `--pool` (default data/tweets.parquet,
+when it exists); the model is the base model of params.yaml plus the adapter of
+`generate.adapter_regime` (models/llm/<regime>/), or the base model alone with --base-model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tweetsim generate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
+    ap.add_argument("--output", required=True, help="CSV to write: id,content")
+    ap.add_argument("--params", default="params.yaml", help="params file (train_llm, generate, build_prompts sections)")
+    ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
+    ap.add_argument("--base-model", action="store_true", help="generate with the base model, no adapter")
+    ap.add_argument("--pool", default="data/tweets.parquet",
+                    help="tweets to retrieve exemplars from (rows with content); 'none' for no exemplars")
+    ap.add_argument("--batch-size", type=int, default=None, help="override generate.batch_size")
+    return ap
+
+
+def cli(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    import torch
+
+    from tweetsim import embed, llm
+    from tweetsim.baselines import Retriever
+    from tweetsim.generation import GenConfig, generate
+    from tweetsim.load import InputError, read_official
+    from tweetsim.params import load_params
+    from tweetsim.prompts import build_examples
+
+    params = load_params(args.params)
+    t, g, bp = params["train_llm"], params["generate"], params["build_prompts"]
+    try:
+        quant = llm.check_quantization(t["quantization"])
+    except llm.QuantizationUnavailable as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 2
+    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        print(f"tweetsim generate: no adapter in {adapter} (run `dvc repro train_llm`, pass --adapter DIR, "
+              "or --base-model to use the model without fine-tuning)", file=sys.stderr)
+        return 2
+    try:
+        rows, rejects = read_official(args.input)
+    except InputError as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 2
+    for r in rejects.itertuples():
+        print(f"tweetsim generate: {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (treated as unknown)", file=sys.stderr)
+
+    retriever = None
+    if args.pool != "none" and Path(args.pool).is_file() and bp["exemplars"] > 0:
+        from tweetsim.schema import read_tweets
+
+        pool = read_tweets(args.pool)
+        if pool["content"].notna().any():
+            embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
+            retriever = Retriever(pool, embed_fn)
+    if retriever is None and bp["exemplars"] > 0:
+        print(f"tweetsim generate: WARNING no exemplar pool ({args.pool}): prompts carry no earlier tweet, "
+              "unlike training", file=sys.stderr)
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(t["num_threads"])
+    base_path = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
+    tok = llm.load_tokenizer(str(adapter) if adapter is not None else base_path)
+    # the pool's own rows must not retrieve themselves: give the input rows a source of their own
+    query = rows.assign(source="__input__" + rows["source"].astype(str))
+    prompts = build_examples(query, tok, retriever, k=bp["exemplars"], max_field_chars=bp["max_field_chars"])
+    model = (llm.load_adapter(base_path, adapter, quant, t["model"]["dtype"]) if adapter is not None
+             else llm.load_model(base_path, quant, t["model"]["dtype"]).eval())
+    cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
+    texts, stats = generate(model, tok, prompts["prompt"].tolist(), cfg, progress=True)
+    out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": texts})
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
+          f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, "
+          f"model {t['model']['name']}{'' if adapter is None else ' + ' + str(adapter)})")
+    return 0

@@ -1,0 +1,115 @@
+"""Batched tweet generation: decoding params, candidates, post-processing.
+
+Prompts are sorted by length and generated in left-padded batches (less padding, one forward pass
+for many rows), then put back in input order. Post-processing keeps only the new tokens (the prompt
+is stripped), stops at the end of the assistant turn (end-of-turn / eos token, or a new chat-turn
+marker if the model runs on), and trims whitespace. With `num_candidates > 1` greedy decoding
+becomes beam search (best beam kept) and sampling keeps the candidate with the highest mean token
+log-probability.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+TURN_MARKERS = ("<|im_start|>", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>", "<|endoftext|>", "</s>", "### ")
+
+
+@dataclass
+class GenConfig:
+    max_new_tokens: int = 48
+    batch_size: int = 16
+    temperature: float = 0.0      # 0: greedy
+    top_p: float = 0.9
+    repetition_penalty: float = 1.2   # greedy SmolLM2 loops on emoji without it
+    num_candidates: int = 1
+    seed: int = 13
+    max_prompt_tokens: int = 384  # longer prompts are cut from the left
+
+    @classmethod
+    def from_params(cls, p: dict) -> "GenConfig":
+        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+
+
+def stop_token_ids(tok) -> list[int]:
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    vocab = tok.get_vocab()
+    for m in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|im_start|>"):
+        if m in vocab:
+            ids.add(vocab[m])
+    return sorted(ids)
+
+
+def postprocess(text: str) -> str:
+    """Cut at the first chat-turn marker (the model running on past its tweet), trim."""
+    cut = len(text)
+    for m in TURN_MARKERS:
+        i = text.find(m)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut].strip()
+
+
+def _decode(tok, new_ids: torch.Tensor, stops: set[int]) -> str:
+    ids = new_ids.tolist()
+    for j, t in enumerate(ids):
+        if t in stops:
+            ids = ids[:j]
+            break
+    return postprocess(tok.decode(ids, skip_special_tokens=True))
+
+
+@torch.no_grad()
+def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = False) -> tuple[list[str], dict]:
+    """Tweets for prompts (chat-templated strings), in input order; plus {'new_tokens', 'seconds'}."""
+    from tqdm.auto import tqdm
+
+    if not prompts:
+        return [], {"new_tokens": 0, "seconds": 0.0}
+    torch.manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+    old_side = (tok.padding_side, tok.truncation_side)
+    tok.padding_side = tok.truncation_side = "left"  # a cut prompt must keep its end: the assistant header
+    stops = stop_token_ids(tok)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[str | None] = [None] * len(prompts)
+    n_new, t0 = 0, time.perf_counter()
+    n = max(1, cfg.num_candidates)
+    sample = cfg.temperature > 0
+    kwargs = dict(max_new_tokens=cfg.max_new_tokens, repetition_penalty=cfg.repetition_penalty,
+                  pad_token_id=tok.pad_token_id, eos_token_id=stops, num_return_sequences=n)
+    if sample:
+        kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
+                      output_scores=n > 1, return_dict_in_generate=True)
+    else:
+        kwargs.update(do_sample=False, num_beams=n, return_dict_in_generate=True)
+    try:
+        for s in tqdm(range(0, len(order), cfg.batch_size), desc="generate", disable=not progress):
+            idx = order[s:s + cfg.batch_size]
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False,
+                      truncation=True, max_length=cfg.max_prompt_tokens).to(device)
+            res = model.generate(**enc, **kwargs)
+            seqs = res.sequences[:, enc["input_ids"].shape[1]:]
+            n_new += int(sum(_n_real(row, stops) for row in seqs))
+            if sample and n > 1:
+                scores = model.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
+                valid = ~torch.isin(seqs, torch.tensor(stops + [tok.pad_token_id], device=seqs.device))
+                mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).view(len(idx), n)
+                best = mean_lp.argmax(1)
+            else:
+                best = torch.zeros(len(idx), dtype=torch.long)  # beams come out best first
+            seqs = seqs.view(len(idx), n, -1)
+            for j, i in enumerate(idx):
+                out[i] = _decode(tok, seqs[j, int(best[j])], set(stops))
+    finally:
+        tok.padding_side, tok.truncation_side = old_side
+    return out, {"new_tokens": n_new, "seconds": time.perf_counter() - t0}
+
+
+def _n_real(row: torch.Tensor, stops: list[int]) -> int:
+    """Generated tokens up to and including the first stop token (the rest is padding)."""
+    hit = torch.isin(row, torch.tensor(stops, device=row.device)).nonzero()
+    return int(hit[0, 0]) + 1 if len(hit) else len(row)
