@@ -484,7 +484,7 @@ def generate_answers(model: PrefixLM, tok, examples: list[dict], batch_size: int
     out: list[str] = [""] * len(examples)
     eos = [t for t in {tok.eos_token_id, tok.convert_tokens_to_ids(llm.end_of_turn(tok))} if isinstance(t, int) and t >= 0]
 
-    def run(batch_examples, **kw):
+    def run(batch_examples):
         b = {k: v.to(dev) for k, v in collate(batch_examples, tok.pad_token_id, left=True).items()}
         return model.build(b["input_ids"], b["attention_mask"], b["feats"], b["has_image"])
 
