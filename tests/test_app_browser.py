@@ -9,10 +9,8 @@ written to docs/screenshot.png, the README's:
     TWEETSIM_APP_MODELS=models python -m pytest -q tests/test_app_browser.py
 """
 
-import io
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
