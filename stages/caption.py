@@ -27,7 +27,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
         shard = int(flags[flags.index("--shard") + 1])
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
-        return merge(data, shards, len(tweets))
+        return imgs.merge_shard_outputs(data, "caption", "captions", "caption_rejects", shards, len(tweets), cap.schema())
 
     rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
     loud = imgs.loud_missing("caption", rows)
@@ -54,19 +54,6 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
           f"{captioner.name if captioner else 'no model'}, {counts['precomputed']} precomputed, {counts['none']} none; "
           f"{n_img} images read, {len(rejects)} unreadable -> {rej}; embeddings from "
           f"{embedder.name if embedder else 'none (no image)'}; cache {cache.hits} hits / {cache.misses} misses")
-
-
-def merge(data: Path, shards: int, n_tweets: int) -> None:
-    parts = [data / "shards" / f"captions-{k}-of-{shards}.parquet" for k in range(shards)]
-    missing = [str(p) for p in parts if not p.exists()]
-    if missing:
-        sys.exit(f"caption --merge: missing shard outputs {missing}")
-    table = imgs.merge_shards([pq.read_table(p) for p in parts], schema=cap.schema())
-    if table.num_rows != n_tweets:
-        sys.exit(f"caption --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
-    pq.write_table(table, data / "captions.parquet")
-    imgs.merge_rejects([data / "shards" / f"caption_rejects-{k}-of-{shards}.csv" for k in range(shards)], data / "caption_rejects.csv")
-    print(f"caption: merged {shards} shards -> {data / 'captions.parquet'} ({table.num_rows} rows)")
 
 
 if __name__ == "__main__":

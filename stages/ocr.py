@@ -25,7 +25,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
         shard = int(flags[flags.index("--shard") + 1])
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
-        return merge(data, shards, len(tweets))
+        return imgs.merge_shard_outputs(data, "ocr", "ocr", "ocr_rejects", shards, len(tweets), ocr.schema())
 
     rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
     loud = imgs.loud_missing("ocr", rows)
@@ -52,19 +52,6 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     print(f"ocr: {len(records)} rows -> {out} (shard {shard}/{shards}); {len(jobs) - len(errors)} images read "
           f"by {backend or 'no engine'}, {with_text} rows with text, {len(rejects)} unreadable -> {rej}; "
           f"cache {cache.hits} hits / {cache.misses} misses")
-
-
-def merge(data: Path, shards: int, n_tweets: int) -> None:
-    parts = [data / "shards" / f"ocr-{k}-of-{shards}.parquet" for k in range(shards)]
-    missing = [str(p) for p in parts if not p.exists()]
-    if missing:
-        sys.exit(f"ocr --merge: missing shard outputs {missing}")
-    table = imgs.merge_shards([pq.read_table(p) for p in parts], schema=ocr.schema())
-    if table.num_rows != n_tweets:
-        sys.exit(f"ocr --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
-    pq.write_table(table, data / "ocr.parquet")
-    imgs.merge_rejects([data / "shards" / f"ocr_rejects-{k}-of-{shards}.csv" for k in range(shards)], data / "ocr_rejects.csv")
-    print(f"ocr: merged {shards} shards -> {data / 'ocr.parquet'} ({table.num_rows} rows)")
 
 
 if __name__ == "__main__":

@@ -346,3 +346,23 @@ def merge_rejects(parts: list[Path], out: str | Path) -> None:
                 r["id"], r["item"] = int(r["id"]), int(r["item"])
                 records.append(r)
     write_rejects(out, records)
+
+
+def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, shards: int, n_tweets: int,
+                        schema) -> None:
+    """`--merge` of a sharded caption/ocr run: data/shards/<stem>-K-of-N.parquet (+ rejects) into
+    data/<stem>.parquet and data/<rejects_stem>.csv, checking that every tweet is there once."""
+    import pyarrow.parquet as pq
+
+    data = Path(data)
+    parts = [data / "shards" / f"{stem}-{k}-of-{shards}.parquet" for k in range(shards)]
+    missing = [str(p) for p in parts if not p.exists()]
+    if missing:
+        raise SystemExit(f"{stage} --merge: missing shard outputs {missing}")
+    table = merge_shards([pq.read_table(p) for p in parts], schema=schema)
+    if table.num_rows != n_tweets:
+        raise SystemExit(f"{stage} --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
+    pq.write_table(table, data / f"{stem}.parquet")
+    merge_rejects([data / "shards" / f"{rejects_stem}-{k}-of-{shards}.csv" for k in range(shards)],
+                  data / f"{rejects_stem}.csv")
+    print(f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)")
