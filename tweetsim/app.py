@@ -114,58 +114,28 @@ class LikesService:
 
 
 class WriterService:
-    """The LoRA-fine-tuned tweet writer as `tweetsim generate` loads it (tweetsim.content), with
-    exemplars retrieved from `pool`; N drafts are N samples of the same prompt.
-
-    Adapter: tweetsim.content exposes only its CLI, so its loading steps are repeated here.
-    """
+    """The tweet writer of `tweetsim generate` (tweetsim.content.Writer); N drafts are N samples of
+    the same prompt."""
 
     def __init__(self, params: dict, adapter: Path | None, pool: Path | None, temperature: float = DRAFT_TEMPERATURE,
                  top_p: float = DRAFT_TOP_P, log=print):
-        import torch
-
-        from tweetsim import llm
+        from tweetsim.content import Writer
         from tweetsim.generation import GenConfig
 
-        t, g, bp = params["train_llm"], params["generate"], params["build_prompts"]
-        quant = llm.check_quantization(t["quantization"])
-        if adapter is not None and not (adapter / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"no LoRA adapter in {adapter}: run `dvc repro train_llm` (or serve --base-model)")
-        if not torch.cuda.is_available():
-            torch.set_num_threads(int(t.get("num_threads") or 2))
-        base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
-        self.tok = llm.load_tokenizer(str(adapter) if adapter is not None else base)
-        self.model = (llm.load_adapter(base, adapter, quant, t["model"]["dtype"]) if adapter is not None
-                      else llm.load_model(base, quant, t["model"]["dtype"]).eval())
-        self.k, self.max_field_chars = int(bp["exemplars"]), int(bp["max_field_chars"])
-        self.retriever = None
-        if pool is not None and Path(pool).is_file() and self.k > 0:
-            from tweetsim import embed
-            from tweetsim.baselines import Retriever
-            from tweetsim.schema import read_tweets
-
-            tweets = read_tweets(pool)
-            if tweets["content"].notna().any():
-                embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
-                self.retriever = Retriever(tweets, embed_fn)
-        if self.retriever is None and self.k > 0:
-            log(f"tweetsim serve: WARNING no exemplar pool ({pool}): prompts carry no earlier tweet, unlike training")
-        self.cfg = GenConfig.from_params({**g, "temperature": temperature, "top_p": top_p, "num_candidates": 1})
-        self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}")
+        self.writer = Writer(params, adapter, pool, log=lambda m: log(f"tweetsim serve: {m}"))
+        self.cfg = GenConfig.from_params({**params["generate"], "temperature": temperature, "top_p": top_p,
+                                          "num_candidates": 1})
+        self.name = self.writer.name
 
     def __call__(self, table: pd.DataFrame, n: int) -> list[str]:
         from dataclasses import replace
 
         from tweetsim.generation import generate
-        from tweetsim.prompts import build_examples
 
         if n <= 0:
             return []
-        # the pool's own rows must not retrieve themselves (as in tweetsim generate)
-        query = table.assign(source="__input__" + table["source"].astype(str))
-        prompt = build_examples(query.iloc[:1], self.tok, self.retriever, k=self.k,
-                                max_field_chars=self.max_field_chars)["prompt"].iloc[0]
-        texts, _ = generate(self.model, self.tok, [prompt] * n, replace(self.cfg, batch_size=n))
+        prompt = self.writer.prompts(table.iloc[:1])[0]
+        texts, _ = generate(self.writer.model, self.writer.tok, [prompt] * n, replace(self.cfg, batch_size=n))
         return list(dict.fromkeys(t for t in texts if t))
 
 

@@ -33,29 +33,61 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Writer:
+    """The tweet writer as `tweetsim generate` and the web app use it: the base model of params.yaml
+    (+ a LoRA adapter, or none for the base model), loaded once, with exemplars retrieved from the
+    rows with content of `pool` as in training."""
+
+    def __init__(self, params: dict, adapter: Path | None, pool: Path | str | None, log=print):
+        import torch
+
+        from tweetsim import llm
+
+        t, bp = params["train_llm"], params["build_prompts"]
+        quant = llm.check_quantization(t["quantization"])  # QuantizationUnavailable before any loading
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no adapter in {adapter} (run `dvc repro train_llm`, pass --adapter DIR, "
+                                    "or --base-model to use the model without fine-tuning)")
+        self.k, self.max_field_chars = int(bp["exemplars"]), int(bp["max_field_chars"])
+        self.retriever = None
+        if pool is not None and str(pool) != "none" and Path(pool).is_file() and self.k > 0:
+            from tweetsim import embed
+            from tweetsim.baselines import Retriever
+            from tweetsim.schema import read_tweets
+
+            tweets = read_tweets(pool)
+            if tweets["content"].notna().any():
+                embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
+                self.retriever = Retriever(tweets, embed_fn)
+        if self.retriever is None and self.k > 0:
+            log(f"WARNING no exemplar pool ({pool}): prompts carry no earlier tweet, unlike training")
+        if not torch.cuda.is_available():
+            torch.set_num_threads(int(t.get("num_threads") or 2))
+        base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
+        self.tok = llm.load_tokenizer(str(adapter) if adapter is not None else base)
+        self.model = (llm.load_adapter(base, adapter, quant, t["model"]["dtype"]) if adapter is not None
+                      else llm.load_model(base, quant, t["model"]["dtype"]).eval())
+        self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}")
+
+    def prompts(self, rows: pd.DataFrame) -> list[str]:
+        from tweetsim.prompts import build_examples
+
+        # the pool's own rows must not retrieve themselves: give the input rows a source of their own
+        query = rows.assign(source="__input__" + rows["source"].astype(str))
+        return build_examples(query, self.tok, self.retriever, k=self.k,
+                              max_field_chars=self.max_field_chars)["prompt"].tolist()
+
+
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    import torch
-
-    from tweetsim import embed, llm
-    from tweetsim.baselines import Retriever
+    from tweetsim import llm
     from tweetsim.generation import GenConfig, generate
     from tweetsim.load import InputError, read_official
     from tweetsim.params import load_params
-    from tweetsim.prompts import build_examples
 
     params = load_params(args.params)
-    t, g, bp = params["train_llm"], params["generate"], params["build_prompts"]
-    try:
-        quant = llm.check_quantization(t["quantization"])
-    except llm.QuantizationUnavailable as e:
-        print(f"tweetsim generate: {e}", file=sys.stderr)
-        return 2
+    g = params["generate"]
     adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        print(f"tweetsim generate: no adapter in {adapter} (run `dvc repro train_llm`, pass --adapter DIR, "
-              "or --base-model to use the model without fine-tuning)", file=sys.stderr)
-        return 2
     try:
         rows, rejects = read_official(args.input)
     except InputError as e:
@@ -63,34 +95,16 @@ def cli(argv: list[str]) -> int:
         return 2
     for r in rejects.itertuples():
         print(f"tweetsim generate: {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (treated as unknown)", file=sys.stderr)
-
-    retriever = None
-    if args.pool != "none" and Path(args.pool).is_file() and bp["exemplars"] > 0:
-        from tweetsim.schema import read_tweets
-
-        pool = read_tweets(args.pool)
-        if pool["content"].notna().any():
-            embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
-            retriever = Retriever(pool, embed_fn)
-    if retriever is None and bp["exemplars"] > 0:
-        print(f"tweetsim generate: WARNING no exemplar pool ({args.pool}): prompts carry no earlier tweet, "
-              "unlike training", file=sys.stderr)
-
-    if not torch.cuda.is_available():
-        torch.set_num_threads(t["num_threads"])
-    base_path = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
-    tok = llm.load_tokenizer(str(adapter) if adapter is not None else base_path)
-    # the pool's own rows must not retrieve themselves: give the input rows a source of their own
-    query = rows.assign(source="__input__" + rows["source"].astype(str))
-    prompts = build_examples(query, tok, retriever, k=bp["exemplars"], max_field_chars=bp["max_field_chars"])
-    model = (llm.load_adapter(base_path, adapter, quant, t["model"]["dtype"]) if adapter is not None
-             else llm.load_model(base_path, quant, t["model"]["dtype"]).eval())
+    try:
+        writer = Writer(params, adapter, args.pool, log=lambda m: print(f"tweetsim generate: {m}", file=sys.stderr))
+    except (llm.QuantizationUnavailable, FileNotFoundError) as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 2
     cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
-    texts, stats = generate(model, tok, prompts["prompt"].tolist(), cfg, progress=True)
+    texts, stats = generate(writer.model, writer.tok, writer.prompts(rows), cfg, progress=True)
     out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": texts})
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.output, index=False)
     print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
-          f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, "
-          f"model {t['model']['name']}{'' if adapter is None else ' + ' + str(adapter)})")
+          f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
     return 0
