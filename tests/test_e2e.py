@@ -77,4 +77,5 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     run(["dvc", "exp", "run", "-S", "split.unseen_time.test_from=2022-06-01"], repo, timeout=1200)
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
     changed = {k for f in diff.values() for k, v in f.items() if v.get("diff")}
-    assert "unseen_time.median.n" in changed and "unseen_time.retrieval.n" in changed, diff
+    # fewer test rows after the later cut-off (text models are compared on a capped set of rows)
+    assert {"unseen_time.median.n", "unseen_time.account_median.n"} <= changed, diff
