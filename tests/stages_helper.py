@@ -15,14 +15,19 @@ def stage(name: str):
     return mod
 
 
-def write_params(tmp: Path, **overrides) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+def override(params: dict, overrides: dict) -> dict:
+    """Set dotted keys ("train_llm.steps") in a params dict, as `dvc exp run -S` would."""
     for dotted, value in overrides.items():
         node = params
         *head, last = dotted.split(".")
         for k in head:
             node = node[k]
         node[last] = value
+    return params
+
+
+def write_params(tmp: Path, **overrides) -> Path:
+    params = override(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from stages_helper import override
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {".git", ".venv", ".dvc/cache", ".dvc/tmp", ".cache", "models", "dvclive", "data/media", "data/predictions",
@@ -52,13 +53,7 @@ def copy_repo(dst: Path) -> None:
 def test_repro_then_experiment_changes_metrics(tmp_path):
     repo = tmp_path / "repo"
     copy_repo(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for dotted, value in TINY.items():
-        node = params
-        *head, last = dotted.split(".")
-        for k in head:
-            node = node[k]
-        node[last] = value
+    params = override(yaml.safe_load((repo / "params.yaml").read_text()), TINY)
     # share the converted SmolLM2 folder with the checkout instead of converting it again (70 s)
     params["train_llm"]["model"]["cache_dir"] = params["train_behaviour_lm"]["model"]["cache_dir"] = str(ROOT / ".cache" / "models")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
