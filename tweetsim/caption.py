@@ -337,10 +337,17 @@ def caption_rows(rows: list[imgs.Row], params: dict, captioner, embedder, cache:
     records, rejects = [], []
     counts = {"precomputed": 0, "model": 0, "none": 0}
     for r in rows:
-        reasons, caps, embs = [], [], []
-        readable = imgs.readable_items(r, errors, reasons, rejects)
-        n_read = len(readable)
-        for it in readable:
+        reasons, caps, embs, n_read = [], [], [], 0
+        for it in r.items:
+            if it.path is None:
+                reasons.append(f"item {it.index}: {it.missing}")
+                continue
+            if it.sha256 in errors:
+                reasons.append(f"item {it.index}: {errors[it.sha256]}")
+                rejects.append({"source": r.source, "id": r.id, "item": it.index, "url": it.url,
+                                "path": str(it.path), "reason": errors[it.sha256]})
+                continue
+            n_read += 1
             if it.sha256 in cap_res and "caption" in cap_res[it.sha256]:
                 prefix = KIND_PREFIX.get(it.kind, "a photo of") if captioner.name == EfficientNetLite0.name else ""
                 caps.append(f"{prefix} {cap_res[it.sha256]['caption']}".strip())
@@ -355,7 +362,14 @@ def caption_rows(rows: list[imgs.Row], params: dict, captioner, embedder, cache:
         else:
             caption, source = None, None
             counts["none"] += 1
-        status = imgs.row_status(r, n_read)
+        if not r.items:
+            status = imgs.NO_MEDIA
+        elif n_read:
+            status = imgs.OK
+        elif r.files:
+            status = imgs.UNREADABLE
+        else:
+            status = imgs.NO_IMAGE_FILE
         emb = np.round(_unit(np.mean(embs, axis=0)), 6).astype(np.float32) if embs else None
         records.append({
             "source": r.source, "id": r.id, "caption": caption, "caption_source": source,

@@ -237,15 +237,29 @@ def build_table(rows: list[imgs.Row], results: dict, errors: dict, backend_name:
     """One record per tweet, sorted by (source, id), plus the rejects (one per unreadable file)."""
     records, rejects = [], []
     for r in rows:
-        texts, lines_out, reasons = [], [], []
-        readable = imgs.readable_items(r, errors, reasons, rejects)
-        n_read = len(readable)
-        for it in readable:
+        texts, lines_out, reasons, n_read = [], [], [], 0
+        for it in r.items:
+            if it.path is None:
+                reasons.append(f"item {it.index}: {it.missing}")
+                continue
+            if it.sha256 in errors:
+                reasons.append(f"item {it.index}: {errors[it.sha256]}")
+                rejects.append({"source": r.source, "id": r.id, "item": it.index, "url": it.url,
+                                "path": str(it.path), "reason": errors[it.sha256]})
+                continue
+            n_read += 1
             for ln in results[it.sha256]:
                 texts.append(ln["text"])
                 lines_out.append({"item": it.index, "frame": ln.get("frame", 0), "text": ln["text"],
                                   "score": ln["score"], "box": ln["box"]})
-        status = imgs.row_status(r, n_read)
+        if not r.items:
+            status = imgs.NO_MEDIA
+        elif n_read:
+            status = imgs.OK
+        elif r.files:
+            status = imgs.UNREADABLE
+        else:
+            status = imgs.NO_IMAGE_FILE
         records.append({
             "source": r.source, "id": r.id,
             "ocr_text": "\n".join(texts) if n_read else None,
