@@ -1,8 +1,10 @@
 """Benchmark of the behaviour LM (tweetsim.behaviour_lm), measured in one run, on this machine.
 
 Prints: seconds per training step (LoRA + projection, image prefix vs text only), predictions per
-second (batched vs one by one), and the frozen vision encoder's images per second.
-Run by hand: python bench/bench_behaviour_lm.py [params.yaml] [data] [--steps 4] [--rows 32]
+second (batched vs one by one), and the frozen vision encoder's images per second. Then the same
+prefix for the tweet writer (train_llm.image_prefix: tweetsim.llm.train_lora's loop, train_llm's
+batch and max_length, tweet completions): s/step and generated tokens/s, image prefix vs text only.
+Run by hand: python bench/bench_behaviour_lm.py [params.yaml] [data] [--steps 4] [--rows 32] [--only likes|writer]
 Uses data/tweets.parquet rows with likes (real prompts) and generated images for the encoder; the
 LM is the params' model (SmolLM2-135M by default).
 """
@@ -11,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from tweetsim import behaviour_lm as B  # noqa: E402
+from tweetsim import image_prefix as IP  # noqa: E402
+from tweetsim import llm  # noqa: E402
+from tweetsim.generation import GenConfig, generate  # noqa: E402
 from tweetsim.params import load_params  # noqa: E402
 from tweetsim.prompts import join_side_tables  # noqa: E402
 from tweetsim.schema import read_tweets  # noqa: E402
@@ -32,8 +38,10 @@ def main() -> None:
     ap.add_argument("data", nargs="?", default="data")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rows", type=int, default=32)
+    ap.add_argument("--only", choices=["likes", "writer"], default=None)
     args = ap.parse_args()
-    p = load_params(args.params)["train_behaviour_lm"]
+    params = load_params(args.params)
+    p = params["train_behaviour_lm"]
     torch.set_num_threads(int(p["num_threads"]))
     from PIL import Image
 
@@ -50,6 +58,15 @@ def main() -> None:
     table = table.sample(n=min(args.rows, len(table)), random_state=0)
     n = len(table)
     feats = feats16[np.arange(n) % len(feats16)]
+    if args.only != "writer":
+        likes_bench(p, args, enc, table, feats)
+    if args.only != "likes":
+        writer_bench(params, args, enc, table, feats)
+    print(f"vision encoder: {enc_ips:.1f} images/s (640x480, batch {p['vision']['batch_size']})")
+
+
+def likes_bench(p, args, enc, table, feats) -> None:
+    n = len(table)
     tok, model = B.build_model(p, enc.dim)
     answers = [B.verbalise_likes(v, 100) for v in table["likes"].astype(float)]
     cfg = B.TrainConfig.from_params({**p, "steps": args.steps, "warmup_steps": 1})
@@ -72,7 +89,39 @@ def main() -> None:
           f"(ratio {res['image prefix'] / res['text only']:.2f}) over {args.steps} steps")
     print(f"predict: {batched:.2f} rows/s batched (batch {p['eval_batch_size']}, {n} rows), {single:.2f} rows/s one by one "
           f"({k} rows): batched/single {batched / single:.2f}x; max_new_tokens {p['max_new_tokens']}")
-    print(f"vision encoder: {enc_ips:.1f} images/s (640x480, batch {p['vision']['batch_size']})")
+
+
+def writer_bench(params, args, enc, table, feats) -> None:
+    """The writer (train_llm params) with and without the image prefix, on the same prompts."""
+    from tweetsim.prompts import render, verbalise
+
+    t, ip = params["train_llm"], params["train_llm"]["image_prefix"]
+    path = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
+    tok = llm.load_tokenizer(path)
+    n = len(table)
+    prompts = [render(tok, verbalise(r, (), int(params["build_prompts"]["max_field_chars"]))) for r in table.to_dict("records")]
+    completions = table["content"].fillna("New drop <hyperlink>").tolist()
+    cfg = llm.TrainConfig.from_params({**t, "steps": args.steps, "warmup_steps": 1, "save_every": 0,
+                                       "projection_lr": ip["projection_lr"]})
+    lm = llm.add_lora(llm.load_model(path, "none", t["model"]["dtype"], for_training=True), **t["lora"])
+    model = IP.attach(lm, enc.dim, ip["projection"], cfg.seed)
+    gcfg = GenConfig.from_params({**params["generate"], "max_new_tokens": 24})
+    k = min(8, n)
+    res = {}
+    warm = [dict(llm.encode_example(tok, pr, c, cfg.max_length), feat=f, has_image=True) for pr, c, f in zip(prompts, completions, feats)]
+    llm.train_lora(model, tok, warm, replace(cfg, steps=1), Path("/tmp/bench_writer_adapter"))  # first-step costs out of both
+    for name, has in (("image prefix", np.ones(n, bool)), ("text only", np.zeros(n, bool))):
+        ex = [dict(llm.encode_example(tok, pr, c, cfg.max_length), feat=f, has_image=bool(h))
+              for pr, c, f, h in zip(prompts, completions, feats, has)]
+        step = llm.train_lora(model, tok, ex, cfg, Path("/tmp/bench_writer_adapter"))["seconds_per_step"]
+        model.eval()
+        _, g = generate(model, tok, prompts[:k], gcfg, feats=feats[:k], has_image=has[:k])
+        res[name] = (step, g["new_tokens"] / g["seconds"])
+    (si, gi), (st, gt) = res["image prefix"], res["text only"]
+    print(f"writer {t['model']['name']}: {ip['projection']['n_prefix']} prefix tokens, batch {cfg.batch_size}, "
+          f"max_length {cfg.max_length}, {args.steps} steps; generation {k} rows, batch {gcfg.batch_size}, 24 new tokens max")
+    print(f"writer train: {si:.2f} s/step with image prefix, {st:.2f} s/step text only (ratio {si / st:.2f})")
+    print(f"writer generate: {gi:.1f} tokens/s with image prefix, {gt:.1f} text only (ratio {gi / gt:.2f})")
 
 
 if __name__ == "__main__":

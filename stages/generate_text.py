@@ -4,7 +4,9 @@ Both models get the same prompts (data/prompts.parquet) and decoding params, on 
 (at most `generate.max_eval_rows` per regime and split, chosen by a seeded draw, so evaluate
 compares them on the rows every text model shares). Writes data/predictions/text/llm_lora.parquet
 and data/predictions/text/llm_base.parquet (`regime,source,id,pred_content`) and
-metrics/generate.json (rows and generated tokens per regime).
+metrics/generate.json (rows and generated tokens per regime). An adapter trained with
+`train_llm.image_prefix` (projector.pt beside it) writes each row conditioned on its image
+(data/media manifest; rows without one text-only, counted); llm_base stays the text-only base.
 usage: python stages/generate_text.py [params.yaml] [data] [models] [metrics]
 """
 
@@ -15,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from tweetsim import image_prefix as IP
 from tweetsim import llm
 from tweetsim.generation import GenConfig, generate
 from tweetsim.params import load_params
+from tweetsim.schema import read_tweets
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
@@ -42,13 +46,21 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         from peft import PeftModel
 
         tuned = PeftModel.from_pretrained(base, str(Path(models_dir) / "llm" / regime)).eval()
+        writer, meta = IP.with_projector(tuned, Path(models_dir) / "llm" / regime)
         report[regime] = {"rows": len(rows)}
-        for name, model in (("llm_lora", tuned), ("llm_base", None)):
+        feats = has = None
+        if meta is not None:
+            tweets = read_tweets(Path(data_dir) / "tweets.parquet")[["source", "id", "image_urls", "media"]]
+            feats, has, why = IP.image_features(rows.merge(tweets, on=["source", "id"], how="left"), Path(data_dir) / "media",
+                                                IP.encoder_for(meta), int(meta["vision"]["max_images"]), progress=False)
+            report[regime].update(rows_with_image=int(has.sum()), rows_text_only=int((~has).sum()), no_image_reasons=why)
+            print(f"generate_text {regime}: image-conditioned writer, {int(has.sum())} of {len(rows)} rows with an image ({why})")
+        for name, model in (("llm_lora", writer), ("llm_base", None)):
             if model is None:  # the same weights with the adapter switched off: the base model
                 with tuned.disable_adapter():
                     texts, stats = generate(tuned, tok, rows["prompt"].tolist(), cfg, progress=True)
             else:
-                texts, stats = generate(model, tok, rows["prompt"].tolist(), cfg, progress=True)
+                texts, stats = generate(model, tok, rows["prompt"].tolist(), cfg, progress=True, feats=feats, has_image=has)
             preds[name].append(pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(),
                                              "id": rows["id"].to_numpy(), "pred_content": texts}))
             report[regime][f"{name}_new_tokens"] = stats["new_tokens"]

@@ -22,6 +22,7 @@ import pandas as pd
 from tweetsim import behaviour_lm as B
 from tweetsim import features as F
 from tweetsim import llm
+from tweetsim.image_prefix import say_no_images
 from tweetsim.metrics import likes_metrics
 from tweetsim.params import load_params
 from tweetsim.prompts import join_side_tables
@@ -81,7 +82,12 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             llm.set_seed(cfg.seed)
             tok, model = B.build_model(p, enc.dim, cfg.seed)
             examples = B.make_examples(tok, rows_tr, hist_tr, feats, has, cfg.max_length, answers, int(p["max_field_chars"]))
-            res = B.train(model, tok, examples, cfg, live_dir=Path("dvclive") / "train_behaviour_lm" / regime, progress=p["progress"])
+            # checkpoints keyed by every param and the encoded data: only an identical interrupted run resumes
+            key = llm.fingerprint({"p": p, "vision": enc.id, "data": llm.fingerprint(
+                [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"].tolist()} for e in examples])})
+            ckpt = Path(p["checkpoint_dir"]) / f"{regime}-{key}" if p.get("checkpoint_dir") else None
+            res = B.train(model, tok, examples, cfg, live_dir=Path("dvclive") / "train_behaviour_lm" / regime, progress=p["progress"],
+                          checkpoint_dir=ckpt, resume=bool(p.get("resume", True)))
             out = Path(models_dir) / B.NAME / regime
             if MAIN:
                 B.save(model, tok, out, {"params": p, "feat_dim": enc.dim, "vision": enc.id, "threshold": threshold,
@@ -112,10 +118,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                 "example_answers": raw[:3]})
             n_img = int(has.sum() + h_ev.sum())
             if n_img == 0:
-                bar = "!" * 78
-                print(f"{bar}\ntrain_behaviour_lm {regime}: NO row had a readable image file, so EVERY row fell back to its\n"
-                      f"  caption text alone (train: {why}; predicted: {why_ev}).\n"
-                      f"  The image path is exercised by tests/test_behaviour_lm.py; fetch media to use it here.\n{bar}")
+                say_no_images("train_behaviour_lm", regime, f"train: {why}; predicted: {why_ev}", "tests/test_behaviour_lm.py")
             print(f"train_behaviour_lm {regime}: {len(examples)} train rows ({int(has.sum())} with image), {cfg.steps} steps, "
                   f"{res['seconds_per_step']:.2f} s/step, loss {res['final_loss']:.3f}; LM answered {len(pick)} of {len(ev)} "
                   f"val+test rows ({int(h_ev.sum())} with image), {int(used.sum())} unparsable -> {p['fallback_model']}; "

@@ -48,6 +48,12 @@ def test_efficientnet_batched_equals_one_by_one(effnet):
         assert b["caption"] == s["caption"] and b["caption"].startswith(("a ", "an "))
         assert b["embedding"].shape == (1280,) and abs(np.linalg.norm(b["embedding"]) - 1) < 1e-5
         assert np.allclose(b["embedding"], s["embedding"], atol=1e-4)
+    pool = cap.split_pool(effnet, 2)
+    split = cap.run_split(effnet, ims + ims[:1], 2, pool)  # 5 slices of 1, two at a time
+    pool.shutdown()
+    assert [o["caption"] for o in split] == [o["caption"] for o in batched + batched[:1]]
+    assert all(np.allclose(o["embedding"], b["embedding"], atol=1e-4) for o, b in zip(split, batched + batched[:1]))
+    assert cap.split_pool(effnet, 1) is None
 
 
 # ---------------------------------------------------------------- tiny Hugging Face models

@@ -191,3 +191,54 @@ def test_predict_likes_cli_errors(tmp_path, capsys):
     assert main(["predict-likes", "--input", str(path), "--output", str(tmp_path / "o.csv"), "--models", str(tmp_path)]) == 2
     assert "bundle.json is missing" in capsys.readouterr().err
     assert main(["predict-likes", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "o.csv")]) == 2
+
+
+def test_base_features_text_and_dates():
+    rows = pd.DataFrame({"content": ["Hi THERE!! ok?", None, "caf\u00e9 \U0001F600 \u00a0x\ty", ""],
+                         "caption": ["a photo", None, "", "xy"],
+                         "date": pd.to_datetime(["2018-01-02 03:00", "2020-02-29 23:00", None, "2018-01-01 00:00"], utc=True),
+                         "followers": [99.0, None, -5.0, 0.0]})
+    f = F.base_features(rows)
+    assert f["content_chars"].tolist() == [14, 0, 11, 0] and f["has_content"].tolist() == [1, 0, 1, 0]
+    assert f["content_words"].tolist() == [3, 0, 4, 0]  # any Unicode whitespace splits words
+    assert f["content_upper_frac"].tolist() == [6 / 14, 0, 0, 0]
+    assert f["content_exclaim"].tolist() == [2, 0, 0, 0] and f["content_question"].tolist() == [1, 0, 0, 0]
+    assert f["content_nonascii"].tolist() == [0, 0, 3, 0] and f["caption_chars"].tolist() == [7, 0, 0, 2]
+    assert f["log_followers"][0] == np.log1p(99.0) and np.isnan(f["log_followers"][1])
+    assert f["log_followers"][2] == 0 and f["days"][0] == pytest.approx(1 + 3 / 24) and np.isnan(f["year"][2])
+    assert np.isnan(f["log_acct_avg_likes"]).all() and list(f.index) == [0, 1, 2, 3]
+
+
+def test_predict_with_probs(trained, fixture_data):
+    from tweetsim.behaviour import Predictor
+
+    _, models = trained
+    tmp, _ = fixture_data
+    rows = pd.read_parquet(tmp / "data" / "tweets.parquet").head(12)
+    pred = Predictor(models)
+    likes, probs = pred.predict_with_probs(rows)
+    assert probs.shape == (12, len(pred.state.edges)) and np.allclose(probs.sum(1), 1, atol=1e-5) and (probs >= 0).all()
+    assert np.array_equal(likes, pred.predict(rows)) and set(pred.timings) == {"features", "classifier", "embedding", "trees"}
+    # one row at a time gives the batched predictions
+    one = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
+    assert np.allclose(np.log1p(one), np.log1p(likes[:3]), atol=1e-6, rtol=0)
+
+
+def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
+    """predict_log / the gate feed xgboost a float matrix in the trained column order: same values
+    as xgboost's own DataFrame path (which checks feature names), even with the columns shuffled."""
+    import xgboost as xgb
+
+    from tweetsim.behaviour import Predictor
+
+    _, models = trained
+    tmp, _ = fixture_data
+    pred = Predictor(models)
+    X = pd.read_parquet(tmp / "data" / "likes" / "features.parquet")
+    X = X[list(reversed(pred.state.feature_names))]
+    for r in pred.regs:
+        assert np.array_equal(r.predict_log(X), np.clip(r.model.predict(X[r.features].astype(float)), 0, None))
+    if pred.gate is not None:
+        want = pred.gate.booster.predict(xgb.DMatrix(X[pred.gate.features].astype(float)),
+                                         iteration_range=(0, pred.gate.meta["best_iteration"] + 1))
+        assert np.array_equal(pred.gate.predict(X), want.reshape(len(X), -1))

@@ -111,6 +111,15 @@ def test_paddleocr_reads_known_text_exactly_and_blank_is_empty(paddle):
     assert out[3] == []  # no text is a result, not an error
 
 
+def test_engine_pool_equals_one_engine_in_input_order(paddle):
+    assert isinstance(paddle, ocr.EnginePool) and len(paddle.engines) == 2  # workers: 2 is the default
+    ims = [text_image(t, pos=(30 + 40 * i, 50)) for i, t in enumerate(TEXTS + TEXTS[::-1])] + [Image.new("RGB", (300, 200), "white")]
+    one = paddle.engines[0]
+    got = paddle.run(ims)
+    assert got == [one.run([im])[0] for im in ims]  # same lines, scores and boxes, same order
+    assert [lines[0]["text"] for lines in got[:6]] == TEXTS + TEXTS[::-1]
+
+
 def test_rapidocr_backend_reads_known_text_exactly():
     rapid = ocr.load_backend({"backend": "rapidocr"})
     out = rapid.run([text_image(t) for t in TEXTS] + [Image.new("RGB", (300, 200), "white")])
@@ -121,6 +130,8 @@ def test_rapidocr_backend_reads_known_text_exactly():
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backend"):
         ocr.load_backend({"backend": "tesseract"})
+    with pytest.raises(ValueError, match="ocr.workers"):
+        ocr.load_backend({"backend": "rapidocr", "workers": 0})
 
 
 def test_read_frames_reasons(tmp_path):

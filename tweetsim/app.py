@@ -73,15 +73,7 @@ def bucket_labels(edges) -> list[str]:
 
 # ---------------------------------------------------------------- real services (dvc repro artefacts)
 class LikesService:
-    """tweetsim.behaviour.Predictor, plus the bucket probabilities it mixes the regressors with.
-
-    Adapter: Predictor.predict returns the likes only. Rather than repeat its steps (which change:
-    a tabular gate may replace the classifier's probabilities), the probabilities are read where
-    predict hands them to `tweetsim.regressor.combine`, so they are exactly the ones behind the likes.
-    A `predict_with_probs(rows) -> (likes, probs)` on the Predictor, if it gains one, is used instead.
-    """
-
-    _patch_lock = threading.Lock()
+    """tweetsim.behaviour.Predictor: likes and the bucket probabilities they were mixed with."""
 
     def __init__(self, models_dir: str | Path, num_threads: int = 2):
         from tweetsim.behaviour import Predictor
@@ -90,27 +82,8 @@ class LikesService:
         self.labels = bucket_labels(self.predictor.state.edges)
 
     def __call__(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        from tweetsim import regressor
-
-        if hasattr(self.predictor, "predict_with_probs"):
-            likes, probs = self.predictor.predict_with_probs(table)
-            return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
-        seen, original = [], regressor.combine
-
-        def recording(probs, *args, **kwargs):
-            seen.append(np.asarray(probs, dtype=float))
-            return original(probs, *args, **kwargs)
-
-        with self._patch_lock:
-            regressor.combine = recording
-            try:
-                likes = self.predictor.predict(table)
-            finally:
-                regressor.combine = original
-        if len(seen) != 1 or seen[0].shape[0] != len(table):
-            raise RuntimeError("tweetsim.behaviour.Predictor.predict no longer passes its bucket probabilities to "
-                               "tweetsim.regressor.combine once: the app cannot show them (give Predictor a predict_with_probs)")
-        return np.asarray(likes, dtype=float), seen[0]
+        likes, probs = self.predictor.predict_with_probs(table)
+        return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
 
 
 class WriterService:

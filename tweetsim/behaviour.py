@@ -122,6 +122,13 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     return pd.concat([meta, X], axis=1), summary
 
 
+# Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
+# thread: a one-row call gains nothing from a second thread for its small matrices and, measured with
+# the 2 cores busy, ran about 10x slower on two (each step waits for the slower thread). Predictions
+# do not depend on the thread count (checked by bench/bench_predict_likes.py and tests/test_likes.py).
+SMALL_CALL_ROWS = 9
+
+
 class Predictor:
     """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.load.read_official)."""
 
@@ -137,6 +144,7 @@ class Predictor:
             raise FileNotFoundError(f"{bundle_path} is missing: run `dvc repro` (stage combine_likes) first")
         self.bundle = json.loads(bundle_path.read_text())
         regime = self.bundle["regime"]
+        self.num_threads = num_threads
         torch.set_num_threads(num_threads)
         folder = models / "like_classifier" / regime
         self.state = FeatureState.load(folder, self.bundle.get("history", "all"))
@@ -145,10 +153,36 @@ class Predictor:
         self.regs = [BucketRegressor.load(models / "like_regressor" / str(e) / regime) for e in self.bundle["edges"]]
         self.gate = BucketGate.load(models / "likes" / "gate" / regime) if self.bundle.get("gate") == "tabular" else None
         self.p = self.bundle["params"]
+        self.timings: dict[str, float] = {}
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.predict_with_probs(rows)[0]
+
+    def _set_threads(self, n: int) -> None:
+        import torch
+
+        torch.set_num_threads(n)
+        for m in [*self.regs, *([self.gate] if self.gate is not None else [])]:
+            m.set_threads(n)
+
+    def predict_with_probs(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(likes (n,), bucket probabilities (n, K)): the probabilities the likes were mixed with (the
+        tabular gate's, else the classifier's); each row sums to 1. `self.timings` then holds the
+        seconds of this call by step (features, classifier, embedding, trees)."""
+        small = len(rows) <= SMALL_CALL_ROWS
+        if small:
+            self._set_threads(1)
+        try:
+            return self._predict(rows)
+        finally:
+            if small:
+                self._set_threads(self.num_threads)
+
+    def _predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         from tweetsim.regressor import combine
 
+        clock = time.perf_counter
+        t0 = clock()
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
         for col in ("company", "username"):
             rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
@@ -156,14 +190,20 @@ class Predictor:
             rows["ocr_text"] = None
         hist = F.history_features(rows, tables=self.state.tables)
         texts = verbalise(rows, hist, int(self.p["max_chars"]))
+        t1 = clock()
         probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]))
+        t2 = clock()
         emb = embed_texts(F.text_of(rows), self.p) if self.state.pca.components is not None and self.state.pca.k else np.zeros((len(rows), 0))
+        t3 = clock()
         X = tabular(rows, hist, emb, self.state.pca, probs)
+        t4 = clock()
         if self.gate is not None:
             probs = self.gate.predict(X)
         z = np.stack([r.predict_log(X) for r in self.regs], 1)
         smear = np.array([r.meta["smearing"] for r in self.regs])
-        return combine(probs, z, smear, self.bundle["final"], bool(self.bundle["smearing"]))
+        likes = combine(probs, z, smear, self.bundle["final"], bool(self.bundle["smearing"]))
+        self.timings = {"features": (t1 - t0) + (t4 - t3), "classifier": t2 - t1, "embedding": t3 - t2, "trees": clock() - t4}
+        return likes, np.asarray(probs, dtype=float)
 
 
 def cli(argv: list[str]) -> int:

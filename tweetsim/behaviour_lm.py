@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from tweetsim import llm
 from tweetsim import prompts as P
+# the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
+from tweetsim.image_prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
+                                   image_features)
 
 NAME = "behaviour_lm"  # model name in evaluate.likes_models and the predictions file
 SYSTEM = ("You predict the engagement of brand tweets. Given the tweet and its details, answer with "
@@ -118,155 +120,7 @@ def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict 
     return h.to_dict("records")
 
 
-# --------------------------------------------------------------------------------- vision side
-
-class TinyRandomEncoder(nn.Module):
-    """A seeded random conv net (tests): 32x32 pixels -> `dim` features."""
-
-    def __init__(self, dim: int = 16, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, 8, 4, stride=4)
-        self.fc = nn.Linear(8 * 8 * 8, dim)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        self.dim, self.id = dim, f"tiny-random:{dim}:{seed}"
-
-    def run(self, images: list) -> list[dict]:
-        x = torch.from_numpy(np.stack([np.asarray(im.convert("RGB").resize((32, 32)), np.float32) / 255.0
-                                       for im in images])).permute(0, 3, 1, 2)
-        with torch.inference_mode():
-            f = self.fc(torch.relu(self.conv(x)).flatten(1))
-        return [{"embedding": v} for v in f.numpy()]
-
-
-class VisionEncoder:
-    """Frozen encoder: PIL images -> float32 [n, dim]. Wraps tweetsim.caption's models."""
-
-    def __init__(self, backend: str = "efficientnet_lite0", clip_model: str | None = None, device: str = "cpu",
-                 batch_size: int = 16, log=print):
-        from tweetsim import caption as cap
-
-        self.batch_size = batch_size
-        if backend == "tiny-random":
-            self.model = TinyRandomEncoder()
-        elif backend == "clip":
-            try:
-                self.model = cap.ClipEmbedder(clip_model, device=device)
-            except (OSError, ValueError) as e:
-                log(f"behaviour_lm: CLIP weights {clip_model!r} not available offline ({type(e).__name__}); "
-                    "EfficientNet-Lite0 pooled features STAND IN as the vision encoder")
-                self.model = cap.EfficientNetLite0(device=device)
-        elif backend == "efficientnet_lite0":
-            self.model = cap.EfficientNetLite0(device=device)
-        else:
-            raise ValueError(f"train_behaviour_lm.vision.backend: unknown {backend!r} (efficientnet_lite0 | clip | tiny-random)")
-        self.id = self.model.id
-        self.dim = int(len(self.encode([_probe_image()])[0]))
-
-    def encode(self, images: list) -> np.ndarray:
-        out = []
-        for i in range(0, len(images), self.batch_size):
-            out += [np.asarray(r["embedding"], np.float32) for r in self.model.run(images[i:i + self.batch_size])]
-        return np.stack(out) if out else np.zeros((0, 0), np.float32)
-
-
-def _probe_image():
-    from PIL import Image
-
-    return Image.new("RGB", (64, 64), (127, 127, 127))
-
-
-def image_features(rows: pd.DataFrame, media_dir: str | Path, encoder: VisionEncoder | None, max_images: int = 4,
-                   max_side: int = 512, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(features [n, dim], has_image [n] bool, counts of why rows have no image), rows' order kept.
-
-    A row's feature is the mean over its first `max_images` readable files; unreadable files are
-    counted, never fatal. With no manifest (no download stage output) every row is text-only."""
-    from tqdm.auto import tqdm
-
-    from tweetsim import images as imgs
-
-    n = len(rows)
-    reasons: dict[str, int] = {}
-    manifest_path = Path(media_dir) / "manifest.csv"
-    if encoder is None or not manifest_path.is_file():
-        why = "no vision encoder" if encoder is None else f"no {manifest_path}"
-        return np.zeros((n, encoder.dim if encoder else 0), np.float32), np.zeros(n, bool), {why: n}
-    tab = rows.reset_index(drop=True)
-    if "caption" not in tab:
-        tab = tab.assign(caption=None)
-    built = {(r.source, r.id): r for r in imgs.build_rows(tab, imgs.read_manifest(media_dir), media_dir)}
-    feats = np.zeros((n, encoder.dim), np.float32)
-    has = np.zeros(n, bool)
-    for i, key in enumerate(tqdm(list(zip(tab["source"], tab["id"])), desc="behaviour_lm images", disable=not progress)):
-        r = built[(str(key[0]), int(key[1]))]
-        if not r.items:
-            reasons["no media"] = reasons.get("no media", 0) + 1
-            continue
-        if not r.files:
-            reasons["media but no image file"] = reasons.get("media but no image file", 0) + 1
-            continue
-        ims = []
-        for it in r.files[:max_images]:
-            try:
-                ims.append(imgs.read_frames(it.path, frames=1, max_side=max_side)[0])
-            except imgs.ImageError:
-                pass
-        if not ims:
-            reasons["unreadable image file"] = reasons.get("unreadable image file", 0) + 1
-            continue
-        feats[i] = encoder.encode(ims).mean(0)
-        has[i] = True
-    return feats, has, dict(sorted(reasons.items()))
-
-
 # ---------------------------------------------------------------------------------------- model
-
-class Projector(nn.Module):
-    """Vision feature -> N prefix embeddings in the LM's input space."""
-
-    def __init__(self, in_dim: int, hidden: int, n_prefix: int, kind: str = "mlp"):
-        super().__init__()
-        self.n_prefix, self.hidden = n_prefix, hidden
-        self.norm = nn.LayerNorm(in_dim)  # features of different encoders differ wildly in scale
-        if kind == "linear":
-            self.net = nn.Linear(in_dim, n_prefix * hidden)
-        elif kind == "mlp":
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden * 2), nn.GELU(), nn.Linear(hidden * 2, n_prefix * hidden))
-        else:
-            raise ValueError(f"train_behaviour_lm.projection.kind: unknown {kind!r} (linear | mlp)")
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.net(self.norm(feats)).view(feats.shape[0], self.n_prefix, self.hidden)
-
-
-class PrefixLM(nn.Module):
-    """The LoRA causal LM with image prefix embeddings in front of the prompt."""
-
-    def __init__(self, lm, projector: Projector):
-        super().__init__()
-        self.lm, self.projector = lm, projector
-
-    def build(self, input_ids, attention_mask, feats, has_image, labels=None):
-        emb = self.lm.get_input_embeddings()(input_ids)
-        proj_param = next(self.projector.parameters())  # fp32 projector beside a bf16 / 4-bit LM, maybe another device
-        prefix = self.projector(feats.to(proj_param.device, proj_param.dtype)).to(emb.device, emb.dtype)
-        has_image, attention_mask = has_image.to(emb.device), attention_mask.to(emb.device)
-        # rows without an image: the prefix is masked out of attention (text-only behaviour)
-        pmask = has_image.to(attention_mask.dtype)[:, None].expand(-1, prefix.shape[1])
-        out = {"inputs_embeds": torch.cat([prefix, emb], 1), "attention_mask": torch.cat([pmask, attention_mask], 1)}
-        if labels is not None:
-            labels = labels.to(emb.device)
-            out["labels"] = torch.cat([torch.full(pmask.shape, llm.IGNORE, dtype=labels.dtype, device=labels.device), labels], 1)
-        return out
-
-    def forward(self, input_ids, attention_mask, feats, has_image, labels=None):
-        b = self.build(input_ids, attention_mask, feats, has_image, labels)
-        pos = (b["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)  # masked prefix does not shift positions
-        return self.lm(**b, position_ids=pos)
-
 
 def load_base(p: dict, for_training: bool):
     """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.llm."""
@@ -277,10 +131,7 @@ def load_base(p: dict, for_training: bool):
 
 def build_model(p: dict, feat_dim: int, seed: int = 13):
     tok, base = load_base(p, for_training=True)
-    lm = llm.add_lora(base, **p["lora"])
-    torch.manual_seed(seed)
-    proj = Projector(feat_dim, base.config.hidden_size, int(p["projection"]["n_prefix"]), p["projection"]["kind"])
-    return tok, PrefixLM(lm, proj)
+    return tok, attach(llm.add_lora(base, **p["lora"]), feat_dim, p["projection"], seed)
 
 
 # ------------------------------------------------------------------------------------- examples
@@ -291,26 +142,6 @@ def encode(tok, prompt: str, answer: str | None, max_length: int) -> dict:
         ids = tok(prompt, add_special_tokens=False)["input_ids"][-max_length:]
         return {"input_ids": ids}
     return llm.encode_example(tok, prompt, answer, max_length)
-
-
-def collate(batch: list[dict], pad_id: int, left: bool = False) -> dict:
-    n = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), n), dtype=torch.long)
-    labels = torch.full((len(batch), n), llm.IGNORE, dtype=torch.long)
-    for i, b in enumerate(batch):
-        k = len(b["input_ids"])
-        sl = slice(n - k, n) if left else slice(0, k)  # left padding for generation
-        ids[i, sl] = torch.tensor(b["input_ids"])
-        mask[i, sl] = 1
-        if "labels" in b:
-            labels[i, sl] = torch.tensor(b["labels"])
-    out = {"input_ids": ids, "attention_mask": mask,
-           "feats": torch.from_numpy(np.stack([b["feat"] for b in batch])),
-           "has_image": torch.tensor([bool(b["has_image"]) for b in batch])}
-    if not left:
-        out["labels"] = labels
-    return out
 
 
 # -------------------------------------------------------------------------------------- training
@@ -326,6 +157,7 @@ class TrainConfig:
     seed: int = 13
     log_every: int = 1
     num_threads: int = 2
+    save_every: int = 0           # checkpoint period (steps) when a checkpoint_dir is given; 0: only at the end
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
@@ -333,9 +165,10 @@ class TrainConfig:
 
 
 def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir: str | Path | None = None,
-          accelerator=None, progress: bool = True) -> dict:
-    """Instruction-tune LoRA + projection; returns steps, seconds_per_step, final_loss, losses,
-    projection_grad_norm (of the first step: the image path is really trained when > 0)."""
+          accelerator=None, progress: bool = True, checkpoint_dir: str | Path | None = None, resume: bool = True) -> dict:
+    """Instruction-tune LoRA + projection; returns steps, seconds_per_step, final_loss, losses, resumed_from,
+    projection_grad_norm (of the first step run: the image path is really trained when > 0).
+    Checkpoints (LoRA, projector, optimizer, scheduler, RNG) as tweetsim.llm's, in `checkpoint_dir`."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -352,24 +185,30 @@ def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir
               {"params": list(model.projector.parameters()), "lr": cfg.projection_lr}]
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
 
-    def lr_at(step):  # linear warmup then cosine to 10%, as tweetsim.llm
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, llm.warmup_cosine(cfg.warmup_steps, cfg.steps))
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
+    start, losses, ckpt = 0, [], Path(checkpoint_dir) if checkpoint_dir else None
+    if resume and ckpt is not None and (ckpt / "step.json").is_file():
+        start, losses = llm._load_checkpoint(acc, model, opt, sched, ckpt)
+        acc.print(f"train_behaviour_lm: resuming from {ckpt} at step {start}")
     live = None
     if live_dir is not None and acc.is_main_process:
         from dvclive import Live
 
-        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False)
+        live = Live(str(live_dir), resume=start > 0, dvcyaml=None, save_dvc_exp=False)
+        if start:
+            live.step = start
     inner = acc.unwrap_model(model)
     model.train()
-    it, losses, proj_grad = iter(loader), [], None
+    it, proj_grad = iter(loader), None
+    for _ in range(start):  # the batches already seen: a resumed run sees the data order of an unbroken one
+        try:
+            next(it)
+        except StopIteration:  # a new epoch: its first batch is the one skipped
+            it = iter(loader)
+            next(it)
     t0 = time.perf_counter()
-    for step in tqdm(range(cfg.steps), desc="train_behaviour_lm", disable=not (progress and acc.is_local_main_process)):
+    for step in tqdm(range(start, cfg.steps), desc="train_behaviour_lm", disable=not (progress and acc.is_local_main_process)):
         try:
             batch = next(it)
         except StopIteration:
@@ -388,10 +227,14 @@ def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir
             live.log_metric("train/loss", losses[-1])
             live.log_metric("train/lr", sched.get_last_lr()[0])
             live.next_step()
+        if ckpt is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            llm._save_checkpoint(acc, model, opt, sched, ckpt, step + 1, losses)
     seconds = time.perf_counter() - t0
+    if ckpt is not None:
+        llm._save_checkpoint(acc, model, opt, sched, ckpt, cfg.steps, losses)
     if live is not None:
         live.end()
-    return {"steps": cfg.steps, "seconds_per_step": seconds / max(1, cfg.steps), "losses": losses,
+    return {"steps": cfg.steps, "resumed_from": start, "seconds_per_step": seconds / max(1, cfg.steps - start), "losses": losses,
             "final_loss": float(np.mean(losses[-5:])), "projection_grad_norm": proj_grad}
 
 

@@ -9,6 +9,8 @@ row for every input row, in input order. Prompts are built as in training (tweet
 with exemplars retrieved from the rows with content of `--pool` (default data/tweets.parquet,
 when it exists); the model is the base model of params.yaml plus the adapter of
 `generate.adapter_regime` (models/llm/<regime>/), or the base model alone with --base-model.
+An adapter trained with `train_llm.image_prefix` is conditioned on each row's image, read through
+the `--media` manifest (rows whose image was not fetched are written from text alone, counted).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--pool", default="data/tweets.parquet",
                     help="tweets to retrieve exemplars from (rows with content); 'none' for no exemplars")
     ap.add_argument("--batch-size", type=int, default=None, help="override generate.batch_size")
+    ap.add_argument("--media", default="data/media",
+                    help="media folder with manifest.csv (images used where fetched, for an image-prefix adapter)")
     return ap
 
 
@@ -67,7 +71,23 @@ class Writer:
         self.tok = llm.load_tokenizer(str(adapter) if adapter is not None else base)
         self.model = (llm.load_adapter(base, adapter, quant, t["model"]["dtype"]) if adapter is not None
                       else llm.load_model(base, quant, t["model"]["dtype"]).eval())
-        self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}")
+        self.image_meta, self.encoder = None, None
+        if adapter is not None:  # an image-prefix adapter: PrefixLM + the vision encoder it was trained on
+            from tweetsim import image_prefix as IP
+
+            self.model, self.image_meta = IP.with_projector(self.model, adapter)
+            if self.image_meta is not None:
+                self.encoder = IP.encoder_for(self.image_meta, log=log)
+        self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}") + \
+            (" (image-conditioned)" if self.image_meta else "")
+
+    def images(self, rows: pd.DataFrame, media_dir: str | Path) -> tuple:
+        """(feats, has_image, reasons) for an image-conditioned writer, (None, None, {}) otherwise."""
+        if self.encoder is None:
+            return None, None, {}
+        from tweetsim.image_prefix import image_features
+
+        return image_features(rows, media_dir, self.encoder, int(self.image_meta["vision"]["max_images"]), progress=False)
 
     def prompts(self, rows: pd.DataFrame) -> list[str]:
         from tweetsim.prompts import build_examples
@@ -101,10 +121,13 @@ def cli(argv: list[str]) -> int:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
     cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
-    texts, stats = generate(writer.model, writer.tok, writer.prompts(rows), cfg, progress=True)
+    feats, has, why = writer.images(rows, args.media)
+    texts, stats = generate(writer.model, writer.tok, writer.prompts(rows), cfg, progress=True, feats=feats, has_image=has)
     out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": texts})
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.output, index=False)
+    if has is not None:
+        print(f"tweetsim generate: {int(has.sum())} rows with an image, {int((~has).sum())} text only {why}")
     print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
           f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
     return 0

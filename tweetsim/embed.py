@@ -29,6 +29,11 @@ def _load(path: str):
 _memo: dict[tuple[str, int, str], np.ndarray] = {}  # stages embed the same tweets for every regime and model
 
 
+def clear_cache() -> None:
+    """Forget memoised embeddings (benchmarks time cold calls; a long-lived server can bound memory)."""
+    _memo.clear()
+
+
 def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
     """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string."""
     import torch

@@ -12,6 +12,8 @@ model would have. For the 200 training-file rows they include the row's own like
 tweets an account on average), a small optimistic bias documented in the README.
 """
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -92,32 +94,47 @@ def text_of(rows: pd.DataFrame) -> list[str]:
     return [" ".join(p for p in ps if p).strip() for ps in zip(*parts)]
 
 
+_UPPER = re.compile(r"[A-Z]")
+_NONASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _strings(rows: pd.DataFrame, col: str) -> list[str]:
+    return rows[col].fillna("").astype(str).tolist() if col in rows else [""] * len(rows)
+
+
+def _numeric(rows: pd.DataFrame, col: str):
+    return pd.to_numeric(rows[col], errors="coerce").astype(float).to_numpy() if col in rows else np.nan
+
+
 def base_features(rows: pd.DataFrame) -> pd.DataFrame:
-    """Row-local features: side statistics, media, text statistics, date."""
-    f = pd.DataFrame(index=rows.index)
+    """Row-local features: side statistics, media, text statistics, date.
+
+    Text counts loop over plain str (one pass per count, as pandas' .str methods do, without their
+    per-call overhead, which dominated a one-row call); columns are gathered in a dict and framed once."""
+    f = {}
     for c in SIDE_COLUMNS:
-        f[f"log_{c}"] = np.log1p(pd.to_numeric(rows[c], errors="coerce").astype(float).clip(lower=0)) if c in rows else np.nan
-    for c in ("n_media", "n_photo", "n_video", "n_gif", "n_mentions", "n_hashtags", "n_hyperlinks"):
-        f[c] = pd.to_numeric(rows[c], errors="coerce").astype(float) if c in rows else np.nan
-    f["video_duration"] = pd.to_numeric(rows.get("video_duration"), errors="coerce").astype(float) if "video_duration" in rows else np.nan
-    f["log_video_views"] = np.log1p(pd.to_numeric(rows["video_views"], errors="coerce").astype(float)) if "video_views" in rows else np.nan
-    content = rows["content"].fillna("").astype(str) if "content" in rows else pd.Series("", index=rows.index)
-    caption = rows["caption"].fillna("").astype(str) if "caption" in rows else pd.Series("", index=rows.index)
-    f["has_content"] = (content.str.len() > 0).astype(float)
-    f["content_chars"] = content.str.len().astype(float)
-    f["content_words"] = content.str.split().str.len().fillna(0).astype(float)
-    f["content_upper_frac"] = content.str.count(r"[A-Z]") / f["content_chars"].clip(lower=1)
-    f["content_exclaim"] = content.str.count("!").astype(float)
-    f["content_question"] = content.str.count(r"\?").astype(float)
-    f["content_nonascii"] = content.str.count(r"[^\x00-\x7f]").astype(float)
-    f["caption_chars"] = caption.str.len().astype(float)
-    d = pd.to_datetime(rows["date"], utc=True) if "date" in rows else pd.Series(pd.NaT, index=rows.index)
-    f["year"] = d.dt.year.astype(float)
-    f["month"] = d.dt.month.astype(float)
-    f["dayofweek"] = d.dt.day_of_week.astype(float)
-    f["hour"] = d.dt.hour.astype(float)
-    f["days"] = (d - EPOCH).dt.total_seconds() / 86400.0
-    return f.astype(float)
+        f[f"log_{c}"] = np.log1p(np.clip(_numeric(rows, c), 0, None))
+    for c in ("n_media", "n_photo", "n_video", "n_gif", "n_mentions", "n_hashtags", "n_hyperlinks", "video_duration"):
+        f[c] = _numeric(rows, c)
+    f["log_video_views"] = np.log1p(_numeric(rows, "video_views"))
+    content, caption = _strings(rows, "content"), _strings(rows, "caption")
+    chars = np.array([len(s) for s in content], dtype=float)
+    f["has_content"] = (chars > 0).astype(float)
+    f["content_chars"] = chars
+    f["content_words"] = np.array([len(s.split()) for s in content], dtype=float)
+    f["content_upper_frac"] = np.array([len(_UPPER.findall(s)) for s in content], dtype=float) / np.clip(chars, 1, None)
+    f["content_exclaim"] = np.array([s.count("!") for s in content], dtype=float)
+    f["content_question"] = np.array([s.count("?") for s in content], dtype=float)
+    f["content_nonascii"] = np.array([len(_NONASCII.findall(s)) for s in content], dtype=float)
+    f["caption_chars"] = np.array([len(s) for s in caption], dtype=float)
+    d = pd.to_datetime(rows["date"], utc=True) if "date" in rows else pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
+    f["year"] = d.dt.year.astype(float).to_numpy()
+    f["month"] = d.dt.month.astype(float).to_numpy()
+    f["dayofweek"] = d.dt.day_of_week.astype(float).to_numpy()
+    f["hour"] = d.dt.hour.astype(float).to_numpy()
+    f["days"] = ((d - EPOCH).dt.total_seconds() / 86400.0).to_numpy()
+    return pd.DataFrame({k: np.broadcast_to(np.asarray(v, dtype=float), len(rows)) for k, v in f.items()},
+                        index=rows.index).astype(float)
 
 
 class TextPCA:

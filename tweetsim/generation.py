@@ -6,6 +6,10 @@ is stripped), stops at the end of the assistant turn (end-of-turn / eos token, o
 marker if the model runs on), and trims whitespace. With `num_candidates > 1` greedy decoding
 becomes beam search (best beam kept) and sampling keeps the candidate with the highest mean token
 log-probability.
+
+An image_prefix.PrefixLM writer is conditioned on each row's image feature (`feats`, `has_image`):
+the prefix embeddings go in front of the prompt as `inputs_embeds`; rows without an image (or all
+rows when no feature is given) have it masked out and come out as from the text-only model.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 TURN_MARKERS = ("<|im_start|>", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>", "<|endoftext|>", "</s>", "### ")
@@ -63,14 +68,23 @@ def _decode(tok, new_ids: torch.Tensor, stops: set[int]) -> str:
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = False) -> tuple[list[str], dict]:
-    """Tweets for prompts (chat-templated strings), in input order; plus {'new_tokens', 'seconds'}."""
+def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = False,
+             feats: np.ndarray | None = None, has_image: np.ndarray | None = None) -> tuple[list[str], dict]:
+    """Tweets for prompts (chat-templated strings), in input order; plus {'new_tokens', 'seconds'}.
+    `feats` [n, dim] / `has_image` [n]: image features for a PrefixLM writer (ignored otherwise)."""
     from tqdm.auto import tqdm
 
     if not prompts:
         return [], {"new_tokens": 0, "seconds": 0.0}
     torch.manual_seed(cfg.seed)
     device = next(model.parameters()).device
+    prefix = hasattr(model, "projector")
+    if prefix:
+        if feats is None:  # no image given: every row text-only
+            feats = np.zeros((len(prompts), model.projector.norm.normalized_shape[0]), np.float32)
+            has_image = np.zeros(len(prompts), bool)
+        feats, has_image = torch.as_tensor(np.asarray(feats, np.float32)), torch.as_tensor(np.asarray(has_image, bool))
+    lm = model.lm if prefix else model
     old_side = (tok.padding_side, tok.truncation_side)
     tok.padding_side = tok.truncation_side = "left"  # a cut prompt must keep its end: the assistant header
     stops = stop_token_ids(tok)
@@ -91,11 +105,13 @@ def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = Fa
             idx = order[s:s + cfg.batch_size]
             enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False,
                       truncation=True, max_length=cfg.max_prompt_tokens).to(device)
-            res = model.generate(**enc, **kwargs)
+            if prefix:
+                enc = _with_prefix(model, enc, feats[idx], has_image[idx], tok.pad_token_id)
+            res = lm.generate(**enc, **kwargs)
             seqs = res.sequences[:, enc["input_ids"].shape[1]:]
             n_new += int(sum(_n_real(row, stops) for row in seqs))
             if sample and n > 1:
-                scores = model.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
+                scores = lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
                 valid = ~torch.isin(seqs, torch.tensor(stops + [tok.pad_token_id], device=seqs.device))
                 mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).view(len(idx), n)
                 best = mean_lp.argmax(1)
@@ -107,6 +123,17 @@ def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = Fa
     finally:
         tok.padding_side, tok.truncation_side = old_side
     return out, {"new_tokens": n_new, "seconds": time.perf_counter() - t0}
+
+
+def _with_prefix(model, enc, feats, has_image, pad_id: int) -> dict:
+    """generate() inputs with the image prefix: inputs_embeds [prefix][left-padded prompt], its mask, and
+    input_ids padded to the same length. The prefix positions hold pad_id, a token padding already puts
+    in every batched prompt, so repetition_penalty (which reads input_ids) sees what text-only sees."""
+    b = model.build(enc["input_ids"], enc["attention_mask"], feats, has_image)
+    n = b["inputs_embeds"].shape[1] - enc["input_ids"].shape[1]
+    ids = torch.cat([torch.full((len(feats), n), pad_id, dtype=enc["input_ids"].dtype, device=enc["input_ids"].device),
+                     enc["input_ids"]], 1)
+    return {"input_ids": ids, **b}
 
 
 def _n_real(row: torch.Tensor, stops: list[int]) -> int:

@@ -366,3 +366,27 @@ def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, sh
     merge_rejects([data / "shards" / f"{rejects_stem}-{k}-of-{shards}.csv" for k in range(shards)],
                   data / f"{rejects_stem}.csv")
     print(f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)")
+
+
+def readable_items(r: "Row", errors: dict, reasons: list, rejects: list) -> list:
+    """A row's items whose file was read; each other item adds a reason, and an unreadable file
+    also a rejects record (caption and ocr report rows the same way)."""
+    ok = []
+    for it in r.items:
+        if it.path is None:
+            reasons.append(f"item {it.index}: {it.missing}")
+        elif it.sha256 in errors:
+            reasons.append(f"item {it.index}: {errors[it.sha256]}")
+            rejects.append({"source": r.source, "id": r.id, "item": it.index, "url": it.url,
+                            "path": str(it.path), "reason": errors[it.sha256]})
+        else:
+            ok.append(it)
+    return ok
+
+
+def row_status(r: "Row", n_read: int) -> str:
+    if not r.items:
+        return NO_MEDIA
+    if n_read:
+        return OK
+    return UNREADABLE if r.files else NO_IMAGE_FILE

@@ -237,10 +237,21 @@ class TrainConfig:
     save_every: int = 20          # checkpoint period (steps); 0: only at the end
     log_every: int = 1
     num_threads: int = 2
+    projection_lr: float = 1e-3   # the image projector's learning rate (image prefix only)
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
         return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+
+
+def warmup_cosine(warmup_steps: int, steps: int):
+    """LR multiplier per step (LambdaLR): linear warmup, then cosine down to 10% at `steps`."""
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        t = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return lr_at
 
 
 def set_seed(seed: int) -> None:
@@ -255,8 +266,11 @@ def fingerprint(obj) -> str:
 
 def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str | Path,
                checkpoint_dir: str | Path | None = None, live_dir: str | Path | None = None,
-               resume: bool = True, accelerator=None) -> dict:
+               resume: bool = True, accelerator=None, image_meta: dict | None = None) -> dict:
     """Train the LoRA model `model` on encoded examples; save the adapter into out_dir.
+
+    `model` may be an image_prefix.PrefixLM (examples then carry `feat` and `has_image`): its
+    projector trains at `cfg.projection_lr` and is saved beside the adapter with `image_meta`.
 
     Checkpoints (adapter + optimizer + scheduler + step + RNG, via accelerate) go to
     `checkpoint_dir`; with resume, training continues from the last one. Curves go to DVCLive in
@@ -272,22 +286,22 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
     if not torch.cuda.is_available():
         torch.set_num_threads(cfg.num_threads)
     acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    prefix = hasattr(model, "projector")
+    if prefix and cfg.packing:
+        raise ValueError("train_llm: packing cannot be combined with image_prefix (one image per example)")
     data = pack(examples, cfg.max_length) if cfg.packing else list(examples)
     if not data:
         raise ValueError("train_llm: no training example")
+    collate_fn = model.collate if prefix else collate  # no import of image_prefix: build_prompts imports this module
     g = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                         collate_fn=lambda b: collate(b, tok.pad_token_id))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_at(step):  # linear warmup then cosine to 10%
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+                                         collate_fn=lambda b: collate_fn(b, tok.pad_token_id))
+    lm = model.lm if prefix else model
+    groups = [{"params": [p for p in lm.parameters() if p.requires_grad], "lr": cfg.lr}]
+    if prefix:
+        groups.append({"params": list(model.projector.parameters()), "lr": cfg.projection_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
 
     start, prior_losses, ckpt = 0, [], Path(checkpoint_dir) if checkpoint_dir else None
@@ -308,10 +322,11 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
     for _ in range(start * cfg.grad_accum):
         try:
             next(it)
-        except StopIteration:
+        except StopIteration:  # a new epoch: its first batch is the one skipped
             epoch += 1
             it = iter(loader)
-    losses, t0, step = list(prior_losses), time.perf_counter(), start
+            next(it)
+    losses, t0, step, proj_grad = list(prior_losses), time.perf_counter(), start, None
     bar = tqdm(range(start, cfg.steps), desc="train_llm", disable=not acc.is_local_main_process, initial=start, total=cfg.steps)
     for step in bar:
         step_loss = 0.0
@@ -325,6 +340,9 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
             with acc.accumulate(model):
                 loss = model(**batch).loss
                 acc.backward(loss)
+                if prefix and proj_grad is None:  # > 0: the image path really trains
+                    proj_grad = float(sum(p.grad.norm() ** 2 for p in acc.unwrap_model(model).projector.parameters()
+                                          if p.grad is not None) ** 0.5)
                 opt.step()
                 sched.step()
                 opt.zero_grad()
@@ -345,24 +363,31 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
     if acc.is_main_process:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        acc.unwrap_model(model).save_pretrained(out)
+        inner = acc.unwrap_model(model)
+        (inner.lm if prefix else inner).save_pretrained(out)
         tok.save_pretrained(out)
+        if prefix:
+            inner.save_projector(out, image_meta or {})
     if live is not None:
         live.end()
-    return {"steps": cfg.steps, "resumed_from": start, "epochs_seen": epoch,
+    extra = {"projection_grad_norm": proj_grad} if prefix else {}
+    return {"steps": cfg.steps, "resumed_from": start, "epochs_seen": epoch, **extra,
             "seconds_per_step": seconds / n_run if n_run else float("nan"),
             "final_loss": float(np.mean(losses[-5:])) if losses else float("nan")}
 
 
 def _save_checkpoint(acc, model, opt, sched, ckpt: Path, step: int, losses: list[float]) -> None:
-    """Trainable (LoRA) weights, optimizer, scheduler and RNG only: a few MB, not the base model."""
+    """Trainable (LoRA, projector) weights, optimizer, scheduler and RNG only: a few MB, not the base model."""
     from peft import get_peft_model_state_dict
 
     acc.wait_for_everyone()
     if acc.is_main_process:
         ckpt.mkdir(parents=True, exist_ok=True)
         tmp = ckpt / "state.pt.tmp"
-        torch.save({"adapter": get_peft_model_state_dict(acc.unwrap_model(model)), "optimizer": opt.state_dict(),
+        inner = acc.unwrap_model(model)
+        proj = inner.projector.state_dict() if hasattr(inner, "projector") else None
+        torch.save({"adapter": get_peft_model_state_dict(getattr(inner, "lm", inner)), "projector": proj,
+                    "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
                     "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}, tmp)
         tmp.replace(ckpt / "state.pt")
@@ -374,7 +399,10 @@ def _load_checkpoint(acc, model, opt, sched, ckpt: Path) -> tuple[int, list[floa
     from peft import set_peft_model_state_dict
 
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-    set_peft_model_state_dict(acc.unwrap_model(model), state["adapter"])
+    inner = acc.unwrap_model(model)
+    set_peft_model_state_dict(getattr(inner, "lm", inner), state["adapter"])
+    if hasattr(inner, "projector"):
+        inner.projector.load_state_dict(state["projector"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])

@@ -159,16 +159,57 @@ def backend_id(params: dict) -> str:
     raise ValueError(f"ocr.backend: unknown backend {name!r} (paddleocr | rapidocr)")
 
 
+class EnginePool:
+    """Several engines of one backend, each driven by its own thread with its own onnxruntime
+    sessions. onnxruntime releases the GIL while a model runs, so N single-threaded engines keep N
+    cores busy on N images; one engine with N intra-op threads splits each op across the cores and
+    pays their synchronisation (measured: ~40% more CPU per image on 2 cores). Images go one at a
+    time to whichever engine is free and results come back in input order; an image's result does
+    not depend on its neighbours (recognition batches only that image's lines), so the output is
+    identical to one engine's."""
+
+    def __init__(self, engines: list):
+        from concurrent.futures import ThreadPoolExecutor
+        from queue import SimpleQueue
+
+        self.engines = engines
+        self.name, self.id = engines[0].name, engines[0].id
+        self._free = SimpleQueue()
+        for e in engines:
+            self._free.put(e)
+        self._pool = ThreadPoolExecutor(len(engines), thread_name_prefix="ocr")
+
+    def _one(self, im) -> list[dict]:
+        engine = self._free.get()
+        try:
+            return engine.run([im])[0]
+        finally:
+            self._free.put(engine)
+
+    def run(self, images: list) -> list[list[dict]]:
+        return list(self._pool.map(self._one, images))
+
+
 def load_backend(params: dict):
+    """The configured backend: `ocr.workers` engines side by side (an EnginePool) sharing the
+    `ocr.num_threads` CPU threads, each with num_threads // workers onnxruntime threads."""
     name = params.get("backend", "paddleocr")
+    if name not in ("paddleocr", "rapidocr"):
+        raise ValueError(f"ocr.backend: unknown backend {name!r} (paddleocr | rapidocr)")
+    workers = int(params.get("workers", 2))
+    if workers < 1:
+        raise ValueError(f"ocr.workers: must be >= 1, got {workers}")
+    threads = int(params.get("num_threads", 2) or 0)  # 0: onnxruntime's own default
     common = dict(limit_side_len=params.get("limit_side_len", 960), limit_type=params.get("limit_type", "max"),
-                  score_thresh=params.get("score_thresh", 0.5), num_threads=params.get("num_threads", 2))
-    if name == "paddleocr":
-        return PaddleBackend(rec_batch_size=params.get("rec_batch_size", 8),
-                             model_root=params.get("model_dir", ".cache/paddleocr"), **common)
-    if name == "rapidocr":
+                  score_thresh=params.get("score_thresh", 0.5), num_threads=max(1, threads // workers) if threads else 0)
+
+    def make():
+        if name == "paddleocr":
+            return PaddleBackend(rec_batch_size=params.get("rec_batch_size", 8),
+                                 model_root=params.get("model_dir", ".cache/paddleocr"), **common)
         return RapidBackend(**common)
-    raise ValueError(f"ocr.backend: unknown backend {name!r} (paddleocr | rapidocr)")
+
+    return make() if workers == 1 else EnginePool([make() for _ in range(workers)])
 
 
 def result_params(params: dict) -> dict:
@@ -237,29 +278,15 @@ def build_table(rows: list[imgs.Row], results: dict, errors: dict, backend_name:
     """One record per tweet, sorted by (source, id), plus the rejects (one per unreadable file)."""
     records, rejects = [], []
     for r in rows:
-        texts, lines_out, reasons, n_read = [], [], [], 0
-        for it in r.items:
-            if it.path is None:
-                reasons.append(f"item {it.index}: {it.missing}")
-                continue
-            if it.sha256 in errors:
-                reasons.append(f"item {it.index}: {errors[it.sha256]}")
-                rejects.append({"source": r.source, "id": r.id, "item": it.index, "url": it.url,
-                                "path": str(it.path), "reason": errors[it.sha256]})
-                continue
-            n_read += 1
+        texts, lines_out, reasons = [], [], []
+        readable = imgs.readable_items(r, errors, reasons, rejects)
+        n_read = len(readable)
+        for it in readable:
             for ln in results[it.sha256]:
                 texts.append(ln["text"])
                 lines_out.append({"item": it.index, "frame": ln.get("frame", 0), "text": ln["text"],
                                   "score": ln["score"], "box": ln["box"]})
-        if not r.items:
-            status = imgs.NO_MEDIA
-        elif n_read:
-            status = imgs.OK
-        elif r.files:
-            status = imgs.UNREADABLE
-        else:
-            status = imgs.NO_IMAGE_FILE
+        status = imgs.row_status(r, n_read)
         records.append({
             "source": r.source, "id": r.id,
             "ocr_text": "\n".join(texts) if n_read else None,
