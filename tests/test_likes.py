@@ -219,9 +219,31 @@ def test_predict_with_probs(trained, fixture_data):
     likes, probs = pred.predict_with_probs(rows)
     assert probs.shape == (12, len(pred.state.edges)) and np.allclose(probs.sum(1), 1, atol=1e-5) and (probs >= 0).all()
     assert np.array_equal(likes, pred.predict(rows)) and set(pred.timings) == {"features", "classifier", "embedding", "trees"}
-    # one row at a time gives the batched predictions
+    # one row at a time gives the batched predictions: exactly in float32; in bfloat16 (the default)
+    # each op's rounding depends on the batch's padding, so within 1e-2 in log1p
     one = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
-    assert np.allclose(np.log1p(one), np.log1p(likes[:3]), atol=1e-6, rtol=0)
+    assert pred.p["inference_dtype"] == "bfloat16"
+    assert np.allclose(np.log1p(one), np.log1p(likes[:3]), atol=1e-2, rtol=0)
+    pred.p["inference_dtype"] = "float32"
+    likes32 = pred.predict(rows)
+    one32 = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
+    assert np.allclose(np.log1p(one32), np.log1p(likes32[:3]), atol=1e-6, rtol=0)
+
+
+def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
+    from tweetsim import embed
+    from tweetsim.behaviour import embed_texts
+    from tweetsim.likemodel import inference_autocast
+
+    texts = ["New drop today <hyperlink>", "Thank you for 1M followers!", ""]
+    p = {"embed_components": 2, "embed_model": None, "embed_max_length": 48}
+    e32 = embed_texts(texts, {**p, "inference_dtype": "float32"})
+    e16 = embed_texts(texts, {**p, "inference_dtype": "bfloat16"})
+    assert e16.dtype == np.float32 and np.allclose(np.linalg.norm(e16, axis=1), 1, atol=1e-5)
+    assert (np.sum(e32 * e16, 1) > 0.999).all()
+    assert np.array_equal(e32, embed.encode(texts, max_length=48))  # float32 results are not replaced by bf16 ones
+    with pytest.raises(ValueError, match="inference_dtype"):
+        inference_autocast("int4")
 
 
 def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):

@@ -45,7 +45,11 @@ def embed_texts(texts: list[str], p: dict) -> np.ndarray:
         return np.zeros((len(texts), 0), np.float32)
     from tweetsim import embed
 
-    return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]))
+    from tweetsim.likemodel import inference_autocast
+
+    dtype = p.get("inference_dtype") or "float32"
+    return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
+                        autocast=(dtype, lambda: inference_autocast(dtype)))
 
 
 class FeatureState:
@@ -104,7 +108,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     K = len(edges)
     tok, model, history = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
                                            [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
-    probs = predict_proba(tok, model, texts, int(p["max_length"]), int(p["eval_batch_size"]))
+    probs = predict_proba(tok, model, texts, int(p["max_length"]), int(p["eval_batch_size"]), p.get("inference_dtype"))
     pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
     X = tabular(table, hist, emb, pca, probs)
     state = FeatureState(edges, p["max_length"], pca, tables, side_stats, list(X.columns))
@@ -191,7 +195,8 @@ class Predictor:
         hist = F.history_features(rows, tables=self.state.tables)
         texts = verbalise(rows, hist, int(self.p["max_chars"]))
         t1 = clock()
-        probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]))
+        probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]),
+                              self.p.get("inference_dtype"))
         t2 = clock()
         emb = embed_texts(F.text_of(rows), self.p) if self.state.pca.components is not None and self.state.pca.k else np.zeros((len(rows), 0))
         t3 = clock()

@@ -26,7 +26,7 @@ def _load(path: str):
     return tok, model
 
 
-_memo: dict[tuple[str, int, str], np.ndarray] = {}  # stages embed the same tweets for every regime and model
+_memo: dict[tuple[str, int, str, str], np.ndarray] = {}  # stages embed the same tweets for every regime and model
 
 
 def clear_cache() -> None:
@@ -34,23 +34,30 @@ def clear_cache() -> None:
     _memo.clear()
 
 
-def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
-    """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string."""
+def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
+           autocast=None) -> np.ndarray:
+    """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string.
+    `autocast`: a (dtype name, context factory) pair for reduced-precision inference (the likes
+    features use tweetsim.likemodel.inference_autocast); memoised apart from float32 results."""
+    import contextlib
+
     import torch
 
     path = model_path or default_model_path()
     tok, model = _load(path)
     texts = ["" if t is None or t != t else str(t) for t in texts]
-    todo = sorted({t for t in texts if (path, max_length, t) not in _memo}, key=len)  # similar lengths pad less
-    with torch.inference_mode():
+    tag, ctx = autocast or ("float32", contextlib.nullcontext)
+    key = (path, max_length, tag)
+    todo = sorted({t for t in texts if (*key, t) not in _memo}, key=len)  # similar lengths pad less
+    with torch.inference_mode(), ctx():
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]
             batch = tok(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = (hidden.float() * mask.float()).sum(1) / mask.float().sum(1).clamp(min=1e-9)
             for t, v in zip(chunk, torch.nn.functional.normalize(pooled, dim=-1).numpy()):
-                _memo[(path, max_length, t)] = v.astype(np.float32)
+                _memo[(*key, t)] = v.astype(np.float32)
     if not texts:
         return np.zeros((0, model.config.hidden_size), np.float32)
-    return np.stack([_memo[(path, max_length, t)] for t in texts])
+    return np.stack([_memo[(*key, t)] for t in texts])
