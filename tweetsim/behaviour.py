@@ -100,6 +100,8 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     side = table[regime].to_numpy()
     tr = side == "train"
     va = side == "val"
+    if regime in (p.get("hide_like_stats") or []):
+        table = F.hide_like_stats(table, ~tr)
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
     hist = pd.concat([F.history_features(train, train=train), F.history_features(table[~tr], tables=tables)]).loc[table.index]

@@ -48,7 +48,9 @@ def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64
     texts = ["" if t is None or t != t else str(t) for t in texts]
     tag, ctx = autocast or ("float32", contextlib.nullcontext)
     key = (path, max_length, tag)
-    todo = sorted({t for t in texts if (*key, t) not in _memo}, key=len)  # similar lengths pad less
+    # similar lengths pad less; ties broken by the text itself: a set's order changes with each process's
+    # hash seed, and under bfloat16 a text's vector depends on its batch's padding
+    todo = sorted({t for t in texts if (*key, t) not in _memo}, key=lambda t: (len(t), t))
     with torch.inference_mode(), ctx():
         for i in range(0, len(todo), batch_size):
             chunk = todo[i : i + batch_size]

@@ -20,6 +20,7 @@ import pandas as pd
 LEVELS = {"username": "acct", "company": "brand"}
 HIST_STATS = ("n", "mean", "median", "last5", "days_since")
 SIDE_COLUMNS = ["followers", "acct_avg_likes", "acct_median_likes", "acct_mode_likes", "acct_max_likes", "acct_min_likes"]
+LIKE_STATS = [c for c in SIDE_COLUMNS if c.startswith("acct_")]  # the organisers' likes of the account: its likes history
 EPOCH = pd.Timestamp("2018-01-01", tz="UTC")
 
 
@@ -68,6 +69,21 @@ def history_features(rows: pd.DataFrame, train: pd.DataFrame | None = None, tabl
             h["days_since"] = (pd.to_datetime(rows["date"], utc=True) - pd.to_datetime(last, utc=True)).dt.total_seconds() / 86400.0
         for s in HIST_STATS:
             out[f"{prefix}_hist_{s}"] = h[s].astype(float).to_numpy()
+    return out
+
+
+def hide_like_stats(table: pd.DataFrame, held_out: np.ndarray) -> pd.DataFrame:
+    """`table` with the organisers' like statistics blanked on the `held_out` rows.
+
+    In the unseen-brand regime a held-out brand must have no likes history; yet the organisers'
+    statistics, computed over the 300K training file, exist for every brand that file holds, so
+    without this a held-out brand of the unseen-period file would bring its history in. Blanked,
+    those rows look like the official unseen-brand file's, where the statistics cover under 1%.
+    Followers stay: a public profile is known for a new brand too."""
+    out = table.copy()
+    for c in LIKE_STATS:
+        if c in out:
+            out[c] = out[c].astype(float).mask(np.asarray(held_out, bool))
     return out
 
 
