@@ -101,7 +101,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     tr = side == "train"
     va = side == "val"
     if regime in (p.get("hide_like_stats") or []):
-        table = F.hide_like_stats(table, ~tr)
+        table = F.hide_like_stats(table)
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
     hist = pd.concat([F.history_features(train, train=train), F.history_features(table[~tr], tables=tables)]).loc[table.index]
