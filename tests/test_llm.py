@@ -96,7 +96,8 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     assert res["resumed_from"] == 0 and res["steps"] == 4 and res["final_loss"] == res["final_loss"]  # not NaN
     after = dict(model.named_parameters())
     assert any(not torch.equal(before[k], after[k]) for k in before), "LoRA weights did not move"
-    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    # sorted, not peft's set order (which changes with the hash seed): the same run writes the same bytes
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"] == ["q_proj", "v_proj"]
     assert json.loads((ckpt / "step.json").read_text())["step"] == 4
     assert len((live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()) == 1 + 4
 

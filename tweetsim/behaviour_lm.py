@@ -242,7 +242,7 @@ def save(model: PrefixLM, tok, folder: str | Path, state: dict) -> None:
     """adapter/ (LoRA + tokenizer), projector.pt, state.json (what loading and prompting need)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.lm.save_pretrained(folder / "adapter")
+    llm.save_adapter(model.lm, folder / "adapter")
     tok.save_pretrained(folder / "adapter")
     torch.save(model.projector.state_dict(), folder / "projector.pt")
     (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
