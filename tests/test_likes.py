@@ -233,7 +233,6 @@ def test_predict_with_probs(trained, fixture_data):
 def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
     from tweetsim import embed
     from tweetsim.behaviour import embed_texts
-    from tweetsim.likemodel import inference_autocast
 
     texts = ["New drop today <hyperlink>", "Thank you for 1M followers!", ""]
     p = {"embed_components": 2, "embed_model": None, "embed_max_length": 48}
@@ -243,7 +242,7 @@ def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
     assert (np.sum(e32 * e16, 1) > 0.999).all()
     assert np.array_equal(e32, embed.encode(texts, max_length=48))  # float32 results are not replaced by bf16 ones
     with pytest.raises(ValueError, match="inference_dtype"):
-        inference_autocast("int4")
+        embed.inference_autocast("int4")
 
 
 def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):

@@ -45,11 +45,8 @@ def embed_texts(texts: list[str], p: dict) -> np.ndarray:
         return np.zeros((len(texts), 0), np.float32)
     from tweetsim import embed
 
-    from tweetsim.likemodel import inference_autocast
-
-    dtype = p.get("inference_dtype") or "float32"
     return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
-                        autocast=(dtype, lambda: inference_autocast(dtype)))
+                        dtype=p.get("inference_dtype") or "float32")
 
 
 class FeatureState:

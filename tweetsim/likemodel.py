@@ -94,31 +94,6 @@ def _batches(tok, texts, max_length, batch_size):
         yield i, tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
-def inference_autocast(dtype: str | None):
-    """A context for CPU inference in `dtype` (train_like_classifier.inference_dtype).
-
-    bfloat16 runs MiniLM ~1.5x faster on CPUs with native bf16 (avx512_bf16 / AMX; measured: 207 vs
-    135 sequences/s at 48 tokens on 2 cores), embeddings within cosine 0.99998 of float32. Where
-    oneDNN has no bf16 it would be emulated (slower), so float32 is used and that is said once."""
-    import contextlib
-
-    import torch
-
-    if dtype in (None, "float32"):
-        return contextlib.nullcontext()
-    if dtype != "bfloat16":
-        raise ValueError(f"train_like_classifier.inference_dtype: unknown {dtype!r} (float32 | bfloat16)")
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        if not _warned:
-            print("likes: this CPU has no native bfloat16; inference_dtype bfloat16 runs in float32 here")
-            _warned.append(True)
-        return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=torch.bfloat16)
-
-
-_warned: list = []
-
-
 def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int = 64, dtype: str | None = None) -> np.ndarray:
     import torch
 
@@ -126,6 +101,8 @@ def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
     out = []
+    from tweetsim.embed import inference_autocast
+
     with torch.inference_mode(), inference_autocast(dtype):
         for _, batch in _batches(tok, [texts[i] for i in order], max_length, batch_size):
             out.append(torch.softmax(model(**batch).logits.float(), -1).numpy())
