@@ -98,6 +98,8 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before), "LoRA weights did not move"
     # sorted, not peft's set order (which changes with the hash seed): the same run writes the same bytes
     assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"] == ["q_proj", "v_proj"]
+    # nor the run's hub mode (HF_HUB_OFFLINE) in the tokenizer config: online and offline runs write the same files
+    assert "local_files_only" not in json.loads((tmp_path / "adapter" / "tokenizer_config.json").read_text())
     assert json.loads((ckpt / "step.json").read_text())["step"] == 4
     assert len((live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()) == 1 + 4
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim import features as F
+from tweetsim.hf import save_tokenizer
 from tweetsim.likemodel import bucketize, predict_proba, verbalise
 
 
@@ -113,7 +114,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     state = FeatureState(edges, p["max_length"], pca, tables, side_stats, list(X.columns))
     folder = out / regime
     model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
+    save_tokenizer(tok, folder)
     tables_all = {lv: F.history_table(table, lv) for lv in F.LEVELS}
     state.save(folder, tables_all)
     meta = pd.DataFrame({"regime": regime, "source": table["source"].to_numpy(), "id": table["id"].to_numpy(),

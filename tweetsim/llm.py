@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tweetsim.hf import save_tokenizer
+
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 IGNORE = -100  # label value the loss ignores: prompt and padding positions
@@ -71,7 +73,7 @@ def ensure_smollm2(cache_dir: str | Path = ".cache/models") -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
+    save_tokenizer(tok, tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # atomic enough: a half-written folder never looks complete
     return out
@@ -164,7 +166,7 @@ def merge_adapter(base_path: str, adapter_dir: str | Path, out_dir: str | Path, 
     merged = model.merge_and_unload()
     out = Path(out_dir)
     merged.save_pretrained(out)
-    load_tokenizer(str(adapter_dir)).save_pretrained(out)
+    save_tokenizer(load_tokenizer(str(adapter_dir)), out)
     return out
 
 
@@ -365,7 +367,7 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
         out.mkdir(parents=True, exist_ok=True)
         inner = acc.unwrap_model(model)
         save_adapter(inner.lm if prefix else inner, out)
-        tok.save_pretrained(out)
+        save_tokenizer(tok, out)
         if prefix:
             inner.save_projector(out, image_meta or {})
     if live is not None:
