@@ -34,7 +34,7 @@ import torch
 
 from tweetsim import llm
 from tweetsim import prompts as P
-from tweetsim.hf import save_tokenizer
+from tweetsim.hf import save_adapter, save_tokenizer
 # the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
 from tweetsim.image_prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
                                    image_features)
@@ -243,7 +243,7 @@ def save(model: PrefixLM, tok, folder: str | Path, state: dict) -> None:
     """adapter/ (LoRA + tokenizer), projector.pt, state.json (what loading and prompting need)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    llm.save_adapter(model.lm, folder / "adapter")
+    save_adapter(model.lm, folder / "adapter")
     save_tokenizer(tok, folder / "adapter")
     torch.save(model.projector.state_dict(), folder / "projector.pt")
     (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tweetsim.hf import save_tokenizer
+from tweetsim.hf import save_adapter, save_tokenizer
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -376,17 +376,6 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
     return {"steps": cfg.steps, "resumed_from": start, "epochs_seen": epoch, **extra,
             "seconds_per_step": seconds / n_run if n_run else float("nan"),
             "final_loss": float(np.mean(losses[-5:])) if losses else float("nan")}
-
-
-def save_adapter(model, folder: str | Path) -> None:
-    """peft's save_pretrained, with adapter_config.json's target_modules sorted: peft keeps them as a
-    set, whose order changes with each process's hash seed, so the same run wrote different bytes."""
-    model.save_pretrained(folder)
-    for cfg in Path(folder).rglob("adapter_config.json"):
-        c = json.loads(cfg.read_text())
-        if isinstance(c.get("target_modules"), list):
-            c["target_modules"] = sorted(c["target_modules"])
-            cfg.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
 
 
 def _save_checkpoint(acc, model, opt, sched, ckpt: Path, step: int, losses: list[float]) -> None:
