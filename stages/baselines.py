@@ -23,13 +23,18 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     likes_out, text_out = {"median": [], "account_median": []}, []
+    test_history = params["train_like_classifier"].get("test_history") or ["train"]
     for regime in params["split"]["regimes"]:
         side = table[regime]
-        train = table[(side == "train") & table["likes"].notna()]
-        rows = table[side.isin(["val", "test"]) & table["likes"].notna()]
-        for name, pred in likes_baselines(train, rows).items():
-            likes_out[name].append(pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(),
-                                                 "id": rows["id"].to_numpy(), "pred_likes": pred}))
+        labelled = table["likes"].notna()
+        train = table[(side == "train") & labelled]
+        known = table[side.isin(test_history) & labelled]  # what a test row's account history may use
+        rows = table[side.isin(["val", "test"]) & labelled]
+        for split, hist in (("val", train), ("test", known)):
+            part = rows[side[rows.index] == split]
+            for name, pred in likes_baselines(train, part, hist).items():
+                likes_out[name].append(pd.DataFrame({"regime": regime, "source": part["source"].to_numpy(),
+                                                     "id": part["id"].to_numpy(), "pred_likes": pred}))
         retriever = Retriever(table[side == "train"], embed_fn)
         queries = table[side.isin(["val", "test"]) & table["content"].notna()]
         text_out.append(pd.DataFrame({"regime": regime, "source": queries["source"].to_numpy(),

@@ -33,13 +33,14 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             print(f"train_like_classifier: NOTE {path} not found: using {instead}")
     table = attach_media_text(table, cap if p["use_captions"] else None, ocr if p["use_ocr"] else None)
     side_stats = F.side_stats_table(table)
+    context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     emb = embed_texts(F.text_of(sup), p)
     out = Path(models_dir) / "like_classifier"
     parts, summary = [], {}
     for regime in params["split"]["regimes"]:
         with Live(dir=str(Path(live_dir) / regime), save_dvc_exp=False, dvcyaml=False) as live:
-            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, live=live, progress=p.get("progress", True))
+            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, context, live=live, progress=p.get("progress", True))
         parts.append(feats)
         summary[regime] = {k: v for k, v in s.items() if k != "history"}
         print(f"train_like_classifier {regime}: {int((feats['side'] == 'train').sum())} training rows, {s['steps']} steps, "

@@ -19,6 +19,10 @@ def test_likes_baselines_use_training_rows_only():
     got = likes_baselines(train, rows)
     assert got["median"].tolist() == [30.0, 30.0]
     assert got["account_median"].tolist() == [20.0, 30.0]
+    # test rows: per-account medians over train + val rows (test_history), the constant still the training median
+    val = frame([("s", 6, "2020-01-20", "new", "y", None, None, 7), ("s", 7, "2020-01-21", "a", "x", None, None, 50)])
+    got = likes_baselines(train, rows, pd.concat([train, val]))
+    assert got["median"].tolist() == [30.0, 30.0] and got["account_median"].tolist() == [30.0, 7.0]
 
 
 POOL = frame([

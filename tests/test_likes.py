@@ -279,3 +279,52 @@ def test_unseen_brand_regime_has_no_organisers_like_stats(trained, fixture_data)
     brand = f[f["regime"] == "unseen_brand"]
     assert len(brand) and brand["log_acct_avg_likes"].isna().all() and brand["log_acct_median_likes"].isna().all()
     assert f.loc[f["regime"] == "random", "log_acct_avg_likes"].notna().any()  # the other regimes keep them
+
+
+def test_context_features_pool_known_and_input_rows_without_likes():
+    d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04"], utc=True)
+    known_tweets = pd.DataFrame({"username": ["a", "a", "a", "b"], "company": ["x", "x", "x", "x"], "date": d,
+                                 "n_video": [1, 1, 0, 0], "video_views": [100.0, 10000.0, None, None], "likes": [1, 2, 3, 4]})
+    known = F.context_rows(known_tweets)
+    rows = pd.DataFrame({"username": ["a", "a", "zz", ""], "company": ["x", "x", "new", ""],
+                         "date": pd.to_datetime(["2020-02-01", "2020-01-01", None, "2020-01-01"], utc=True),
+                         "n_video": [1, 1, 1, 0], "video_views": [1000.0, 100.0, 50.0, None], "likes": [5, 6, 7, 8]})
+    c = F.context_features(rows, known)
+    # account a: 3 known tweets + the new one; the second row repeats a known tweet (same account, date): once
+    assert c["acct_ctx_n"].tolist()[:2] == [4.0, 4.0] and c.loc[0, "acct_ctx_n_views"] == 3
+    assert c.loc[0, "acct_ctx_views_median"] == pytest.approx(np.log1p(1000.0))
+    assert c.loc[0, "acct_ctx_video_frac"] == pytest.approx(3 / 4) and c.loc[0, "acct_ctx_views_max"] == pytest.approx(np.log1p(1e4))
+    assert c.loc[0, "brand_ctx_n"] == 5  # brand x: a's 4 and b's 1
+    # an account seen only in the input pools its own rows; an empty username or brand gets none
+    assert c.loc[2, "acct_ctx_n"] == 1 and c.loc[2, "brand_ctx_views_median"] == pytest.approx(np.log1p(50.0))
+    assert c.loc[3, "acct_ctx_n"] == 0 and np.isnan(c.loc[3, "acct_ctx_views_median"]) and c.loc[3, "brand_ctx_n"] == 0
+    # label-free: other likes, the same features
+    again = F.context_features(rows.assign(likes=0), F.context_rows(known_tweets.assign(likes=10**6)))
+    pd.testing.assert_frame_equal(c, again)
+    text = verbalise(rows.assign(source="s", id=range(4)), None, 600, c)
+    assert "account video views: 1.0k median over 3 videos" in text[0] and "account video views" not in text[3]
+
+
+def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
+    tmp, params = fixture_data
+    data = tmp / "data"
+    table = pd.read_parquet(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = table[table["likes"].notna()]
+    f = pd.read_parquet(data / "likes" / "features.parquet").merge(table[["source", "id", "username"]], on=["source", "id"])
+    # unseen_time (test_history [train, val]): a test row's account history counts its train and val rows;
+    # a val row's counts the training rows only
+    t = f[f["regime"] == "unseen_time"]
+    for side, known in (("test", ["train", "val"]), ("val", ["train"])):
+        counts = t[t["side"].isin(known)].groupby("username").size()
+        rows = t[t["side"] == side]
+        assert len(rows) and rows["acct_hist_n"].tolist() == rows["username"].map(counts).fillna(0).tolist()
+    # unseen_brand (hide_history): no row has history, as no test row can
+    b = f[f["regime"] == "unseen_brand"]
+    assert (b["acct_hist_n"] == 0).all() and b["brand_hist_mean"].isna().all() and b["acct_hist_median"].isna().all()
+    assert (f.loc[f["regime"] == "random", "acct_hist_n"] > 0).any()
+    assert {"acct_ctx_views_median", "brand_ctx_n"} <= set(f.columns)
+    with pytest.raises(ValueError, match="test_history"):
+        from tweetsim.behaviour import fit_regime
+
+        fit_regime(table.reset_index(drop=True), "random", {"test_history": ["test"], "bucket_edges": [0, 10]}, tmp,
+                   np.zeros((len(table), 0)), None, None)

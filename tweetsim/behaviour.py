@@ -3,9 +3,11 @@ predictor that loads what `dvc repro` trained, and `tweetsim predict-likes`.
 
 Artefacts (all under `models/`, DVC outputs):
 - `like_classifier/<regime>/`: the fine-tuned classifier (HF folder), `state.json` (bucket edges,
-  max_length, feature names), `pca.npz`, `history_{username,company}.parquet` (training rows of the
-  regime), `history_all_{username,company}.parquet` (every row with likes: what the CLI uses as an
-  account's history), `side_stats.parquet` (organiser statistics by username).
+  max_length, feature names), `pca.npz`, `history_{username,company}.parquet` (the rows of the regime
+  that a test row's history comes from: `test_history`), `history_all_{username,company}.parquet`
+  (every row with likes: what the CLI uses as an account's history), `side_stats.parquet` (organiser
+  statistics by username), `context_rows.parquet` (every known tweet's account, brand, date and video
+  views: features.context_features pools the input rows with them).
 - `like_regressor/<lower edge>/<regime>.{ubj,json}`: the bucket's XGBoost and its metadata.
 - `likes/bundle.json`: which regime's models the CLI uses, the final mode and smearing.
 """
@@ -53,9 +55,9 @@ def embed_texts(texts: list[str], p: dict) -> np.ndarray:
 class FeatureState:
     """Everything needed to featurise rows of one regime outside training."""
 
-    def __init__(self, edges, max_length, pca, tables, side_stats, feature_names=None):
+    def __init__(self, edges, max_length, pca, tables, side_stats, context, feature_names=None):
         self.edges, self.max_length, self.pca = list(edges), int(max_length), pca
-        self.tables, self.side_stats, self.feature_names = tables, side_stats, feature_names
+        self.tables, self.side_stats, self.context, self.feature_names = tables, side_stats, context, feature_names
 
     def save(self, folder: Path, tables_all: dict | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,7 @@ class FeatureState:
         for level, tab in (tables_all or {}).items():
             tab.to_parquet(folder / f"history_all_{level}.parquet")
         self.side_stats.to_parquet(folder / "side_stats.parquet")
+        self.context.to_parquet(folder / "context_rows.parquet", index=False)
         (folder / "state.json").write_text(json.dumps({"edges": self.edges, "max_length": self.max_length,
                                                         "features": self.feature_names}, indent=2) + "\n")
 
@@ -74,12 +77,13 @@ class FeatureState:
         prefix = "history_all_" if history == "all" else "history_"
         tables = {lv: pd.read_parquet(folder / f"{prefix}{lv}.parquet") for lv in F.LEVELS}
         return cls(st["edges"], st["max_length"], F.TextPCA.load(folder / "pca.npz"), tables,
-                   pd.read_parquet(folder / "side_stats.parquet"), st["features"])
+                   pd.read_parquet(folder / "side_stats.parquet"), pd.read_parquet(folder / "context_rows.parquet"), st["features"])
 
 
-def tabular(rows: pd.DataFrame, hist: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA, probs: np.ndarray) -> pd.DataFrame:
+def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,
+            probs: np.ndarray) -> pd.DataFrame:
     """The regressors' feature matrix (row order of `rows`)."""
-    X = pd.concat([F.base_features(rows).reset_index(drop=True), hist.reset_index(drop=True),
+    X = pd.concat([F.base_features(rows).reset_index(drop=True), hist.reset_index(drop=True), ctx.reset_index(drop=True),
                    pca.transform(emb).reset_index(drop=True)], axis=1)
     for k in range(probs.shape[1]):
         X[f"p_bucket{k}"] = probs[:, k].astype(float)
@@ -87,10 +91,16 @@ def tabular(rows: pd.DataFrame, hist: pd.DataFrame, emb: np.ndarray, pca: F.Text
 
 
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
-               live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+               context: pd.DataFrame, live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
 
-    `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings.
+    `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
+    `context`: features.context_rows of every known tweet, labelled or not.
+
+    History: a training row's comes from earlier training rows, a val row's from the training rows
+    (val early-stops the models), a test row's from the labelled splits in `test_history` (default
+    train and val: all likes known before the test rows are predicted; in the unseen-period regime
+    this closes the six months between the training period and the test period).
     """
     from tweetsim.likemodel import train_classifier
 
@@ -100,18 +110,27 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     va = side == "val"
     if regime in (p.get("hide_like_stats") or []):
         table = F.hide_like_stats(table)
+    known_splits = set(p.get("test_history") or ["train"])
+    if not known_splits <= {"train", "val"} or "train" not in known_splits:
+        raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(known_splits)}")
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
-    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[~tr], tables=tables)]).loc[table.index]
-    texts = verbalise(table, hist, int(p["max_chars"]))
+    known = table[np.isin(side, list(known_splits))]
+    tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
+    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[va], tables=tables),
+                      F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
+    if regime in (p.get("hide_history") or []):
+        hist = F.hide_history(hist)
+    ctx = F.context_features(table, context)
+    texts = verbalise(table, hist, int(p["max_chars"]), ctx)
     labels = bucketize(table["likes"].astype(float), edges)
     K = len(edges)
     tok, model, history = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
                                            [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
     probs = predict_proba(tok, model, texts, int(p["max_length"]), int(p["eval_batch_size"]), p.get("inference_dtype"))
     pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
-    X = tabular(table, hist, emb, pca, probs)
-    state = FeatureState(edges, p["max_length"], pca, tables, side_stats, list(X.columns))
+    X = tabular(table, hist, ctx, emb, pca, probs)
+    state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
     folder = out / regime
     model.save_pretrained(folder, safe_serialization=True)
     save_tokenizer(tok, folder)
@@ -193,14 +212,15 @@ class Predictor:
         if "ocr_text" not in rows:
             rows["ocr_text"] = None
         hist = F.history_features(rows, tables=self.state.tables)
-        texts = verbalise(rows, hist, int(self.p["max_chars"]))
+        ctx = F.context_features(rows, self.state.context)
+        texts = verbalise(rows, hist, int(self.p["max_chars"]), ctx)
         t1 = clock()
         probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]),
                               self.p.get("inference_dtype"))
         t2 = clock()
         emb = embed_texts(F.text_of(rows), self.p) if self.state.pca.components is not None and self.state.pca.k else np.zeros((len(rows), 0))
         t3 = clock()
-        X = tabular(rows, hist, emb, self.state.pca, probs)
+        X = tabular(rows, hist, ctx, emb, self.state.pca, probs)
         t4 = clock()
         if self.gate is not None:
             probs = self.gate.predict(X)

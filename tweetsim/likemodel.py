@@ -29,11 +29,14 @@ def _fmt_count(x: float) -> str:
     return f"{x / 1e6:.1f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
 
 
-def verbalise(rows: pd.DataFrame, hist: pd.DataFrame | None = None, max_chars: int = 600) -> list[str]:
+def verbalise(rows: pd.DataFrame, hist: pd.DataFrame | None = None, max_chars: int = 600,
+              ctx: pd.DataFrame | None = None) -> list[str]:
     """One prompt line per row. Short structured fields come first so truncation cuts free text.
 
     `hist` (features.history_features) adds what the account typically gets, the strongest single
-    signal; for training rows it must be the shifted history (earlier rows only).
+    signal; for training rows it must be the shifted history (earlier rows only). `ctx`
+    (features.context_features) adds the account's typical video views, the audience of an account
+    without likes history.
     """
     out = []
     cols = rows.columns
@@ -51,6 +54,9 @@ def verbalise(rows: pd.DataFrame, hist: pd.DataFrame | None = None, max_chars: i
             parts.append(f"account median likes: {_fmt_count(r['acct_median_likes'])}")
         if "followers" in cols and pd.notna(r["followers"]):
             parts.append(f"followers: {_fmt_count(r['followers'])}")
+        if ctx is not None and ctx.at[ix, "acct_ctx_n_views"] > 0:
+            parts.append(f"account video views: {_fmt_count(round(math.expm1(ctx.at[ix, 'acct_ctx_views_median'])))} "
+                         f"median over {int(ctx.at[ix, 'acct_ctx_n_views'])} videos")
         kinds = [f"{int(r[c])} {c[2:]}" for c in ("n_photo", "n_video", "n_gif") if c in cols and pd.notna(r[c]) and r[c]]
         parts.append("media: " + (", ".join(kinds) if kinds else "none"))
         if "video_views" in cols and pd.notna(r["video_views"]):
