@@ -1,4 +1,4 @@
-"""Baselines every model is judged against, fitted on training rows only.
+"""Baselines every model is judged against, fitted on rows whose likes the models know too.
 
 Likes: the constant training median, and the per-account median likes (falling back to the
 constant for accounts with none) over the rows the models' own account history may use: training

@@ -2,8 +2,9 @@
 
 History leakage is the trap here (see GUIDE.md): a training row's account history must come from
 that account's *earlier* training rows only (time-ordered, shifted), never from a set that holds
-the row's own likes. Rows being predicted (val, test, the CLI's input) use the history of every
-training row of the account.
+the row's own likes. Rows being predicted use every row of the account whose likes are known by
+then (behaviour.fit_regime: val rows the training rows, test rows train + val; the CLI's input
+every row with likes).
 
 `acct_*_likes` and `followers` are side columns of tweets.parquet computed by the organisers over
 the full 300K training file (account statistics, scraped profiles). They are used as features:
