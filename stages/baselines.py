@@ -29,9 +29,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
         labelled = table["likes"].notna()
         train = table[(side == "train") & labelled]
         known = table[side.isin(test_history) & labelled]  # what a test row's account history may use
-        rows = table[side.isin(["val", "test"]) & labelled]
         for split, hist in (("val", train), ("test", known)):
-            part = rows[side[rows.index] == split]
+            part = table[(side == split) & labelled]
             for name, pred in likes_baselines(train, part, hist).items():
                 likes_out[name].append(pd.DataFrame({"regime": regime, "source": part["source"].to_numpy(),
                                                      "id": part["id"].to_numpy(), "pred_likes": pred}))
@@ -39,7 +38,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
         queries = table[side.isin(["val", "test"]) & table["content"].notna()]
         text_out.append(pd.DataFrame({"regime": regime, "source": queries["source"].to_numpy(),
                                       "id": queries["id"].to_numpy(), "pred_content": retriever.texts(queries)}))
-        print(f"baselines {regime}: {len(train)} training rows with likes, {len(rows)} val/test rows with likes, "
+        n_eval = int((side.isin(["val", "test"]) & labelled).sum())
+        print(f"baselines {regime}: {len(train)} training rows with likes, {n_eval} val/test rows with likes, "
               f"{len(queries)} val/test rows with content")
     for kind, frames in (("likes", likes_out), ("text", {"retrieval": text_out})):
         (data / "predictions" / kind).mkdir(parents=True, exist_ok=True)
