@@ -306,25 +306,25 @@ def test_context_features_pool_known_and_input_rows_without_likes():
 
 
 def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
-    tmp, params = fixture_data
-    data = tmp / "data"
-    table = pd.read_parquet(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
-    table = table[table["likes"].notna()]
-    f = pd.read_parquet(data / "likes" / "features.parquet").merge(table[["source", "id", "username"]], on=["source", "id"])
-    # unseen_time (test_history [train, val]): a test row's account history counts its train and val rows;
-    # a val row's counts the training rows only
-    t = f[f["regime"] == "unseen_time"]
-    for side, known in (("test", ["train", "val"]), ("val", ["train"])):
-        counts = t[t["side"].isin(known)].groupby("username").size()
-        rows = t[t["side"] == side]
-        assert len(rows) and rows["acct_hist_n"].tolist() == rows["username"].map(counts).fillna(0).tolist()
-    # unseen_brand (hide_history): no row has history, as no test row can
+    from tweetsim.behaviour import regime_history
+
+    d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-02-01", "2020-02-02", "2020-03-01", "2020-03-02"], utc=True)
+    t = pd.DataFrame({"source": "s", "id": range(6), "date": d, "likes": [9, 99, 999, 9999, 1, 1], "username": "a",
+                      "company": "x", "r": ["train", "train", "val", "val", "test", "test"]})
+    hist, tables = regime_history(t, "r", {"test_history": ["train", "val"]})
+    # training rows: earlier training rows; val rows: the 2 training rows; test rows: train + val
+    assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 4, 4] and tables["username"].loc["a", "n"] == 4
+    assert hist.loc[4, "acct_hist_median"] == pytest.approx(np.median(np.log1p([9, 99, 999, 9999])))
+    hist, _ = regime_history(t, "r", {"test_history": ["train"]})
+    assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 2, 2]
+    hist, _ = regime_history(t, "r", {"test_history": ["train", "val"], "hide_history": ["r"]})
+    assert (hist["acct_hist_n"] == 0).all() and hist.drop(columns=["acct_hist_n", "brand_hist_n"]).isna().all().all()
+    with pytest.raises(ValueError, match="test_history"):
+        regime_history(t, "r", {"test_history": ["test"]})
+    # the pipeline's own features: unseen_brand (hide_history) has history on no row, as no test row can
+    tmp, _ = fixture_data
+    f = pd.read_parquet(tmp / "data" / "likes" / "features.parquet")
     b = f[f["regime"] == "unseen_brand"]
     assert (b["acct_hist_n"] == 0).all() and b["brand_hist_mean"].isna().all() and b["acct_hist_median"].isna().all()
     assert (f.loc[f["regime"] == "random", "acct_hist_n"] > 0).any()
     assert {"acct_ctx_views_median", "brand_ctx_n"} <= set(f.columns)
-    with pytest.raises(ValueError, match="test_history"):
-        from tweetsim.behaviour import fit_regime
-
-        fit_regime(table.reset_index(drop=True), "random", {"test_history": ["test"], "bucket_edges": [0, 10]}, tmp,
-                   np.zeros((len(table), 0)), None, None)

@@ -90,17 +90,35 @@ def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.n
     return X
 
 
+def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFrame, dict]:
+    """(history features of every row of `table`, the history tables a test row's come from).
+
+    A training row's history comes from earlier training rows, a val row's from the training rows
+    (val early-stops the models), a test row's from the labelled splits in `test_history` (default
+    train and val: all likes known before the test rows are predicted; in the unseen-period regime
+    this closes the six months between the training period and the test period). Regimes in
+    `hide_history` get none on any row."""
+    side = table[regime].to_numpy()
+    tr, va = side == "train", side == "val"
+    known_splits = set(p.get("test_history") or ["train"])
+    if not known_splits <= {"train", "val"} or "train" not in known_splits:
+        raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(known_splits)}")
+    train = table[tr]
+    tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
+    tables_test = {lv: F.history_table(table[np.isin(side, list(known_splits))], lv) for lv in F.LEVELS}
+    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[va], tables=tables),
+                      F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
+    if regime in (p.get("hide_history") or []):
+        hist = F.hide_history(hist)
+    return hist, tables_test
+
+
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
                context: pd.DataFrame, live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
 
     `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
-    `context`: features.context_rows of every known tweet, labelled or not.
-
-    History: a training row's comes from earlier training rows, a val row's from the training rows
-    (val early-stops the models), a test row's from the labelled splits in `test_history` (default
-    train and val: all likes known before the test rows are predicted; in the unseen-period regime
-    this closes the six months between the training period and the test period).
+    `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
     """
     from tweetsim.likemodel import train_classifier
 
@@ -110,17 +128,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     va = side == "val"
     if regime in (p.get("hide_like_stats") or []):
         table = F.hide_like_stats(table)
-    known_splits = set(p.get("test_history") or ["train"])
-    if not known_splits <= {"train", "val"} or "train" not in known_splits:
-        raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(known_splits)}")
-    train = table[tr]
-    tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
-    known = table[np.isin(side, list(known_splits))]
-    tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
-    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[va], tables=tables),
-                      F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
-    if regime in (p.get("hide_history") or []):
-        hist = F.hide_history(hist)
+    hist, tables_test = regime_history(table, regime, p)
     ctx = F.context_features(table, context)
     texts = verbalise(table, hist, int(p["max_chars"]), ctx)
     labels = bucketize(table["likes"].astype(float), edges)
