@@ -12,6 +12,7 @@ import pandas as pd
 
 from tweetsim import embed
 from tweetsim.baselines import Retriever, likes_baselines
+from tweetsim.features import known_splits_for_test
 from tweetsim.schema import read_tweets
 from tweetsim.params import load_params
 
@@ -23,7 +24,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     likes_out, text_out = {"median": [], "account_median": []}, []
-    test_history = params["train_like_classifier"].get("test_history") or ["train"]
+    test_history = known_splits_for_test(params["train_like_classifier"])
     for regime in params["split"]["regimes"]:
         side = table[regime]
         labelled = table["likes"].notna()

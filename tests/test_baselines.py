@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from tweetsim.baselines import Retriever, likes_baselines
+from tweetsim.features import known_splits_for_test
 
 T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
 
@@ -23,6 +25,11 @@ def test_likes_baselines_use_training_rows_only():
     val = frame([("s", 6, "2020-01-20", "new", "y", None, None, 7), ("s", 7, "2020-01-21", "a", "x", None, None, 50)])
     got = likes_baselines(train, rows, pd.concat([train, val]))
     assert got["median"].tolist() == [30.0, 30.0] and got["account_median"].tolist() == [30.0, 7.0]
+    # the stage takes the splits from the classifier's params, through the same check: test rows never
+    assert known_splits_for_test({"test_history": ["val", "train"]}) == ["train", "val"]
+    assert known_splits_for_test({}) == ["train"]
+    with pytest.raises(ValueError, match="test_history"):
+        known_splits_for_test({"test_history": ["train", "test"]})
 
 
 POOL = frame([

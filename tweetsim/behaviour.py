@@ -100,12 +100,10 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFr
     `hide_history` get none on any row."""
     side = table[regime].to_numpy()
     tr, va = side == "train", side == "val"
-    known_splits = set(p.get("test_history") or ["train"])
-    if not known_splits <= {"train", "val"} or "train" not in known_splits:
-        raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(known_splits)}")
+    known = table[np.isin(side, F.known_splits_for_test(p))]
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
-    tables_test = {lv: F.history_table(table[np.isin(side, list(known_splits))], lv) for lv in F.LEVELS}
+    tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
     hist = pd.concat([F.history_features(train, train=train), F.history_features(table[va], tables=tables),
                       F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
     if regime in (p.get("hide_history") or []):

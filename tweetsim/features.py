@@ -77,6 +77,15 @@ def history_features(rows: pd.DataFrame, train: pd.DataFrame | None = None, tabl
     return out
 
 
+def known_splits_for_test(p: dict) -> list[str]:
+    """The labelled splits a test row's account history may use (`train_like_classifier.test_history`,
+    given as that params section): [train] or [train, val]; anything holding test rows is refused."""
+    splits = set(p.get("test_history") or ["train"])
+    if not splits <= {"train", "val"} or "train" not in splits:
+        raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(splits)}")
+    return sorted(splits)
+
+
 def hide_history(hist: pd.DataFrame) -> pd.DataFrame:
     """`hist` (history_features) as for rows of accounts and brands never seen: n = 0, the rest NaN.
 
