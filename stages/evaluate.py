@@ -1,8 +1,9 @@
 """evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json.
 
-Likes models are scored on the test rows with likes; text models on the test rows with content
-that every listed text model predicted (a model may cap its rows, so all are compared on the
-same rows; `n` says how many).
+Likes models are scored on the test rows with likes. Text models, per regime: `all_rows` scores
+the models that wrote every test row with content on all of them; `shared_rows` scores every
+listed model on the rows all of them wrote (the LMs write a capped draw), so all are compared on
+the same rows; `n` says how many.
 usage: python stages/evaluate.py [params.yaml] [data] [metrics]
 """
 
@@ -10,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tweetsim import embed
@@ -23,6 +25,26 @@ def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
     if not path.exists():
         raise SystemExit(f"evaluate: {path} is missing: evaluate.{kind}_models names '{name}' but no stage wrote it")
     return pd.read_parquet(path)
+
+
+def _text_blocks(refs: pd.DataFrame, preds: dict[str, pd.DataFrame], encode) -> dict:
+    """`all_rows`: the models that predicted every test row with content, scored on all of them;
+    `shared_rows`: every model on the rows all of them predicted (the LMs are capped to a draw)."""
+    keys = refs.set_index(["source", "id"]).index
+    covered = {n: keys.isin(p.set_index(["source", "id"]).index) for n, p in preds.items()}
+    blocks = {"all_rows": [n for n in preds if covered[n].all()], "shared_rows": list(preds)}
+    shared = np.logical_and.reduce(list(covered.values())) if preds else np.ones(len(refs), bool)
+    out = {}
+    for block, names in blocks.items():
+        rows = refs if block == "all_rows" else refs[shared]
+        if block == "shared_rows" and len(blocks["all_rows"]) == len(preds):
+            continue  # every model covers every row: the same table twice
+        out[block] = {}
+        for name in names:
+            m = rows.merge(preds[name], on=["source", "id"], how="left")
+            out[block][name] = text_metrics(m["content"].astype(str).tolist(),
+                                            m["pred_content"].fillna("").astype(str).tolist(), encode=encode)
+    return out
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: str = "metrics") -> None:
@@ -45,16 +67,10 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
                                  f"test rows of regime {regime}")
             likes_res[regime][name] = likes_metrics(m["likes"].astype(float), m["pred_likes"].astype(float), train_median)
         refs = table[(side == "test") & table["content"].notna()][["source", "id", "content"]]
-        for name, pred in text_preds.items():
-            refs = refs.merge(pred.loc[pred["regime"] == regime, ["source", "id"]], on=["source", "id"])
-        text_res[regime] = {}
-        for name, pred in text_preds.items():
-            m = refs.merge(pred[pred["regime"] == regime], on=["source", "id"], how="left")
-            hyps = m["pred_content"].fillna("").astype(str).tolist()
-            text_res[regime][name] = text_metrics(m["content"].astype(str).tolist(), hyps, encode=encode)
+        text_res[regime] = _text_blocks(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()}, encode)
         print(f"evaluate {regime}: " + "; ".join(
             f"{n} log1p-RMSE {r['rmse_log1p']:.3f} hi/lo {r['high_low_accuracy']:.3f}" for n, r in likes_res[regime].items())
-            + " | " + "; ".join(f"{n} ROUGE-L {r['rougeL']:.3f} CIDEr {r['cider']:.3f}" for n, r in text_res[regime].items()))
+            + " | " + "; ".join(f"{n} ROUGE-L {r['rougeL']:.3f} CIDEr {r['cider']:.3f}" for n, r in text_res[regime]["all_rows"].items()))
     out = Path(metrics_dir)
     out.mkdir(exist_ok=True)
     for name, res in (("likes", likes_res), ("text", text_res)):

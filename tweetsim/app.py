@@ -112,6 +112,22 @@ class WriterService:
         return list(dict.fromkeys(t for t in texts if t))
 
 
+class SelectWriterService:
+    """The default tweet writer of `tweetsim generate` (tweetsim.writer): N drafts are the N best
+    distinct candidates of the post's pool, by the reranker (or consensus)."""
+
+    def __init__(self, params: dict, writer_dir: Path, pool: Path | None):
+        from tweetsim.content import select_writer
+
+        self.writer = select_writer(params, writer_dir, pool if pool is not None else "none")
+        kind = "reranker" if self.writer.reranker is not None else "consensus"
+        self.name = (f"tweetsim.writer ({kind}, {writer_dir}, edits: {', '.join(self.writer.kept) or 'none'}; "
+                     f"pool {len(self.writer.pool.texts)} tweets)")
+
+    def __call__(self, table: pd.DataFrame, n: int) -> list[str]:
+        return [text for text, _ in self.writer.drafts(table, n)] if n > 0 else []
+
+
 class CaptionService:
     """The caption stage's captioner (params `caption`) on one file, as the stage words it."""
 
@@ -158,7 +174,7 @@ class OcrService:
 
 def load_services(models: str | Path = "models", params_path: str | Path = "params.yaml",
                   pool: str | Path | None = "data/tweets.parquet", adapter: str | Path | None = None,
-                  base_model: bool = False, threads: int = 2, log=print) -> Services:
+                  base_model: bool = False, threads: int = 2, log=print, writer: str = "select") -> Services:
     """Every model from the artefacts of `dvc repro`; a component that cannot load is left out and
     its reason shown on the page (the rest of the app still works)."""
     from tweetsim.params import load_params
@@ -169,7 +185,9 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
     adapter_dir = None if base_model else Path(adapter or models / "llm" / params["generate"]["adapter_regime"])
     steps = [
         ("likes", lambda: LikesService(models, threads)),
-        ("writer", lambda: WriterService(params, adapter_dir, Path(pool) if pool else None, log=log)),
+        ("writer", (lambda: SelectWriterService(params, models / "writer" / params["writer"]["cli_regime"],
+                                                Path(pool) if pool else None)) if writer == "select" else
+                   (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None, log=log))),
         ("caption", lambda: CaptionService(params["caption"])),
         ("ocr", lambda: OcrService(params["ocr"])),
     ]
@@ -438,7 +456,10 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--params", default="params.yaml", help="params file (caption, ocr, train_llm, generate, build_prompts)")
-    ap.add_argument("--pool", default="data/tweets.parquet", help="tweets the writer retrieves exemplars from; 'none': no exemplars")
+    ap.add_argument("--pool", default="data/tweets.parquet", help="tweets the writer chooses from (or, --writer lm, "
+                    "retrieves exemplars from; 'none': no exemplars)")
+    ap.add_argument("--writer", choices=("select", "lm"), default="select",
+                    help="drafts: the best distinct candidates of the post's pool (default) or samples of the LM")
     ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
     ap.add_argument("--base-model", action="store_true", help="write drafts with the base model, no adapter")
     ap.add_argument("--drafts", type=int, default=3, help="drafts the form asks for by default")
@@ -450,7 +471,7 @@ def cli(argv: list[str]) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     services = load_services(args.models, args.params, None if args.pool == "none" else args.pool, args.adapter,
-                             args.base_model, args.threads)
+                             args.base_model, args.threads, writer=args.writer)
     app = create_app(services, max_upload_mb=args.max_upload_mb, default_drafts=args.drafts)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     missing = f"; NOT loaded: {', '.join(services.missing)}" if services.missing else ""

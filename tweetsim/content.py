@@ -3,9 +3,16 @@
     tweetsim generate --input content_simulation_test_time.xlsx --output tweets.csv
 
 The input is parsed by `tweetsim.load.read_official` (id required; date, likes, username, media,
-inferred company and caption optional: a missing column or unparsable cell becomes unknown and
-the prompt leaves that line out, with the problem printed). The output CSV has `id,content`, one
-row for every input row, in input order. Prompts are built as in training (tweetsim.prompts),
+inferred company and caption optional: a missing column or unparsable cell becomes unknown, with
+the problem printed). The output CSV has `id,content`, one row for every input row, in input order.
+
+The default writer (`--writer select`, tweetsim.writer) chooses each row's tweet among candidates
+from the rows with content of `--pool` (the account's, the brand's, caption neighbours, look-alike
+brands for an unseen brand), with the reranker and edits of `select_text`'s run for
+`writer.cli_regime` (models/writer/<regime>/; `--selector consensus` for consensus alone). A row
+with no account, brand or date still gets a tweet from the widest pool; their count is printed.
+
+`--writer lm` writes with the language model instead. Prompts are built as in training (tweetsim.prompts),
 with exemplars retrieved from the rows with content of `--pool` (default data/tweets.parquet,
 when it exists); the model is the base model of params.yaml plus the adapter of
 `generate.adapter_regime` (models/llm/<regime>/), or the base model alone with --base-model.
@@ -26,11 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tweetsim generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
     ap.add_argument("--output", required=True, help="CSV to write: id,content")
-    ap.add_argument("--params", default="params.yaml", help="params file (train_llm, generate, build_prompts sections)")
+    ap.add_argument("--params", default="params.yaml", help="params file (writer; for --writer lm train_llm, generate, build_prompts)")
+    ap.add_argument("--writer", choices=("select", "lm"), default="select",
+                    help="select: choose among candidate tweets (default); lm: the language model writes")
+    ap.add_argument("--selector", choices=("reranked", "consensus"), default="reranked",
+                    help="--writer select: the learned reranker (default) or consensus alone")
+    ap.add_argument("--writer-dir", default=None, help="--writer select: models/writer/<writer.cli_regime> by default")
     ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
     ap.add_argument("--base-model", action="store_true", help="generate with the base model, no adapter")
     ap.add_argument("--pool", default="data/tweets.parquet",
-                    help="tweets to retrieve exemplars from (rows with content); 'none' for no exemplars")
+                    help="tweets to choose from / retrieve exemplars from (rows with content); 'none': no exemplars (--writer lm)")
     ap.add_argument("--batch-size", type=int, default=None, help="override generate.batch_size")
     ap.add_argument("--media", default="data/media",
                     help="media folder with manifest.csv (images used where fetched, for an image-prefix adapter)")
@@ -98,6 +110,35 @@ class Writer:
                               max_field_chars=self.max_field_chars)["prompt"].tolist()
 
 
+def load_pool(pool: str | Path) -> pd.DataFrame:
+    """The rows of `pool` (a tweets.parquet), with data/captions.parquet's captions where it lies beside it."""
+    from tweetsim.prompts import join_side_tables
+    from tweetsim.schema import read_tweets
+
+    path = Path(pool)
+    if str(pool) == "none" or not path.is_file():
+        raise FileNotFoundError(f"the writer's pool {pool} does not exist (run `dvc repro download`, or pass --pool FILE)")
+    table = join_side_tables(read_tweets(path), path.parent)
+    if not (table["content"].notna() & (table["content"].astype(str).str.strip() != "")).any():
+        raise ValueError(f"the writer's pool {pool} has no row with content: there is nothing to choose from")
+    return table
+
+
+def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, selector: str = "reranked",
+                  context: pd.DataFrame | None = None):
+    """tweetsim.writer.TweetWriter over every row with content of `pool`, with the reranker and the
+    kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written)."""
+    from tweetsim import embed
+    from tweetsim.writer import TweetWriter
+
+    p = params["writer"]
+    table = load_pool(pool)
+    if context is not None:
+        context = pd.concat([table, context], ignore_index=True)
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    return TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
+
+
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from tweetsim import llm
@@ -115,6 +156,8 @@ def cli(argv: list[str]) -> int:
         return 2
     for r in rejects.itertuples():
         print(f"tweetsim generate: {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (treated as unknown)", file=sys.stderr)
+    if args.writer == "select":
+        return _cli_select(args, params, rows, rejects)
     try:
         writer = Writer(params, adapter, args.pool, log=lambda m: print(f"tweetsim generate: {m}", file=sys.stderr))
     except (llm.QuantizationUnavailable, FileNotFoundError) as e:
@@ -130,4 +173,35 @@ def cli(argv: list[str]) -> int:
         print(f"tweetsim generate: {int(has.sum())} rows with an image, {int((~has).sum())} text only {why}")
     print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
           f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
+    return 0
+
+
+def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame) -> int:
+    import time
+
+    from tqdm.auto import tqdm
+
+    writer_dir = Path(args.writer_dir or Path("models") / "writer" / params["writer"]["cli_regime"])
+    t0 = time.perf_counter()
+    try:
+        writer = select_writer(params, writer_dir, args.pool, args.selector, context=rows)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 2
+    load_s, t1 = time.perf_counter() - t0, time.perf_counter()
+    chunk = 512
+    parts = [writer.write(rows.iloc[i : i + chunk])
+             for i in tqdm(range(0, len(rows), chunk), desc="tweetsim generate", unit="chunk", file=sys.stderr)]
+    written = pd.concat(parts) if parts else pd.DataFrame({"content": [], "origin": []})
+    out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": written["content"].to_numpy()})
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(args.output, index=False)
+    unknown = {c: int(rows[c].isna().sum()) for c in ("username", "company", "date")}
+    widest = int((written["origin"] == "typical").sum()) if len(written) else 0
+    rate = len(rows) / max(time.perf_counter() - t1, 1e-9)
+    print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported; rows without "
+          f"account / brand / date: {unknown['username']} / {unknown['company']} / {unknown['date']}, {widest} written "
+          f"from the widest pool; {rate:.0f} rows/s after {load_s:.1f}s load; writer {writer_dir} "
+          f"({'reranker' if writer.reranker is not None else 'consensus'}, edits: {', '.join(writer.kept) or 'none'}), "
+          f"pool {len(writer.pool.texts)} tweets from {args.pool})")
     return 0

@@ -1,0 +1,123 @@
+"""select_text: per regime, the tweet writer that chooses among candidates (tweetsim.writer).
+
+For each regime: the pool is the training split's rows with content; the reranker is trained on
+up to `writer.reranker.max_train_queries` training rows, whose pools are built as at prediction
+time (never the row itself; only earlier tweets in `writer.past_only_regimes`; none of the row's
+own brand in `writer.brand_held_out_regimes`), early-stopped on the val rows; each edit of
+`writer.edits` is kept only where it raises the val rows' mean of BLEU-1, ROUGE-L and CIDEr.
+Writes, for every val and test row with content of every regime (`regime,source,id,split,
+pred_content,origin,pool_size`):
+  data/predictions/text/consensus.parquet  consensus (MBR) choice, kept edits applied
+  data/predictions/text/reranked.parquet   the reranker's choice, kept edits applied (the default writer)
+  data/predictions/text/oracle.parquet     the pool's best candidate against the real tweet (headroom)
+  data/predictions/text/typical.parquet    the single most typical tweet of the training split
+and models/writer/<regime>/{writer.json,reranker.json}, metrics/select_text.json.
+usage: python stages/select_text.py [params.yaml] [data] [models] [metrics]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim import embed
+from tweetsim.metrics import text_metrics, to_json_safe
+from tweetsim.params import load_params
+from tweetsim.prompts import join_side_tables
+from tweetsim.schema import read_tweets
+from tweetsim.writer import TweetWriter, origin
+from tweetsim.writer import edits as E
+from tweetsim.writer import select as S
+from tweetsim.writer.pools import SOURCES
+
+TARGETS = ("bleu1", "rougeL", "cider")
+
+
+def _val_score(refs: list[str], hyps: list[str]) -> dict:
+    m = text_metrics(refs, hyps, embed=False)
+    return {k: m[k] for k in TARGETS}
+
+
+def _gain(new: dict, old: dict) -> float:
+    """Mean relative change of the three target metrics."""
+    return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
+
+
+def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
+    params = load_params(params_path)
+    p, data = params["writer"], Path(data_dir)
+    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = join_side_tables(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    has_content = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
+    preds = {name: [] for name in ("consensus", "reranked", "oracle", "typical")}
+    report = {}
+    for regime in params["split"]["regimes"]:
+        side = table[regime]
+        past_only = regime in p["past_only_regimes"]
+        held_out = regime in p["brand_held_out_regimes"]
+        writer = TweetWriter(table[(side == "train") & has_content], p, context=table, embed_fn=embed_fn)
+        train_q = table[(side == "train") & has_content]
+        cap = p["reranker"]["max_train_queries"]
+        if cap and len(train_q) > cap:
+            train_q = train_q.sample(n=cap, random_state=int(p["reranker"]["seed"])).sort_values(["source", "id"])
+        parts = {"train": train_q, **{s: table[(side == s) & has_content] for s in ("val", "test")}}
+        scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist())
+                  for s, rows in parts.items()}
+        if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
+            writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
+                                               log=lambda m: print(f"select_text {regime}: {m}"))
+        rank = {s: writer.ranking(scored[s]) for s in ("val", "test")}
+        picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], rank[s]),
+                     "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}
+        # edits: greedily, in params order, each kept only where it raises the val metrics
+        val, refs = parts["val"], parts["val"]["content"].astype(str).tolist()
+        decisions = {}
+        if len(val):
+            best = _val_score(refs, S.edited(writer.pool, val, scored["val"], picks["val"]["reranked"], [], writer.habits))
+            decisions["none"] = best
+            for name in p["edits"]:
+                if name not in E.EDITS:
+                    raise SystemExit(f"select_text: writer.edits names unknown edit {name!r} (known: {E.EDITS})")
+                trial = _val_score(refs, S.edited(writer.pool, val, scored["val"], picks["val"]["reranked"],
+                                                  writer.kept + [name], writer.habits))
+                decisions[name] = {**trial, "gain": _gain(trial, best), "kept": _gain(trial, best) > 0}
+                if _gain(trial, best) > 0:
+                    writer.kept.append(name)
+                    best = trial
+        typical = writer.pool.texts[writer.pool.typical[0]]
+        for s in ("val", "test"):
+            rows = parts[s]
+            base = pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(), "id": rows["id"].to_numpy(), "split": s})
+            for name, pk in picks[s].items():
+                kept = [] if name == "oracle" else writer.kept
+                preds[name].append(base.assign(
+                    pred_content=S.edited(writer.pool, rows, scored[s], pk, kept, writer.habits),
+                    origin=[origin(x, k) for x, k in zip(scored[s], pk)],
+                    pool_size=[len(x.texts) for x in scored[s]]))
+            preds["typical"].append(base.assign(pred_content=typical, origin="typical",
+                                                pool_size=len(writer.pool.texts)))
+        sources = np.vstack([x.flags for x in scored["test"]]) if scored["test"] else np.zeros((0, len(SOURCES)))
+        info = {"regime": regime, "past_only": past_only, "brand_held_out": held_out, "edit_decisions_val": decisions,
+                "pool_rows": len(writer.pool.texts), "queries": {s: len(r) for s, r in parts.items()},
+                "reranker": writer.reranker is not None,
+                "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
+                "test_mean_pool_size": float(np.mean([len(x.texts) for x in scored["test"]])) if scored["test"] else None,
+                "test_candidate_sources": {src: int(sources[:, i].sum()) for i, src in enumerate(SOURCES)},
+                "typical_tweet": typical}
+        writer.save(Path(models_dir) / "writer" / regime, info)
+        report[regime] = info
+        print(f"select_text {regime}: pool {len(writer.pool.texts)} tweets; {len(parts['train'])} / {len(parts['val'])} / "
+              f"{len(parts['test'])} train / val / test rows; edits kept: {writer.kept or 'none'}")
+    out = data / "predictions" / "text"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frames in preds.items():
+        pd.concat(frames, ignore_index=True).to_parquet(out / f"{name}.parquet", index=False)
+    Path(metrics_dir).mkdir(exist_ok=True)
+    (Path(metrics_dir) / "select_text.json").write_text(json.dumps(to_json_safe(report), indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

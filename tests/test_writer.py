@@ -1,0 +1,166 @@
+"""The tweet writer (tweetsim.writer): pools, consensus selection, the reranker, edits, the stage."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages_helper import ROOT, override, stage, write_params
+from tweetsim.writer import TweetWriter, edits as E, select as S, textsim
+from tweetsim.writer.pools import SOURCES
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())["writer"]
+
+
+def frame(rows):
+    cols = ["source", "id", "date", "username", "company", "content", "caption", "likes", "n_photo", "n_video"]
+    df = pd.DataFrame([r + (None,) * (len(cols) - len(r)) for r in rows], columns=cols)
+    df["date"] = pd.to_datetime(df["date"], utc=True)
+    return df
+
+
+def params(**over):
+    p = json.loads(json.dumps(PARAMS))
+    return override(p, over)
+
+
+POOL = frame([
+    ("s", 1, "2020-01-01", "a", "x", "new shoes out now <hyperlink>"),
+    ("s", 2, "2020-01-05", "a", "x", "our new shoes are out now <hyperlink>"),
+    ("s", 3, "2020-01-09", "a", "x", "new shoes out today <hyperlink>"),
+    ("s", 4, "2020-01-12", "a", "x", "happy holidays from all of us"),
+    ("s", 5, "2020-01-20", "a", "x", "join the live stream tonight"),
+    ("s", 6, "2020-02-01", "b", "x", "brand x news from another account"),
+    ("s", 7, "2020-02-01", "c", "zeta", "Zeta phones are here, shop zeta now <mention>"),
+    ("s", 8, "2020-02-02", "c", "zeta", "shop zeta phones now <hyperlink>"),
+])
+
+
+def test_textsim_components_match_hand_computed_values():
+    space = textsim.TextSpace(["a b c", "a b d"])
+    enc = space.encode(["a b c", "a b d", "x y"])
+    sims = textsim.similarity(enc, enc)
+    assert sims["unigram"][0, 1] == pytest.approx(2 * 2 / 6)      # {a,b} shared of 3 + 3
+    assert sims["bigram"][0, 1] == pytest.approx(2 * 1 / 4)       # {a b} shared of 2 + 2
+    assert sims["rougeL"][0, 1] == pytest.approx(2 * 2 / 6)       # LCS "a b"
+    assert sims["rougeL"][0, 2] == 0 and sims["cider"][0, 2] == 0
+    assert np.allclose(np.diag(sims["unigram"]), 1)
+    # CIDEr-D averages n = 1..4: a 3-token text has no 4-gram, a 2-token one no 3- or 4-gram
+    assert np.allclose(np.diag(sims["cider"]), [0.75, 0.75, 0.5])
+    # vocabulary grown by a later encode: matrices are aligned, not broken
+    late = space.encode(["a b c new words"])
+    assert textsim.similarity(late, enc)["unigram"][0, 0] == pytest.approx(2 * 3 / 8)
+
+
+def test_consensus_picks_the_tweet_most_like_the_others():
+    w = TweetWriter(POOL, params(**{"match.recency_halflife_days": 1e9}))
+    row = frame([("q", 1, "2020-03-01", "a", "x")])
+    s = w.scored(row)[0]
+    assert sorted(w.pool.table["id"].to_numpy()[s.pool_ix].tolist()) == [1, 2, 3, 4, 5, 6]
+    assert s.texts[int(np.argmax(s.consensus))] == "new shoes out now <hyperlink>"
+    assert s.features.shape == (6, len(S.FEATURES))
+    assert origin_of(s, "brand x news from another account") == {"brand"}
+
+
+def origin_of(s, text):
+    k = s.texts.index(text)
+    return {SOURCES[j] for j in np.flatnonzero(s.flags[k])}
+
+
+def test_never_the_row_itself_nor_its_future_when_past_only():
+    w = TweetWriter(POOL, params())
+    row = POOL[POOL["id"] == 3]
+    s = w.scored(row, past_only=True)[0]
+    ids = set(w.pool.table["id"].to_numpy()[s.pool_ix].tolist())
+    assert ids == {1, 2}                          # not itself (3), nothing dated after 2020-01-09
+    s = w.scored(row, past_only=False)[0]
+    assert 3 not in set(w.pool.table["id"].to_numpy()[s.pool_ix].tolist())
+
+
+def test_unseen_brand_pools_come_from_look_alike_brands_and_get_the_brand_name():
+    w = TweetWriter(POOL, params(**{"pool.similar_brands": 1}), kept_edits=["brand"])
+    # a video brand like zeta (both its known rows have a video); brand omega has no tweet in the pool
+    ctx = POOL.assign(n_video=np.where(POOL["company"] == "zeta", 1, 0))
+    w = TweetWriter(POOL, params(**{"pool.similar_brands": 1}), context=ctx, kept_edits=["brand"])
+    row = frame([("q", 9, "2020-03-01", "omega_store", "omega", None, None, None, 0, 1)])
+    s = w.scored(row)[0]
+    assert {origin_of(s, t) == {"similar_brand"} for t in s.texts} == {True}
+    assert set(w.pool.table["company"].to_numpy()[s.pool_ix]) == {"zeta"}
+    out = w.write(row)
+    assert "zeta" not in out["content"].iloc[0].lower() and "omega" in out["content"].iloc[0]
+    # exclude_company: a training row of zeta sees no zeta tweet, as a held-out brand would
+    s = w.scored(POOL[POOL["id"] == 8], exclude_company=True)[0]
+    assert "zeta" not in set(w.pool.table["company"].to_numpy()[s.pool_ix])
+
+
+def test_a_row_with_nothing_known_gets_the_widest_pool_and_an_empty_pool_is_an_error():
+    w = TweetWriter(POOL, params(**{"pool.similar_brands": 0}))
+    row = frame([("q", 1, None, None, None)])
+    out = w.write(row)
+    assert out["origin"].iloc[0] == "typical" and out["content"].iloc[0] in set(POOL["content"])
+    with pytest.raises(ValueError, match="no row with content"):
+        TweetWriter(POOL.assign(content=None), params())
+
+
+def test_edits():
+    assert E.brand("Zeta phones: shop zeta now @zeta_store", "zeta", "zeta_store", "Omega", "omega") == \
+        "Omega phones: shop Omega now @omega"
+    assert E.brand("zetas and zeta", "zeta", None, "nike", None) == "zetas and nike"  # whole words only
+    assert E.placeholders("hi", {"<hyperlink>": 0.9, "<mention>": 0.0}) == "hi <hyperlink>"
+    assert E.placeholders("hi <mention> there", {"<hyperlink>": 0.5, "<mention>": 0.0}) == "hi there"
+    assert E.placeholders("hi <mention>", None) == "hi <mention>"
+    habits = E.account_habits(POOL)
+    assert habits["a"]["<hyperlink>"] == pytest.approx(0.6) and habits["c"]["<mention>"] == pytest.approx(0.5)
+
+
+def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp_path):
+    p = params(**{"reranker.n_estimators": 20, "reranker.early_stopping_rounds": 5})
+    w = TweetWriter(POOL, p)
+    rows = POOL.iloc[:6]
+    scored = w.scored(rows, truths=rows["content"].tolist())
+    assert all(x.label is not None and len(x.label) == len(x.texts) for x in scored)
+    w.reranker = S.train_reranker(scored, scored[:3], p["reranker"], log=lambda m: None)
+    w.save(tmp_path / "w", {"note": "tiny"})
+    again = TweetWriter.load(tmp_path / "w", POOL, p)
+    for a, b in zip(w.ranking(scored), again.ranking(scored)):
+        assert np.array_equal(a, b)
+    assert json.loads((tmp_path / "w" / "writer.json").read_text())["features"] == S.FEATURES
+    assert TweetWriter.load(tmp_path / "w", POOL, p, selector="consensus").reranker is None
+    with pytest.raises(FileNotFoundError, match="select_text"):
+        TweetWriter.load(tmp_path / "nothing", POOL, p)
+
+
+def test_drafts_are_distinct_and_best_first():
+    w = TweetWriter(POOL, params())
+    d = w.drafts(frame([("q", 1, "2020-03-01", "a", "x")]), 3)
+    assert len(d) == 3 and len({t for t, _ in d}) == 3
+    assert d[0][0] == w.write(frame([("q", 1, "2020-03-01", "a", "x")]))["content"].iloc[0]
+
+
+def test_select_text_stage(tmp_path, sample_table):
+    from tweetsim.schema import write_tweets
+    from tweetsim.splits import assign
+
+    t = sample_table
+    table = t[t["company"].isin(sorted(t.loc[t["content"].notna(), "company"].unique())[:12])].reset_index(drop=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tweets(table, data / "tweets.parquet")
+    path = write_params(tmp_path, **{"writer.caption_similarity": False, "writer.reranker.n_estimators": 10,
+                                     "writer.reranker.max_train_queries": 200})
+    p = yaml.safe_load(path.read_text())
+    assign(table, p["split"]).to_parquet(data / "splits.parquet", index=False)
+    stage("select_text").main(str(path), str(data), str(tmp_path / "models"), str(tmp_path / "metrics"))
+    splits = pd.read_parquet(data / "splits.parquet").merge(table[["source", "id", "content"]], on=["source", "id"])
+    for name in ("consensus", "reranked", "oracle", "typical"):
+        pred = pd.read_parquet(data / "predictions" / "text" / f"{name}.parquet")
+        for regime in p["split"]["regimes"]:
+            want = splits[splits[regime].isin(["val", "test"]) & splits["content"].notna()]
+            got = pred[pred["regime"] == regime]
+            assert len(got) == len(want) and set(zip(got["source"], got["id"])) == set(zip(want["source"], want["id"]))
+            assert got["pred_content"].str.len().gt(0).all()
+    report = json.loads((tmp_path / "metrics" / "select_text.json").read_text())
+    assert set(report) == set(p["split"]["regimes"])
+    assert (tmp_path / "models" / "writer" / "unseen_time" / "reranker.json").is_file()

@@ -1,0 +1,97 @@
+"""The tweet writer: generate candidates, then choose among them well.
+
+    pools.py     candidate pools per row (account, brand, caption neighbours, look-alike brands,
+                 the pool's most typical tweets, optionally the LM's drafts), with their origin
+    textsim.py   tweet-to-tweet similarity for whole pools (n-gram overlap, ROUGE-L, CIDEr-D)
+    select.py    consensus (MBR) selection, the reranker's features, labels and training
+    edits.py     light edits of the chosen tweet (placeholders, brand substitution)
+
+`TweetWriter` below is what the `select_text` stage, `tweetsim generate` and the web app use; the
+artefacts it loads (`writer.json`, `reranker.json`) are written by `save` here, next to `load`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim.writer import edits as E
+from tweetsim.writer import select as S
+from tweetsim.writer.pools import SOURCES, Pool, PoolConfig
+
+MODEL_FILE, META_FILE = "reranker.json", "writer.json"
+SELECTORS = ("reranked", "consensus")
+
+
+class TweetWriter:
+    """A pool of known tweets + consensus selection + (optionally) the reranker and the kept edits."""
+
+    def __init__(self, pool_table: pd.DataFrame, params: dict, context: pd.DataFrame | None = None,
+                 embed_fn=None, reranker=None, kept_edits: list[str] = ()):
+        self.params = params
+        self.pool = Pool(pool_table, PoolConfig.from_params(params["pool"]), dict(params["utility"]),
+                         context=context, embed_fn=embed_fn)
+        self.selector = S.Selector(self.pool, params)
+        self.habits = E.account_habits(self.pool.table)
+        self.reranker, self.kept = reranker, list(kept_edits)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, pool_table: pd.DataFrame, params: dict, context=None, embed_fn=None,
+             selector: str = "reranked") -> "TweetWriter":
+        """The writer of a `select_text` run (its writer.json and reranker.json) over `pool_table`."""
+        if selector not in SELECTORS:
+            raise ValueError(f"selector must be one of {SELECTORS}, got {selector!r}")
+        d = Path(model_dir)
+        if not (d / META_FILE).is_file():
+            raise FileNotFoundError(f"no writer in {d} (run `dvc repro select_text`, or pass --writer-dir DIR)")
+        meta = json.loads((d / META_FILE).read_text())
+        model = None  # consensus: asked for, or the run trained no reranker (writer.reranker.enabled: false)
+        if selector == "reranked" and meta["reranker"]:
+            model = S.load_reranker(d / MODEL_FILE, int(params["reranker"]["num_threads"]))
+        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"])
+
+    def save(self, model_dir: str | Path, info: dict) -> None:
+        d = Path(model_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        if self.reranker is not None:
+            S.save_reranker(self.reranker, d / MODEL_FILE)
+        meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES, "sources": list(SOURCES), **info}
+        (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    def scored(self, rows: pd.DataFrame, past_only=False, exclude_company=False, truths=None, drafts=None):
+        return self.selector.score(rows, past_only, exclude_company, truths, drafts)
+
+    def ranking(self, scored: list[S.Scored]) -> list[np.ndarray]:
+        """Per row, a score per candidate: the reranker's where there is one, else consensus."""
+        if self.reranker is None:
+            return [s.consensus for s in scored]
+        return S.rerank_scores(self.reranker, scored)
+
+    def write(self, rows: pd.DataFrame, past_only=False, drafts=None) -> pd.DataFrame:
+        """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size."""
+        scored = self.scored(rows, past_only, drafts=drafts)
+        picks = S.choose(scored, self.ranking(scored))
+        texts = S.edited(self.pool, rows, scored, picks, self.kept, self.habits)
+        return pd.DataFrame({"content": texts, "origin": [origin(s, k) for s, k in zip(scored, picks)],
+                             "pool_size": [len(s.texts) for s in scored]}, index=rows.index)
+
+    def drafts(self, row: pd.DataFrame, n: int) -> list[tuple[str, str]]:
+        """Up to n distinct (text, origin) for one row, best first."""
+        s = self.scored(row.iloc[:1])
+        order = np.argsort(-self.ranking(s)[0], kind="stable")
+        texts = S.edited(self.pool, pd.concat([row.iloc[:1]] * len(order)), s * len(order), list(order),
+                         self.kept, self.habits)
+        out: dict[str, str] = {}
+        for t, k in zip(texts, order):
+            if t and t not in out:
+                out[t] = origin(s[0], k)
+            if len(out) >= n:
+                break
+        return list(out.items())
+
+
+def origin(s: S.Scored, k: int) -> str:
+    return "+".join(SOURCES[j] for j in np.flatnonzero(s.flags[k]))

@@ -1,0 +1,236 @@
+"""Candidate pools: for each row, the tweets it may know that could stand in for its own.
+
+A `Pool` indexes the rows with content a row may draw on (the regime's training split in the
+pipeline; every row with content in the CLI). For one row its candidates are, each recorded with
+where it came from (`SOURCES`):
+
+- `account`: the same account's tweets, the `account_window` nearest in time;
+- `brand`: the brand's tweets by other accounts, the `brand_window` nearest in time;
+- `caption`: the `caption_k` tweets whose media caption is closest to the row's (sentence
+  embeddings; only where both sides have a caption);
+- `similar_brand`: when neither the account nor the brand has a tweet in the pool (an unseen
+  brand), the `similar_brand_window` latest tweets of each of the `similar_brands` brands that look
+  most alike: media mix, median video views and likes, posting hour, number of tweets, over every
+  known row of the brand (with content or not, the rows being written included: content
+  simulation gives their metadata);
+- `typical`: when nothing else is found (no account, brand or caption), the `global_k` most typical
+  tweets of the pool (highest consensus over a seeded sample of it): the widest pool.
+
+Never the row itself; with `past_only` (the unseen-period regime) only tweets dated before the
+row; with `exclude_company` none of the row's own brand (the unseen-brand regime's training rows,
+so that their pools look like those of a held-out brand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from tweetsim.writer import textsim
+
+SOURCES = ("account", "brand", "caption", "similar_brand", "typical", "lm")
+KINDS = ("none", "photo", "video", "gif")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    account_window: int
+    brand_window: int
+    caption_k: int
+    similar_brands: int
+    similar_brand_window: int
+    global_k: int
+    typical_sample: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, p: dict) -> "PoolConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(p) - names)
+        if unknown:
+            raise ValueError(f"writer.pool: unknown key(s) {unknown}; known: {sorted(names)}")
+        missing = sorted(names - set(p))
+        if missing:
+            raise ValueError(f"writer.pool: missing key(s) {missing}")
+        return cls(**{k: int(v) for k, v in p.items()})
+
+
+def media_kind(table: pd.DataFrame) -> np.ndarray:
+    """Index into KINDS per row: video > GIF > photo > none (the item that shapes the tweet most)."""
+    def count(col):
+        return pd.to_numeric(table[col], errors="coerce").fillna(0).to_numpy() if col in table else np.zeros(len(table))
+    kind = np.zeros(len(table), np.int64)
+    kind[count("n_photo") > 0] = 1
+    kind[count("n_gif") > 0] = 3
+    kind[count("n_video") > 0] = 2
+    return kind
+
+
+def _num(table: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in table:
+        return np.full(len(table), np.nan)
+    return pd.to_numeric(table[col], errors="coerce").astype(float).to_numpy()
+
+
+def _date_ns(table: pd.DataFrame) -> np.ndarray:
+    """int64 ns since the epoch, NaT as the int64 minimum (callers test `has_date`)."""
+    return pd.to_datetime(table["date"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+NAT = np.iinfo(np.int64).min
+
+
+def row_meta(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """What selection compares between a row and a candidate: date, media kind, video, hour, likes."""
+    dates = _date_ns(table)
+    ts = pd.to_datetime(table["date"], utc=True)
+    return {"date": dates, "has_date": dates != NAT, "kind": media_kind(table),
+            "log_views": np.log1p(np.clip(_num(table, "video_views"), 0, None)),
+            "duration": _num(table, "video_duration"),
+            "hour": ts.dt.hour.astype(float).to_numpy(), "weekday": ts.dt.day_of_week.astype(float).to_numpy(),
+            "log_likes": np.log1p(np.clip(_num(table, "likes"), 0, None))}
+
+
+def brand_profiles(context: pd.DataFrame) -> pd.DataFrame:
+    """One row per company: media mix, median log video views / log likes, mean posting hour (as
+    a point on the clock), log number of tweets. Label-free but for likes, which content
+    simulation gives as an input."""
+    t = context[context["company"].notna()]
+    meta = row_meta(t)
+    frame = pd.DataFrame({"company": t["company"].to_numpy(), "log_views": meta["log_views"],
+                          "log_likes": meta["log_likes"],
+                          "hour_sin": np.sin(meta["hour"] / 24 * 2 * np.pi), "hour_cos": np.cos(meta["hour"] / 24 * 2 * np.pi)})
+    for i, k in enumerate(KINDS):
+        frame[f"share_{k}"] = (meta["kind"] == i).astype(float)
+    g = frame.groupby("company", sort=True)
+    prof = pd.concat([g[[f"share_{k}" for k in KINDS]].mean(), g[["log_views", "log_likes"]].median(),
+                      g[["hour_sin", "hour_cos"]].mean(), np.log1p(g.size()).rename("log_n")], axis=1)
+    return prof.fillna(prof.median()).fillna(0.0)
+
+
+class Pool:
+    """The rows with content a row may draw on, indexed by account, brand, time and caption."""
+
+    def __init__(self, table: pd.DataFrame, cfg: PoolConfig, weights: dict[str, float], context: pd.DataFrame | None = None,
+                 embed_fn=None, space: textsim.TextSpace | None = None):
+        pool = table[table["content"].notna() & (table["content"].astype(str).str.strip() != "")]
+        pool = pool.sort_values(["date", "source", "id"], kind="stable", na_position="first").reset_index(drop=True)
+        if pool.empty:
+            raise ValueError("the pool has no row with content")
+        self.table, self.cfg = pool, cfg
+        self.texts = pool["content"].astype(str).tolist()
+        self.space = space or textsim.TextSpace(self.texts)
+        self.enc = self.space.encode(self.texts)
+        self.meta = row_meta(pool)
+        self.key = {k: i for i, k in enumerate(zip(pool["source"], pool["id"]))}
+        self.company = pool["company"].to_numpy(dtype=object)
+        self.groups = {level: {k: np.asarray(v, np.int64) for k, v in pool.groupby(level, sort=True).indices.items()}
+                       for level in ("username", "company")}
+        self.embed_fn = embed_fn
+        self.cap_ix, self.cap_vecs = np.zeros(0, np.int64), None
+        if embed_fn is not None and "caption" in pool:
+            has = pool["caption"].notna() & (pool["caption"].astype(str).str.strip() != "")
+            self.cap_ix = np.flatnonzero(has.to_numpy())
+            if len(self.cap_ix):
+                self.cap_vecs = np.asarray(embed_fn(pool["caption"].iloc[self.cap_ix].astype(str).tolist()), np.float32)
+        ctx = pool if context is None else pd.concat([pool, context[[c for c in pool.columns if c in context]]],
+                                                     ignore_index=True).drop_duplicates(["source", "id"])
+        prof = brand_profiles(ctx)
+        self.scale = prof.std(ddof=0).replace(0, 1.0)
+        self.profiles = prof / self.scale
+        pool_brands = sorted(self.groups["company"])
+        self.brand_names = np.array(pool_brands, dtype=object)
+        self.brand_vecs = self.profiles.reindex(pool_brands).fillna(0.0).to_numpy()
+        self.typical = self._typical(weights)
+
+    def _typical(self, weights) -> np.ndarray:
+        """Pool indices of the `global_k` most typical tweets: highest mean utility against a seeded
+        sample of the pool (the pool's medoids)."""
+        rng = np.random.default_rng(self.cfg.seed)
+        n = len(self.texts)
+        sample = np.sort(rng.choice(n, size=min(n, self.cfg.typical_sample), replace=False))
+        enc = self.enc.rows(sample)
+        u = textsim.mix(textsim.similarity(enc, enc, [k for k, w in weights.items() if w]), weights)
+        np.fill_diagonal(u, 0.0)
+        score = u.sum(axis=1) / max(len(sample) - 1, 1)
+        order = np.argsort(-score, kind="stable")
+        return sample[order[: self.cfg.global_k]]
+
+    def row_profile(self, row: dict, meta: dict[str, float]) -> np.ndarray:
+        """The row's brand profile where its brand has known rows, else one built from the row alone."""
+        company = row.get("company")
+        if company is not None and company in self.profiles.index:
+            return self.profiles.loc[company].to_numpy()
+        one = {f"share_{k}": float(meta["kind"] == i) for i, k in enumerate(KINDS)}
+        hour = meta["hour"]
+        one.update(log_views=meta["log_views"], log_likes=meta["log_likes"],
+                   hour_sin=np.sin(hour / 24 * 2 * np.pi) if hour == hour else np.nan,
+                   hour_cos=np.cos(hour / 24 * 2 * np.pi) if hour == hour else np.nan, log_n=0.0)
+        vec = pd.Series(one)[self.profiles.columns] / self.scale
+        return vec.fillna(pd.Series(self.brand_vecs.mean(axis=0), index=self.profiles.columns)).to_numpy()
+
+    def _nearest_in_time(self, ix: np.ndarray, date: int, k: int) -> np.ndarray:
+        if len(ix) <= k or date == NAT:
+            return ix[-k:] if k else ix[:0]
+        gap = np.abs(self.meta["date"][ix].astype(np.float64) - float(date))
+        return np.sort(ix[np.argsort(gap, kind="stable")[:k]])
+
+    def candidates(self, row: dict, meta: dict[str, float], qvec: np.ndarray | None, past_only: bool,
+                   exclude_company: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(pool indices, [n, len(SOURCES)] bool source flags) of one row's candidates.
+
+        `row`: source, id, username, company; `meta`: the row's entries of `row_meta`."""
+        cfg, date = self.cfg, int(meta["date"])
+        allowed = np.ones(len(self.texts), bool)
+        me = self.key.get((row.get("source"), row.get("id")))
+        if me is not None:
+            allowed[me] = False
+        if past_only and date != NAT:
+            allowed &= self.meta["has_date"] & (self.meta["date"] < date)
+        company = row.get("company")
+        if exclude_company and company is not None:
+            allowed &= self.company != company
+        found: dict[int, set[int]] = {}
+
+        def add(ix, source):
+            for i in ix:
+                found.setdefault(int(i), set()).add(SOURCES.index(source))
+
+        user = row.get("username")
+        acct = self.groups["username"].get(user, np.zeros(0, np.int64)) if user is not None else np.zeros(0, np.int64)
+        acct = acct[allowed[acct]]
+        add(self._nearest_in_time(acct, date, cfg.account_window), "account")
+        brand = self.groups["company"].get(company, np.zeros(0, np.int64)) if company is not None else np.zeros(0, np.int64)
+        brand = brand[allowed[brand]]
+        if user is not None:
+            brand = brand[self.table["username"].to_numpy()[brand] != user]
+        add(self._nearest_in_time(brand, date, cfg.brand_window), "brand")
+        if qvec is not None and self.cap_vecs is not None and cfg.caption_k:
+            ok = allowed[self.cap_ix]
+            sims = self.cap_vecs[ok] @ qvec
+            top = np.argsort(-sims, kind="stable")[: cfg.caption_k]
+            add(self.cap_ix[ok][top], "caption")
+        if not len(acct) and not len(brand) and cfg.similar_brands:
+            dist = np.linalg.norm(self.brand_vecs - self.row_profile(row, meta), axis=1)
+            taken = 0
+            for b in np.argsort(dist, kind="stable"):
+                name = self.brand_names[b]
+                if exclude_company and name == company:
+                    continue
+                ix = self.groups["company"][name]
+                ix = ix[allowed[ix]]
+                if len(ix):
+                    add(self._nearest_in_time(ix, date, cfg.similar_brand_window), "similar_brand")
+                    taken += 1
+                if taken >= cfg.similar_brands:
+                    break
+        if not found:
+            typ = self.typical[allowed[self.typical]]
+            add(typ if len(typ) else np.flatnonzero(allowed)[-cfg.global_k:], "typical")
+        ix = np.array(sorted(found), np.int64)
+        flags = np.zeros((len(ix), len(SOURCES)), bool)
+        for r, i in enumerate(ix):
+            flags[r, list(found[int(i)])] = True
+        return ix, flags

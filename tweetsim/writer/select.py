@@ -1,0 +1,242 @@
+"""Choosing a tweet from a row's candidate pool: consensus (MBR) selection, the learned reranker's
+features and labels, and the writer that puts pools, selection and edits together.
+
+Consensus: each candidate j is a pseudo-reference with weight w_j (its recency and how well its
+metadata matches the row: media kind, video views, hour, weekday, likes); candidate i scores the
+weighted mean utility E_i = sum_{j != i} w_j U(i, j) / sum_{j != i} w_j, times w_i ** own_weight.
+U is the params' mix of textsim components. The argmax is the `consensus` choice: the tweet most
+like the others an account would post at that time with that media (minimum Bayes risk under U).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tweetsim.writer import edits as E
+from tweetsim.writer import textsim
+from tweetsim.writer.pools import NAT, SOURCES, Pool
+
+DAY_NS = 86_400 * 10**9
+FEATURES = (["consensus", "consensus_rank", "weight"] + [f"e_{c}" for c in textsim.COMPONENTS]
+            + ["log_days", "after_row", "kind_match", "d_log_views", "d_hour", "same_weekday", "d_log_likes",
+               "caption_sim", "same_account"] + [f"src_{s}" for s in SOURCES]
+            + ["n_tokens", "n_hyperlink", "n_mention", "n_hashtag", "pool_size", "lm_logprob"])
+
+
+def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each candidate's weight for the row (exp of minus its penalties) and the raw distances.
+
+    meta: the row's `row_meta` entries; cm: the candidates' `row_meta` arrays; p: writer.match."""
+    n = len(cm["date"])
+    both_dated = cm["has_date"] & (meta["date"] != NAT)
+    days = np.where(both_dated, np.abs(cm["date"].astype(np.float64) - float(meta["date"])) / DAY_NS, np.nan)
+    after = np.where(both_dated, (cm["date"] > meta["date"]).astype(float), np.nan)
+    kind_match = (cm["kind"] == meta["kind"]).astype(float)
+    both_video = (cm["kind"] == 2) & (meta["kind"] == 2)
+    d_views = np.where(both_video, np.abs(cm["log_views"] - meta["log_views"]), np.nan)
+    d_hour = np.abs(cm["hour"] - meta["hour"])
+    d_hour = np.minimum(d_hour, 24 - d_hour)
+    same_wd = (cm["weekday"] == meta["weekday"]).astype(float)
+    same_wd[np.isnan(cm["weekday"]) | np.isnan(np.full(n, meta["weekday"]))] = np.nan
+    d_likes = np.abs(cm["log_likes"] - meta["log_likes"])
+    penalty = (np.nan_to_num(days, nan=0.0) / float(p["recency_halflife_days"]) * np.log(2)
+               + float(p["kind"]) * (1 - kind_match) + float(p["views"]) * np.nan_to_num(d_views)
+               + float(p["hour"]) * np.nan_to_num(d_hour) / 12 + float(p["weekday"]) * np.nan_to_num(1 - same_wd)
+               + float(p["likes"]) * np.nan_to_num(d_likes))
+    return np.exp(-penalty), {"days": days, "after": after, "kind_match": kind_match, "d_views": d_views,
+                              "d_hour": d_hour, "same_weekday": same_wd, "d_likes": d_likes}
+
+
+def consensus(sims: dict[str, np.ndarray], w: np.ndarray, utility: dict, own_weight: float) -> tuple[np.ndarray, dict]:
+    """(score per candidate, {component: weighted expected similarity}) for a square pool."""
+    n = len(w)
+    if n == 1:
+        return np.ones(1), {c: np.ones(1) for c in sims}
+    ref = np.tile(w, (n, 1))
+    np.fill_diagonal(ref, 0.0)
+    denom = ref.sum(axis=1)
+    denom[denom <= 0] = 1.0
+    expect = {c: (m * ref).sum(axis=1) / denom for c, m in sims.items()}
+    total = sum(float(v) for v in utility.values())
+    score = sum(float(utility[c]) * expect[c] for c in utility if float(utility[c])) / total
+    return score * np.power(w, own_weight), expect
+
+
+@dataclass
+class Scored:
+    """One row's pool: candidate texts, their origin, the features and the consensus choice."""
+    texts: list[str]
+    pool_ix: np.ndarray          # index into the Pool's table, -1 for LM drafts
+    flags: np.ndarray            # [n, len(SOURCES)]
+    features: np.ndarray         # [n, len(FEATURES)]
+    consensus: np.ndarray        # [n]
+    label: np.ndarray | None = None   # [n] the candidate's text metric against the real tweet
+
+
+class Selector:
+    """Pools + consensus features for rows; `label_weights` also scores candidates against the truth."""
+
+    def __init__(self, pool: Pool, params: dict):
+        self.pool, self.p = pool, params
+        self.utility = {k: float(v) for k, v in params["utility"].items()}
+        unknown = set(self.utility) - set(textsim.COMPONENTS)
+        if unknown:
+            raise ValueError(f"writer.utility: unknown component(s) {sorted(unknown)}; known: {textsim.COMPONENTS}")
+        self.components = [c for c, v in self.utility.items() if v]
+        self.cap_pos = np.full(len(pool.texts), -1, np.int64)
+        self.cap_pos[pool.cap_ix] = np.arange(len(pool.cap_ix))
+
+    def _qvecs(self, rows: pd.DataFrame) -> list:
+        if self.pool.cap_vecs is None or "caption" not in rows:
+            return [None] * len(rows)
+        has = (rows["caption"].notna() & (rows["caption"].astype(str).str.strip() != "")).to_numpy()
+        if not has.any():
+            return [None] * len(rows)
+        it = iter(np.asarray(self.pool.embed_fn(rows.loc[has, "caption"].astype(str).tolist()), np.float32))
+        return [next(it) if h else None for h in has]
+
+    def score(self, rows: pd.DataFrame, past_only: bool = False, exclude_company: bool = False,
+              truths: list[str] | None = None, drafts: list[list[tuple[str, float]]] | None = None) -> list[Scored]:
+        """Each row's candidates and features. `drafts`: per row (text, mean token log-prob) from the LM."""
+        from tweetsim.writer.pools import row_meta
+
+        pool = self.pool
+        meta = row_meta(rows)
+        qvecs = self._qvecs(rows)
+        truth_enc = pool.space.encode(truths) if truths is not None else None
+        records = rows[[c for c in ("source", "id", "username", "company") if c in rows]].to_dict("records")
+        out = []
+        for r, rec in enumerate(records):
+            rec = {k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
+            m = {k: v[r] for k, v in meta.items()}
+            ix, flags = pool.candidates(rec, m, qvecs[r], past_only, exclude_company)
+            texts = [pool.texts[i] for i in ix]
+            enc = pool.enc.rows(ix)
+            cm = {k: v[ix] for k, v in pool.meta.items()}
+            lm_logprob = np.full(len(ix), np.nan)
+            if drafts is not None and drafts[r]:
+                d_texts = [t for t, _ in drafts[r]]
+                enc = textsim.Encoded.stack([enc, pool.space.encode(d_texts)])
+                texts += d_texts
+                ix = np.concatenate([ix, np.full(len(d_texts), -1)])
+                fl = np.zeros((len(d_texts), len(SOURCES)), bool)
+                fl[:, SOURCES.index("lm")] = True
+                flags = np.vstack([flags, fl])
+                lm_logprob = np.concatenate([lm_logprob, [lp for _, lp in drafts[r]]])
+                # a draft is written for this row: its metadata is the row's own
+                cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
+            w, dist = match_weights(m, cm, self.p["match"])
+            sims = textsim.similarity(enc, enc, self.components)
+            cons, expect = consensus(sims, w, self.utility, float(self.p["match"]["own_weight"]))
+            rank = np.empty(len(cons))
+            rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
+            cap = np.full(len(ix), np.nan)
+            if qvecs[r] is not None:
+                pos = np.where(ix >= 0, self.cap_pos[np.maximum(ix, 0)], -1)
+                ok = pos >= 0
+                cap[ok] = pool.cap_vecs[pos[ok]] @ qvecs[r]
+            users = pool.table["username"].to_numpy()
+            same_acct = np.array([1.0 if i < 0 else float(users[i] == rec.get("username")) for i in ix])
+            counts = np.array([[t.count("<hyperlink>"), t.count("<mention>"), t.count("#")] for t in texts], float)
+            feats = np.column_stack([
+                cons, rank / max(len(cons), 1), w, *[expect.get(c, np.full(len(ix), np.nan)) for c in textsim.COMPONENTS],
+                np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_hour"],
+                dist["same_weekday"], dist["d_likes"], cap, same_acct, flags.astype(float),
+                enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
+            label = None
+            if truth_enc is not None:
+                label = self.label(enc, truth_enc.rows([r]))
+            out.append(Scored(texts, ix, flags, feats, cons, label))
+        return out
+
+    def label(self, enc: textsim.Encoded, truth: textsim.Encoded) -> np.ndarray:
+        lw = {k: float(v) for k, v in self.p["reranker"]["label_weights"].items()}
+        sims = textsim.similarity(enc, truth, [k for k, v in lw.items() if v])
+        return textsim.mix(sims, lw)[:, 0]
+
+
+# ---------------------------------------------------------------- the learned reranker
+GRADES = 31  # xgboost's ranking objectives take integer relevance grades 0..31
+
+
+def grades(label: np.ndarray, label_weights: dict) -> np.ndarray:
+    """The label (a weighted mean of similarities in [0, 1]) as an integer grade 0..GRADES."""
+    return np.clip(np.floor(label * GRADES + 1e-9), 0, GRADES).astype(np.int64)
+
+
+def _stack(scored: list[Scored]):
+    feats = np.vstack([s.features for s in scored])
+    qid = np.repeat(np.arange(len(scored)), [len(s.texts) for s in scored])
+    return feats, qid
+
+
+def train_reranker(train: list[Scored], val: list[Scored], p: dict, log=print):
+    """XGBoost LambdaMART (`rank:ndcg`, linear gain) on the training rows' pools, early-stopped on
+    the val rows' NDCG@1. Pools of one candidate carry no ranking signal and are left out."""
+    import xgboost as xgb
+
+    train = [s for s in train if len(s.texts) > 1]
+    val = [s for s in val if len(s.texts) > 1]
+    if not train:
+        raise ValueError("reranker: no training row has a pool of two or more candidates")
+    x, q = _stack(train)
+    y = np.concatenate([grades(s.label, p["label_weights"]) for s in train])
+    model = xgb.XGBRanker(objective="rank:ndcg", ndcg_exp_gain=False, eval_metric="ndcg@1",
+                          n_estimators=int(p["n_estimators"]), learning_rate=float(p["learning_rate"]),
+                          max_depth=int(p["max_depth"]), min_child_weight=float(p["min_child_weight"]),
+                          subsample=float(p["subsample"]), colsample_bytree=float(p["colsample_bytree"]),
+                          lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p["pairs_per_sample"]),
+                          early_stopping_rounds=int(p["early_stopping_rounds"]) if val else None,
+                          random_state=int(p["seed"]), n_jobs=int(p["num_threads"]), tree_method="hist")
+    kw = {}
+    if val:
+        xv, qv = _stack(val)
+        kw = {"eval_set": [(xv, np.concatenate([grades(s.label, p["label_weights"]) for s in val]))], "eval_qid": [qv]}
+    model.fit(x, y, qid=q, verbose=False, **kw)
+    best = getattr(model, "best_iteration", None)
+    log(f"reranker: {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
+        f"best iteration {best if best is not None else int(p['n_estimators']) - 1}")
+    return model
+
+
+def rerank_scores(model, scored: list[Scored]) -> list[np.ndarray]:
+    if not scored:
+        return []
+    x, q = _stack(scored)
+    pred = model.predict(x, iteration_range=(0, model.best_iteration + 1) if getattr(model, "best_iteration", None)
+                         is not None else None)
+    return [pred[q == i] for i in range(len(scored))]
+
+
+def save_reranker(model, path) -> None:
+    model.save_model(str(path))
+
+
+def load_reranker(path, num_threads: int = 2):
+    import xgboost as xgb
+
+    model = xgb.XGBRanker(n_jobs=num_threads)
+    model.load_model(str(path))
+    return model
+
+
+# ---------------------------------------------------------------- choosing and editing
+def choose(scored: list[Scored], scores: list[np.ndarray] | None = None) -> list[int]:
+    """Index of the chosen candidate per row: highest reranker score, else highest consensus
+    (ties: the earlier candidate, i.e. the older tweet)."""
+    return [int(np.argmax(s.consensus if scores is None else sc)) for s, sc in zip(scored, scores or [None] * len(scored))]
+
+
+def edited(pool: Pool, rows: pd.DataFrame, scored: list[Scored], picks: list[int], kept: list[str],
+           habits: dict) -> list[str]:
+    """The chosen texts with the kept edits applied."""
+    users, companies = pool.table["username"].to_numpy(), pool.table["company"].to_numpy()
+    out = []
+    for (user, company), s, k in zip(rows[["username", "company"]].itertuples(index=False, name=None), scored, picks):
+        i = s.pool_ix[k]
+        cu, cc = (users[i], companies[i]) if i >= 0 else (user, company)
+        out.append(E.apply(s.texts[k], kept, habits.get(user) if isinstance(user, str) else None, cc, cu, company, user))
+    return out
