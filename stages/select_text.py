@@ -64,8 +64,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         if cap and len(train_q) > cap:
             train_q = train_q.sample(n=cap, random_state=int(p["reranker"]["seed"])).sort_values(["source", "id"])
         parts = {"train": train_q, **{s: table[(side == s) & has_content] for s in ("val", "test")}}
-        scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist())
-                  for s, rows in parts.items()}
+        scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist(),
+                                   progress=f"select_text {regime} {s}") for s, rows in parts.items()}
         if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
             writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
                                                log=lambda m: print(f"select_text {regime}: {m}"))

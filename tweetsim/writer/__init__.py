@@ -61,8 +61,8 @@ class TweetWriter:
         meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES, "sources": list(SOURCES), **info}
         (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
-    def scored(self, rows: pd.DataFrame, past_only=False, exclude_company=False, truths=None, drafts=None):
-        return self.selector.score(rows, past_only, exclude_company, truths, drafts)
+    def scored(self, rows: pd.DataFrame, past_only=False, exclude_company=False, truths=None, drafts=None, progress=None):
+        return self.selector.score(rows, past_only, exclude_company, truths, drafts, progress)
 
     def ranking(self, scored: list[S.Scored]) -> list[np.ndarray]:
         """Per row, a score per candidate: the reranker's where there is one, else consensus."""

@@ -126,6 +126,7 @@ class Pool:
         self.meta = row_meta(pool)
         self.key = {k: i for i, k in enumerate(zip(pool["source"], pool["id"]))}
         self.company = pool["company"].to_numpy(dtype=object)
+        self.username = pool["username"].to_numpy(dtype=object)
         self.groups = {level: {k: np.asarray(v, np.int64) for k, v in pool.groupby(level, sort=True).indices.items()}
                        for level in ("username", "company")}
         self.embed_fn = embed_fn
@@ -205,7 +206,7 @@ class Pool:
         brand = self.groups["company"].get(company, np.zeros(0, np.int64)) if company is not None else np.zeros(0, np.int64)
         brand = brand[allowed[brand]]
         if user is not None:
-            brand = brand[self.table["username"].to_numpy()[brand] != user]
+            brand = brand[self.username[brand] != user]
         add(self._nearest_in_time(brand, date, cfg.brand_window), "brand")
         if qvec is not None and self.cap_vecs is not None and cfg.caption_k:
             ok = allowed[self.cap_ix]

@@ -76,6 +76,11 @@ class Scored:
     label: np.ndarray | None = None   # [n] the candidate's text metric against the real tweet
 
 
+def _counts(texts: list[str]) -> np.ndarray:
+    """[n, 3]: placeholders and hashtags per text (reranker features)."""
+    return np.array([[t.count("<hyperlink>"), t.count("<mention>"), t.count("#")] for t in texts], float).reshape(-1, 3)
+
+
 class Selector:
     """Pools + consensus features for rows; `label_weights` also scores candidates against the truth."""
 
@@ -88,6 +93,7 @@ class Selector:
         self.components = [c for c, v in self.utility.items() if v]
         self.cap_pos = np.full(len(pool.texts), -1, np.int64)
         self.cap_pos[pool.cap_ix] = np.arange(len(pool.cap_ix))
+        self.counts = _counts(pool.texts)
 
     def _qvecs(self, rows: pd.DataFrame) -> list:
         if self.pool.cap_vecs is None or "caption" not in rows:
@@ -99,8 +105,12 @@ class Selector:
         return [next(it) if h else None for h in has]
 
     def score(self, rows: pd.DataFrame, past_only: bool = False, exclude_company: bool = False,
-              truths: list[str] | None = None, drafts: list[list[tuple[str, float]]] | None = None) -> list[Scored]:
-        """Each row's candidates and features. `drafts`: per row (text, mean token log-prob) from the LM."""
+              truths: list[str] | None = None, drafts: list[list[tuple[str, float]]] | None = None,
+              progress: str | None = None) -> list[Scored]:
+        """Each row's candidates and features. `drafts`: per row (text, mean token log-prob) from the LM;
+        `progress`: a tqdm bar (on stderr) with this description."""
+        from tqdm.auto import tqdm
+
         from tweetsim.writer.pools import row_meta
 
         pool = self.pool
@@ -109,7 +119,7 @@ class Selector:
         truth_enc = pool.space.encode(truths) if truths is not None else None
         records = rows[[c for c in ("source", "id", "username", "company") if c in rows]].to_dict("records")
         out = []
-        for r, rec in enumerate(records):
+        for r, rec in enumerate(tqdm(records, desc=progress, disable=progress is None, mininterval=5)):
             rec = {k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
             m = {k: v[r] for k, v in meta.items()}
             ix, flags = pool.candidates(rec, m, qvecs[r], past_only, exclude_company)
@@ -138,9 +148,8 @@ class Selector:
                 pos = np.where(ix >= 0, self.cap_pos[np.maximum(ix, 0)], -1)
                 ok = pos >= 0
                 cap[ok] = pool.cap_vecs[pos[ok]] @ qvecs[r]
-            users = pool.table["username"].to_numpy()
-            same_acct = np.array([1.0 if i < 0 else float(users[i] == rec.get("username")) for i in ix])
-            counts = np.array([[t.count("<hyperlink>"), t.count("<mention>"), t.count("#")] for t in texts], float)
+            same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
+            counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
             feats = np.column_stack([
                 cons, rank / max(len(cons), 1), w, *[expect.get(c, np.full(len(ix), np.nan)) for c in textsim.COMPONENTS],
                 np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_hour"],

@@ -2,7 +2,7 @@
 selection, the reranker's features and its labels.
 
 Every text is tokenised as the metrics tokenise it (`tweetsim.metrics.tokenize`) and encoded once
-into sparse rows, so the similarity of every pair in a pool is a sparse matrix product:
+into sparse rows, so the similarity of every pair in a pool is one sparse matrix product:
 
 - `unigram`, `bigram`: Dice overlap of the n-gram sets, 2|A∩B| / (|A| + |B|) (BLEU-1 / ROUGE-1
   and ROUGE-2 reward shared n-grams);
@@ -26,7 +26,12 @@ from tweetsim.metrics import tokenize
 COMPONENTS = ("unigram", "bigram", "rougeL", "cider")
 CIDER_N = 4
 CIDER_SIGMA = 6.0
-_CHAR0 = 0x10000  # token ids map to characters from here on: no surrogates, ~1M distinct tokens
+# Each text is 6 sparse rows: its unigram set, bigram set, and TF-IDF 1..4-gram vectors, each block
+# in its own column range, so one product of a pool's rows with themselves gives every component
+# of every pair at once (a pool of ~100 costs one sparse product instead of six).
+BLOCKS = 2 + CIDER_N
+_WIDTH = 1 << 24          # columns per block: n-gram ids stay below it
+_CHAR0 = 0x10000          # token ids map to characters from here on: no surrogates, ~1M distinct tokens
 
 
 def _ngrams(toks: list[str], n: int) -> list[tuple]:
@@ -37,78 +42,85 @@ class TextSpace:
     """N-gram vocabularies and document frequencies of a corpus (the training split's tweets)."""
 
     def __init__(self, corpus: list[str]):
-        self.vocab: list[dict] = [{} for _ in range(CIDER_N)]
-        self.df: list[Counter] = [Counter() for _ in range(CIDER_N)]
-        toks = [tokenize(t) for t in corpus]
-        for t in toks:
-            for n in range(CIDER_N):
-                self.df[n].update(set(_ngrams(t, n + 1)))
-        self.n_docs = len(toks)
+        self.vocab: dict[tuple, int] = {}
+        self.df: Counter = Counter()
+        for text in corpus:
+            toks = tokenize(text)
+            self.df.update({g for n in range(CIDER_N) for g in _ngrams(toks, n + 1)})
+        self.n_docs = len(corpus)
 
-    def _id(self, n: int, gram: tuple) -> int:
-        return self.vocab[n].setdefault(gram, len(self.vocab[n]))
+    def _id(self, gram: tuple) -> int:
+        i = self.vocab.setdefault(gram, len(self.vocab))
+        if i >= _WIDTH:
+            raise ValueError(f"textsim: more than {_WIDTH} distinct n-grams")
+        return i
 
     def encode(self, texts: list[str]) -> "Encoded":
         """Sparse rows for `texts` (grams outside the corpus get ids too: document frequency 0)."""
-        rows: list[list[list[int]]] = [[[] for _ in texts] for _ in range(CIDER_N)]
-        vals: list[list[list[float]]] = [[[] for _ in texts] for _ in range(CIDER_N)]
-        strings, lengths = [], np.zeros(len(texts), np.float64)
+        cols, vals, counts = [], [], np.zeros(BLOCKS * len(texts), np.int64)
+        strings, lengths, sizes = [], np.zeros(len(texts)), np.zeros((len(texts), 2))
         for i, text in enumerate(texts):
             toks = tokenize(text)
             lengths[i] = len(toks)
-            strings.append("".join(chr(_CHAR0 + self._id(0, (t,))) for t in toks))
+            strings.append("".join(chr(_CHAR0 + self._id((t,))) for t in toks))
+            rows: list = [None] * BLOCKS  # (column ids, values) per block, in row order
             for n in range(CIDER_N):
-                counts = Counter(_ngrams(toks, n + 1))
-                for gram, c in sorted(counts.items()):
-                    rows[n][i].append(self._id(n, gram))
-                    vals[n][i].append(c * np.log((self.n_docs + 1.0) / (self.df[n].get(gram, 0) + 1.0)))
-        sets, tfidf = [], []
-        for n in range(CIDER_N):
-            indptr = np.cumsum([0] + [len(r) for r in rows[n]])
-            idx = np.fromiter((j for r in rows[n] for j in r), np.int64, count=int(indptr[-1]))
-            width = max(len(self.vocab[n]), 1)
-            binary = sp.csr_matrix((np.ones(len(idx)), idx, indptr), shape=(len(texts), width))
-            weights = sp.csr_matrix((np.fromiter((v for r in vals[n] for v in r), np.float64, count=len(idx)), idx, indptr),
-                                    shape=(len(texts), width))
-            norm = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())
-            weights = sp.diags(np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)) @ weights
-            if n < 2:
-                sets.append(binary)
-            tfidf.append(weights.tocsr())
-        return Encoded(self, sets, tfidf, strings, lengths)
+                grams = Counter(_ngrams(toks, n + 1))
+                ids = np.array([self._id(g) for g in grams], np.int64)
+                w = np.array([c * np.log((self.n_docs + 1.0) / (self.df.get(g, 0) + 1.0)) for g, c in grams.items()])
+                order = np.argsort(ids)
+                ids, w = ids[order], w[order]
+                norm = np.sqrt((w**2).sum())
+                if n < 2:  # the n-gram set
+                    sizes[i, n] = len(ids)
+                    rows[n] = (n * _WIDTH + ids, np.ones(len(ids)))
+                rows[2 + n] = ((2 + n) * _WIDTH + ids, w / norm if norm > 0 else w)
+            for k, (c, v) in enumerate(rows):
+                cols.append(c)
+                vals.append(v)
+                counts[BLOCKS * i + k] = len(c)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        x = sp.csr_matrix((np.concatenate(vals) if vals else np.zeros(0), np.concatenate(cols) if cols else np.zeros(0, np.int64),
+                           indptr), shape=(BLOCKS * len(texts), BLOCKS * _WIDTH))
+        return Encoded(x, strings, lengths, sizes)
 
 
 class Encoded:
-    """Encoded texts; `rows(ix)` selects, `stack` concatenates (vocabularies may have grown since)."""
+    """Encoded texts (BLOCKS rows each); `rows(ix)` selects, `stack` concatenates."""
 
-    def __init__(self, space: TextSpace, sets, tfidf, strings, lengths):
-        self.space, self.sets, self.tfidf, self.strings, self.lengths = space, sets, tfidf, strings, lengths
+    def __init__(self, x: sp.csr_matrix, strings: list[str], lengths: np.ndarray, sizes: np.ndarray):
+        self.x, self.strings, self.lengths, self.sizes = x, strings, lengths, sizes
 
     def __len__(self) -> int:
         return len(self.strings)
 
     def rows(self, ix) -> "Encoded":
         ix = np.asarray(ix, dtype=np.int64)
-        return Encoded(self.space, [m[ix] for m in self.sets], [m[ix] for m in self.tfidf],
-                       [self.strings[i] for i in ix], self.lengths[ix])
+        rows = (BLOCKS * ix[:, None] + np.arange(BLOCKS)).ravel()
+        return Encoded(self.x[rows], [self.strings[i] for i in ix], self.lengths[ix], self.sizes[ix])
 
     @staticmethod
     def stack(parts: list["Encoded"]) -> "Encoded":
-        parts = [p for p in parts if len(p)]
-        widths = [max(p.tfidf[n].shape[1] for p in parts) for n in range(CIDER_N)]
-
-        def _cat(ms, w):
-            return sp.vstack([sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], w)) for m in ms]).tocsr()
-
-        return Encoded(parts[0].space, [_cat([p.sets[n] for p in parts], widths[n]) for n in range(2)],
-                       [_cat([p.tfidf[n] for p in parts], widths[n]) for n in range(CIDER_N)],
-                       [s for p in parts for s in p.strings], np.concatenate([p.lengths for p in parts]))
+        return Encoded(sp.vstack([p.x for p in parts]).tocsr(), [s for p in parts for s in p.strings],
+                       np.concatenate([p.lengths for p in parts]), np.vstack([p.sizes for p in parts]))
 
 
-def _align(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    w = max(a.shape[1], b.shape[1])
-    fix = lambda m: m if m.shape[1] == w else sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], w))  # noqa: E731
-    return fix(a), fix(b)
+def _local(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The same rows over only the columns they use (transposing a 100M-column matrix costs its width)."""
+    uniq, inv = np.unique(np.concatenate([a.indices, b.indices]), return_inverse=True)
+    m = max(len(uniq), 1)
+    return (sp.csr_matrix((a.data, inv[: len(a.indices)], a.indptr), shape=(a.shape[0], m)),
+            sp.csr_matrix((b.data, inv[len(a.indices) :], b.indptr), shape=(b.shape[0], m)))
+
+
+def _blocks(a: Encoded, b: Encoded) -> np.ndarray:
+    """[BLOCKS, len(a), len(b)]: the dot products of every pair, block by block."""
+    if len(a) * len(b) <= 40_000:  # one product; cross-block entries are zero by construction
+        xa, xb = _local(a.x, b.x)
+        g = (xa @ (xa if a is b else xb).T).toarray().reshape(len(a), BLOCKS, len(b), BLOCKS)
+        return np.stack([g[:, k, :, k] for k in range(BLOCKS)])
+    return np.stack([(lambda xa, xb: (xa @ xb.T).toarray())(*_local(a.x[k::BLOCKS], b.x[k::BLOCKS]))
+                     for k in range(BLOCKS)])
 
 
 def similarity(a: Encoded, b: Encoded, components=COMPONENTS) -> dict[str, np.ndarray]:
@@ -118,23 +130,17 @@ def similarity(a: Encoded, b: Encoded, components=COMPONENTS) -> dict[str, np.nd
 
     out = {}
     la, lb = a.lengths[:, None], b.lengths[None, :]
+    g = _blocks(a, b)
     for n, name in enumerate(("unigram", "bigram")):
         if name in components:
-            x, y = _align(a.sets[n], b.sets[n])
-            inter = (x @ y.T).toarray()
-            size_a, size_b = np.asarray(x.sum(axis=1)), np.asarray(y.sum(axis=1)).T
-            total = size_a + size_b
-            out[name] = np.divide(2 * inter, total, out=np.zeros_like(inter), where=total > 0)
+            total = a.sizes[:, n][:, None] + b.sizes[:, n][None, :]
+            out[name] = np.divide(2 * g[n], total, out=np.zeros_like(g[n]), where=total > 0)
     if "rougeL" in components:
         lcs = cdist(a.strings, b.strings, scorer=LCSseq.similarity, dtype=np.int32, workers=1).astype(np.float64)
         total = la + lb
         out["rougeL"] = np.divide(2 * lcs, total, out=np.zeros_like(lcs), where=total > 0)
     if "cider" in components:
-        cos = np.zeros((len(a), len(b)))
-        for n in range(CIDER_N):
-            x, y = _align(a.tfidf[n], b.tfidf[n])
-            cos += (x @ y.T).toarray()
-        out["cider"] = cos / CIDER_N * np.exp(-((la - lb) ** 2) / (2 * CIDER_SIGMA**2))
+        out["cider"] = g[2:].sum(axis=0) / CIDER_N * np.exp(-((la - lb) ** 2) / (2 * CIDER_SIGMA**2))
     return out
 
 
