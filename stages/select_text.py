@@ -45,6 +45,26 @@ def _gain(new: dict, old: dict) -> float:
     return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
 
 
+def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> dict:
+    """{split: per row [(draft, log-prob)]} for a seeded draw of `writer.lm.max_rows` rows of each
+    split (the other rows get none), or {} with the LM off."""
+    lm = params["writer"]["lm"]
+    if int(lm["candidates"]) <= 0:
+        return {}
+    from tweetsim.content import Writer
+    from tweetsim.writer.lm import Drafter
+
+    drafter = Drafter(Writer(params, adapter, pool), lm, params["generate"])
+    out = {}
+    for s, rows in parts.items():
+        n = min(len(rows), int(lm["max_rows"]))
+        chosen = sorted(rows.sample(n=n, random_state=int(params["writer"]["reranker"]["seed"])).index)
+        got = dict(zip(chosen, drafter(rows.loc[chosen])))
+        out[s] = [got.get(i, []) for i in rows.index]
+        print(f"select_text: LM drafts for {n} of {len(rows)} {s} rows ({lm['candidates']} samples each, {adapter})")
+    return out
+
+
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p, data = params["writer"], Path(data_dir)
@@ -58,13 +78,14 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         side = table[regime]
         past_only = regime in p["past_only_regimes"]
         held_out = regime in p["brand_held_out_regimes"]
-        writer = TweetWriter(table[(side == "train") & has_content], p, context=table, embed_fn=embed_fn)
         train_q = table[(side == "train") & has_content]
+        writer = TweetWriter(train_q, p, context=table, embed_fn=embed_fn)
         cap = p["reranker"]["max_train_queries"]
         if cap and len(train_q) > cap:
             train_q = train_q.sample(n=cap, random_state=int(p["reranker"]["seed"])).sort_values(["source", "id"])
         parts = {"train": train_q, **{s: table[(side == s) & has_content] for s in ("val", "test")}}
-        scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist(),
+        drafts = _lm_drafts(params, Path(models_dir) / "llm" / regime, train_q, parts)
+        scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist(), drafts.get(s),
                                    progress=f"select_text {regime} {s}") for s, rows in parts.items()}
         if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
             writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
@@ -101,6 +122,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                                                 pool_size=len(writer.pool.texts)))
         sources = np.vstack([x.flags for x in scored["test"]]) if scored["test"] else np.zeros((0, len(SOURCES)))
         info = {"regime": regime, "past_only": past_only, "brand_held_out": held_out, "edit_decisions_val": decisions,
+                "lm_rows": {s: sum(bool(d) for d in v) for s, v in drafts.items()},
                 "pool_rows": len(writer.pool.texts), "queries": {s: len(r) for s, r in parts.items()},
                 "reranker": writer.reranker is not None,
                 "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),

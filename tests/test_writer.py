@@ -164,3 +164,27 @@ def test_select_text_stage(tmp_path, sample_table):
     report = json.loads((tmp_path / "metrics" / "select_text.json").read_text())
     assert set(report) == set(p["split"]["regimes"])
     assert (tmp_path / "models" / "writer" / "unseen_time" / "reranker.json").is_file()
+
+
+def test_lm_drafts_join_the_pool_as_candidates(tmp_path):
+    """A tiny real Llama writes drafts: they enter the pool flagged `lm`, with their log-probability."""
+    from test_app import _tiny_llama
+
+    from tweetsim.content import Writer
+    from tweetsim.writer.lm import Drafter
+
+    full = yaml.safe_load((ROOT / "params.yaml").read_text())
+    full["train_llm"]["model"]["name"] = str(_tiny_llama(tmp_path / "tiny", POOL["content"].tolist()))
+    full["build_prompts"]["caption_similarity"] = False
+    lm_p = {"candidates": 3, "max_rows": 4, "temperature": 0.8, "top_p": 0.95}
+    drafter = Drafter(Writer(full, None, POOL), lm_p, {**full["generate"], "max_new_tokens": 6})
+    w = TweetWriter(POOL, params(), lm=drafter)
+    row = frame([("q", 1, "2020-03-01", "a", "x")])
+    drafts = drafter(row)
+    assert len(drafts) == 1 and 1 <= len(drafts[0]) <= 3 and all(np.isfinite(lp) and lp <= 0 for _, lp in drafts[0])
+    s = w.scored(row, drafts=drafts)[0]
+    lm_rows = s.flags[:, SOURCES.index("lm")]
+    assert lm_rows.sum() == len(drafts[0]) and (s.pool_ix[lm_rows] == -1).all()
+    lp = s.features[:, S.FEATURES.index("lm_logprob")]
+    assert np.isfinite(lp[lm_rows]).all() and np.isnan(lp[~lm_rows]).all()
+    assert len(w.write(row)) == 1  # write() asks the drafter itself

@@ -54,7 +54,7 @@ class Writer:
     (+ a LoRA adapter, or none for the base model), loaded once, with exemplars retrieved from the
     rows with content of `pool` as in training."""
 
-    def __init__(self, params: dict, adapter: Path | None, pool: Path | str | None, log=print):
+    def __init__(self, params: dict, adapter: Path | None, pool: Path | str | pd.DataFrame | None, log=print):
         import torch
 
         from tweetsim import llm
@@ -66,17 +66,18 @@ class Writer:
                                     "or --base-model to use the model without fine-tuning)")
         self.k, self.max_field_chars = int(bp["exemplars"]), int(bp["max_field_chars"])
         self.retriever = None
-        if pool is not None and str(pool) != "none" and Path(pool).is_file() and self.k > 0:
+        given = isinstance(pool, pd.DataFrame)  # a table (the pipeline's training split) or a tweets.parquet path
+        if (given or (pool is not None and str(pool) != "none" and Path(pool).is_file())) and self.k > 0:
             from tweetsim import embed
             from tweetsim.baselines import Retriever
             from tweetsim.schema import read_tweets
 
-            tweets = read_tweets(pool)
+            tweets = pool if given else read_tweets(pool)
             if tweets["content"].notna().any():
                 embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
                 self.retriever = Retriever(tweets, embed_fn)
         if self.retriever is None and self.k > 0:
-            log(f"WARNING no exemplar pool ({pool}): prompts carry no earlier tweet, unlike training")
+            log(f"WARNING no exemplar pool ({'table' if given else pool}): prompts carry no earlier tweet, unlike training")
         if not torch.cuda.is_available():
             torch.set_num_threads(int(t.get("num_threads") or 2))
         base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
@@ -125,9 +126,11 @@ def load_pool(pool: str | Path) -> pd.DataFrame:
 
 
 def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, selector: str = "reranked",
-                  context: pd.DataFrame | None = None):
+                  context: pd.DataFrame | None = None, adapter: str | Path | None = None):
     """tweetsim.writer.TweetWriter over every row with content of `pool`, with the reranker and the
-    kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written)."""
+    kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written). With
+    `writer.lm.candidates` > 0, the LM (`adapter`, default models/llm/<generate.adapter_regime>)
+    adds its drafts to every pool."""
     from tweetsim import embed
     from tweetsim.writer import TweetWriter
 
@@ -136,7 +139,13 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
     if context is not None:
         context = pd.concat([table, context], ignore_index=True)
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
-    return TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
+    writer = TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
+    if int(p["lm"]["candidates"]) > 0:  # the LM's drafts join each pool
+        from tweetsim.writer.lm import Drafter
+
+        adapter = Path("models") / "llm" / params["generate"]["adapter_regime"] if adapter is None else Path(adapter)
+        writer.lm = Drafter(Writer(params, adapter, table[table["content"].notna()]), p["lm"], params["generate"])
+    return writer
 
 
 def cli(argv: list[str]) -> int:

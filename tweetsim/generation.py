@@ -69,9 +69,12 @@ def _decode(tok, new_ids: torch.Tensor, stops: set[int]) -> str:
 
 @torch.no_grad()
 def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = False,
-             feats: np.ndarray | None = None, has_image: np.ndarray | None = None) -> tuple[list[str], dict]:
+             feats: np.ndarray | None = None, has_image: np.ndarray | None = None,
+             all_candidates: bool = False) -> tuple[list, dict]:
     """Tweets for prompts (chat-templated strings), in input order; plus {'new_tokens', 'seconds'}.
-    `feats` [n, dim] / `has_image` [n]: image features for a PrefixLM writer (ignored otherwise)."""
+    `feats` [n, dim] / `has_image` [n]: image features for a PrefixLM writer (ignored otherwise).
+    `all_candidates`: per prompt, every one of the `num_candidates` sequences as (text, mean token
+    log-probability), instead of the best one's text."""
     from tqdm.auto import tqdm
 
     if not prompts:
@@ -97,7 +100,9 @@ def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = Fa
                   pad_token_id=tok.pad_token_id, eos_token_id=stops, num_return_sequences=n)
     if sample:
         kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
-                      output_scores=n > 1, return_dict_in_generate=True)
+                      output_scores=n > 1 or all_candidates, return_dict_in_generate=True)
+    elif all_candidates:
+        raise ValueError("generate(all_candidates=True) needs sampling (temperature > 0)")
     else:
         kwargs.update(do_sample=False, num_beams=n, return_dict_in_generate=True)
     try:
@@ -110,7 +115,7 @@ def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = Fa
             res = lm.generate(**enc, **kwargs)
             seqs = res.sequences[:, enc["input_ids"].shape[1]:]
             n_new += int(sum(_n_real(row, stops) for row in seqs))
-            if sample and n > 1:
+            if sample and (n > 1 or all_candidates):
                 scores = lm.compute_transition_scores(res.sequences, res.scores, normalize_logits=True)
                 valid = ~torch.isin(seqs, torch.tensor(stops + [tok.pad_token_id], device=seqs.device))
                 mean_lp = (scores.masked_fill(~valid, 0).sum(1) / valid.sum(1).clamp(min=1)).view(len(idx), n)
@@ -119,7 +124,10 @@ def generate(model, tok, prompts: list[str], cfg: GenConfig, progress: bool = Fa
                 best = torch.zeros(len(idx), dtype=torch.long)  # beams come out best first
             seqs = seqs.view(len(idx), n, -1)
             for j, i in enumerate(idx):
-                out[i] = _decode(tok, seqs[j, int(best[j])], set(stops))
+                if all_candidates:
+                    out[i] = [(_decode(tok, seqs[j, c], set(stops)), float(mean_lp[j, c])) for c in range(n)]
+                else:
+                    out[i] = _decode(tok, seqs[j, int(best[j])], set(stops))
     finally:
         tok.padding_side, tok.truncation_side = old_side
     return out, {"new_tokens": n_new, "seconds": time.perf_counter() - t0}

@@ -5,6 +5,7 @@
     textsim.py   tweet-to-tweet similarity for whole pools (n-gram overlap, ROUGE-L, CIDEr-D)
     select.py    consensus (MBR) selection, the reranker's features, labels and training
     edits.py     light edits of the chosen tweet (placeholders, brand substitution)
+    lm.py        the fine-tuned LM's sampled drafts as candidates (optional)
 
 `TweetWriter` below is what the `select_text` stage, `tweetsim generate` and the web app use; the
 artefacts it loads (`writer.json`, `reranker.json`) are written by `save` here, next to `load`.
@@ -30,13 +31,14 @@ class TweetWriter:
     """A pool of known tweets + consensus selection + (optionally) the reranker and the kept edits."""
 
     def __init__(self, pool_table: pd.DataFrame, params: dict, context: pd.DataFrame | None = None,
-                 embed_fn=None, reranker=None, kept_edits: list[str] = ()):
+                 embed_fn=None, reranker=None, kept_edits: list[str] = (), lm=None):
         self.params = params
         self.pool = Pool(pool_table, PoolConfig.from_params(params["pool"]), dict(params["utility"]),
                          context=context, embed_fn=embed_fn)
         self.selector = S.Selector(self.pool, params)
         self.habits = E.account_habits(self.pool.table)
         self.reranker, self.kept = reranker, list(kept_edits)
+        self.lm = lm  # rows -> per row [(draft, mean log-prob)] (writer.lm.Drafter), or None
 
     @classmethod
     def load(cls, model_dir: str | Path, pool_table: pd.DataFrame, params: dict, context=None, embed_fn=None,
@@ -70,9 +72,9 @@ class TweetWriter:
             return [s.consensus for s in scored]
         return S.rerank_scores(self.reranker, scored)
 
-    def write(self, rows: pd.DataFrame, past_only=False, drafts=None) -> pd.DataFrame:
+    def write(self, rows: pd.DataFrame, past_only=False) -> pd.DataFrame:
         """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size."""
-        scored = self.scored(rows, past_only, drafts=drafts)
+        scored = self.scored(rows, past_only, drafts=self.lm(rows) if self.lm is not None else None)
         picks = S.choose(scored, self.ranking(scored))
         texts = S.edited(self.pool, rows, scored, picks, self.kept, self.habits)
         return pd.DataFrame({"content": texts, "origin": [origin(s, k) for s, k in zip(scored, picks)],
@@ -80,7 +82,7 @@ class TweetWriter:
 
     def drafts(self, row: pd.DataFrame, n: int) -> list[tuple[str, str]]:
         """Up to n distinct (text, origin) for one row, best first."""
-        s = self.scored(row.iloc[:1])
+        s = self.scored(row.iloc[:1], drafts=self.lm(row.iloc[:1]) if self.lm is not None else None)
         order = np.argsort(-self.ranking(s)[0], kind="stable")
         texts = S.edited(self.pool, pd.concat([row.iloc[:1]] * len(order)), s * len(order), list(order),
                          self.kept, self.habits)

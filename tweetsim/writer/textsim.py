@@ -31,7 +31,7 @@ CIDER_SIGMA = 6.0
 # of every pair at once (a pool of ~100 costs one sparse product instead of six).
 BLOCKS = 2 + CIDER_N
 _WIDTH = 1 << 24          # columns per block: n-gram ids stay below it
-_CHAR0 = 0x10000          # token ids map to characters from here on: no surrogates, ~1M distinct tokens
+_CHAR0 = 0x10000          # tokens map to characters from here on: no surrogates, up to ~1M distinct tokens
 
 
 def _ngrams(toks: list[str], n: int) -> list[tuple]:
@@ -42,7 +42,8 @@ class TextSpace:
     """N-gram vocabularies and document frequencies of a corpus (the training split's tweets)."""
 
     def __init__(self, corpus: list[str]):
-        self.vocab: dict[tuple, int] = {}
+        self.vocab: dict[tuple, int] = {}     # n-grams of every order -> column within a block
+        self.tokens: dict[str, int] = {}      # tokens -> character (for the LCS)
         self.df: Counter = Counter()
         for text in corpus:
             toks = tokenize(text)
@@ -62,7 +63,7 @@ class TextSpace:
         for i, text in enumerate(texts):
             toks = tokenize(text)
             lengths[i] = len(toks)
-            strings.append("".join(chr(_CHAR0 + self._id((t,))) for t in toks))
+            strings.append("".join(chr(_CHAR0 + self.tokens.setdefault(t, len(self.tokens))) for t in toks))
             rows: list = [None] * BLOCKS  # (column ids, values) per block, in row order
             for n in range(CIDER_N):
                 grams = Counter(_ngrams(toks, n + 1))
