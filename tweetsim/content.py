@@ -25,7 +25,9 @@ import pandas as pd
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tweetsim generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
-    ap.add_argument("--output", required=True, help="CSV to write: id,content")
+    ap.add_argument("--output", required=True, help="CSV to write: id,content,status,reason (tweetsim.cliio)")
+    ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,content only (problems on stderr)")
+    ap.add_argument("--chunk-size", type=int, default=64, help="rows written at a time (bounds memory)")
     ap.add_argument("--params", default="params.yaml", help="params file (train_llm, generate, build_prompts sections)")
     ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
     ap.add_argument("--base-model", action="store_true", help="generate with the base model, no adapter")
@@ -100,34 +102,49 @@ class Writer:
 
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    from tweetsim import cliio as io
     from tweetsim import llm
     from tweetsim.generation import GenConfig, generate
     from tweetsim.load import InputError, read_official
-    from tweetsim.params import load_params
+    from tweetsim.params import ParamsError, load_params
 
-    params = load_params(args.params)
-    g = params["generate"]
-    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
     try:
+        output = io.check_output(args.output, args.input)
+        params = load_params(args.params)
         rows, rejects = read_official(args.input)
-    except InputError as e:
+    except (InputError, io.OutputError, ParamsError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
-    for r in rejects.itertuples():
-        print(f"tweetsim generate: {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (treated as unknown)", file=sys.stderr)
+    g = params["generate"]
+    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
+    io.report("tweetsim generate", rejects, "treated as unknown")
     try:
         writer = Writer(params, adapter, args.pool, log=lambda m: print(f"tweetsim generate: {m}", file=sys.stderr))
     except (llm.QuantizationUnavailable, FileNotFoundError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
     cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
-    feats, has, why = writer.images(rows, args.media)
-    texts, stats = generate(writer.model, writer.tok, writer.prompts(rows), cfg, progress=True, feats=feats, has_image=has)
-    out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": texts})
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
-    if has is not None:
-        print(f"tweetsim generate: {int(has.sum())} rows with an image, {int((~has).sum())} text only {why}")
-    print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
-          f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
+    totals = {"new_tokens": 0, "seconds": 0.0, "with_image": 0, "text_only": 0, "why": {}}
+
+    def write_chunk(chunk: pd.DataFrame) -> list[str]:
+        feats, has, why = writer.images(chunk, args.media)
+        texts, stats = generate(writer.model, writer.tok, writer.prompts(chunk), cfg, progress=False, feats=feats, has_image=has)
+        totals["new_tokens"] += stats["new_tokens"]
+        totals["seconds"] += stats["seconds"]
+        if has is not None:
+            totals["with_image"] += int(has.sum())
+            totals["text_only"] += int((~has).sum())
+            for k, v in why.items():
+                totals["why"][k] = totals["why"].get(k, 0) + v
+        return texts
+
+    try:
+        done = io.run_chunked(rows, rejects, write_chunk, output, "content", args.two_columns, args.chunk_size, "generate")
+    except io.OutputError as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 130 if isinstance(e, io.Interrupted) else 2
+    if writer.encoder is not None:
+        print(f"tweetsim generate: {totals['with_image']} rows with an image, {totals['text_only']} text only {totals['why']}")
+    print(f"tweetsim generate: {io.summary(done)} -> {output} ({len(rejects)} cell problems reported, "
+          f"{totals['new_tokens'] / max(totals['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
     return 0
