@@ -235,7 +235,7 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
         try:
             when = parse_date(f"{f.date} {f.time}")
         except ValueError as e:
-            problems.append(f"Date and time: cannot use {f.date!r} {f.time!r}: {e} (use YYYY-MM-DD and HH:MM).")
+            problems.append(f"Date and time: cannot read {f.date!r} {f.time!r}: {e} (use YYYY-MM-DD and HH:MM).")
     if problems:
         raise FormError(" ".join(problems))
     return f, when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
