@@ -6,7 +6,9 @@ usage: python stages/download.py [params.yaml] [data]
 import sys
 from pathlib import Path
 
-from tweetsim.load import load_sources, write_tweets
+import pandas as pd
+
+from tweetsim.load import REJECT_COLUMNS, InputError, load_sources, write_tweets
 from tweetsim.media import image_url
 from tweetsim.params import section
 
@@ -15,7 +17,11 @@ def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
     p = section("download", params_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table, rejects, total = load_sources(p["source"], p.get("exclude", []))
+    try:
+        table, rejects, total = load_sources(p["source"], p.get("exclude", []))
+    except InputError as e:  # a file that cannot be used: its line in rejects.csv, then one line and exit
+        (e.rejects if e.rejects is not None else pd.DataFrame(columns=REJECT_COLUMNS)).to_csv(out / "rejects.csv", index=False)
+        sys.exit(f"download: {e}; see {out / 'rejects.csv'}")
     rejects.to_csv(out / "rejects.csv", index=False)
     bad_rows = rejects.drop_duplicates(["source", "row"]).shape[0]
     fraction = bad_rows / max(total, 1)

@@ -171,7 +171,7 @@ def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
     out = tmp_path / "out" / "likes.csv"
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models)]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes"] and got["id"].tolist() == [7, 3, 11]
+    assert list(got.columns) == ["id", "likes", "status", "reason"] and got["id"].tolist() == [7, 3, 11]
     assert (got["likes"] >= 0).all() and got["likes"].dtype.kind == "i"
     # xlsx with media and date present goes through the same reader
     full = src.assign(date=["2021-05-01 10:00:00", "2022-01-01 00:00:00", "2019-03-03 12:00:00"],

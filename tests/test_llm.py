@@ -206,7 +206,7 @@ def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys)
                "--pool", str(tmp_path / "pool.parquet")])
     assert rc == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert list(out.columns) == ["id", "content"] and out["id"].tolist() == [30, 10, 20]
+    assert list(out.columns) == ["id", "content", "status", "reason"] and out["id"].tolist() == [30, 10, 20]
     assert "not a date" in capsys.readouterr().err  # the bad cell is reported, the row still answered
     # without an adapter the command says what to do instead of a traceback
     assert main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o2.csv"),

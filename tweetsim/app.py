@@ -248,12 +248,12 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
     if not f.date:
         problems.append("Date: required.")
     else:
+        from tweetsim.load import parse_date  # the official files' date rule: a calendar date, 2006 to 2099
+
         try:
-            when = pd.Timestamp(f"{f.date} {f.time}")
-            if pd.isna(when):
-                raise ValueError
-        except (ValueError, TypeError):
-            problems.append(f"Date and time: cannot read {f.date!r} {f.time!r} (use YYYY-MM-DD and HH:MM).")
+            when = parse_date(f"{f.date} {f.time}")
+        except ValueError as e:
+            problems.append(f"Date and time: cannot read {f.date!r} {f.time!r}: {e} (use YYYY-MM-DD and HH:MM).")
     if problems:
         raise FormError(" ".join(problems))
     return f, when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
@@ -264,6 +264,8 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int,
     (sha256, width, height); FormError says why a file is refused."""
     from tweetsim import images as imgs
 
+    if not data:
+        raise FormError("Image: the file is empty (0 bytes).")
     if len(data) > max_bytes:
         raise FormError(f"Image: the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
     with tempfile.NamedTemporaryFile(suffix=".img") as tmp:
@@ -331,7 +333,7 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
     sha = None
     with tempfile.TemporaryDirectory(prefix="tweetsim-app-") as tmp:
         path = Path(tmp) / "upload"
-        if upload:
+        if upload is not None:
             try:
                 sha, w, h = check_image(upload, max_bytes, max_pixels)
             except FormError as e:

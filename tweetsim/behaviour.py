@@ -252,23 +252,27 @@ def cli(argv: list[str]) -> int:
         if choice != "bucket":
             print(f"predict-likes: --model {choice!r}: choose bucket (default) or lm", file=sys.stderr)
             return 2
+    import importlib
+
     from tweetsim.load import InputError, read_official
 
+    io = importlib.import_module("tweetsim.cliio")  # by name: the stages importing this module do not depend on it
     ap = argparse.ArgumentParser(prog="tweetsim predict-likes",
                                  description="Predict likes for an official behaviour-simulation file (xlsx, csv or parquet).")
     ap.add_argument("--input", required=True, help="id, date, content, username, media, inferred company (only id required)")
-    ap.add_argument("--output", required=True, help="CSV written with columns id,likes, one row per input row, input order")
+    ap.add_argument("--output", required=True, help="CSV written with columns id,likes,status,reason, one row per input row, input order")
+    ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
+    ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
+        output = io.check_output(args.output, args.input)
         rows, rejects = read_official(args.input)
-    except InputError as e:
+    except (InputError, io.OutputError) as e:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 2
-    for r in rejects.itertuples():
-        print(f"predict-likes: WARNING {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (predicted without it)",
-              file=sys.stderr)
+    io.report("predict-likes", rejects, "predicted without it")
     t0 = time.perf_counter()
     try:
         predictor = Predictor(args.models, args.threads)
@@ -276,12 +280,22 @@ def cli(argv: list[str]) -> int:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 2
     t1 = time.perf_counter()
-    likes = predictor.predict(rows) if len(rows) else np.zeros(0)
-    t2 = time.perf_counter()
-    out = pd.DataFrame({"id": rows["id"].astype("int64").to_numpy() if len(rows) else np.zeros(0, np.int64),
-                        "likes": np.rint(likes).astype(np.int64)})
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
-    print(f"predict-likes: {len(out)} rows -> {args.output} (load {t1 - t0:.1f}s, predict {t2 - t1:.1f}s, "
-          f"{len(rejects)} row problems reported)")
+    # the input rows are each other's context (features.context_features): a chunk sees the others as known rows
+    known, valid = predictor.state.context, rows[rows["id"].notna()]
+    ctx = F.context_rows(valid).set_axis(valid.index)
+
+    def predict_chunk(chunk: pd.DataFrame) -> list[int]:
+        predictor.state.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
+        return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
+
+    try:
+        stats = io.run_chunked(rows, rejects, predict_chunk, output, "likes", args.two_columns, args.chunk_size,
+                               "predict-likes")
+    except io.OutputError as e:
+        print(f"predict-likes: {e}", file=sys.stderr)
+        return 130 if isinstance(e, io.Interrupted) else 2
+    finally:
+        predictor.state.context = known
+    print(f"predict-likes: {io.summary(stats)} -> {output} (load {t1 - t0:.1f}s, predict {stats['seconds']:.1f}s, "
+          f"{len(rejects)} cell problems reported)")
     return 0

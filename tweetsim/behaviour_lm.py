@@ -388,7 +388,16 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--media", default="data/media", help="media folder with manifest.csv (images used where fetched)")
     ap.add_argument("--regime", default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
     args = ap.parse_args(argv)
+    import importlib
+
+    io = importlib.import_module("tweetsim.cliio")  # by name: the stage importing this module does not depend on it
+    try:
+        output = io.check_output(args.output, args.input)
+    except io.OutputError as e:
+        print(f"predict-likes: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     root = Path(args.models) / NAME
     regimes = sorted(d.name for d in root.glob("*") if (d / "state.json").is_file()) if root.is_dir() else []
@@ -402,6 +411,7 @@ def cli(argv: list[str]) -> int:
     except InputError as e:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 2
+    io.report("predict-likes", rejects, "predicted without it")
     tok, model, state = load(root / regime)
     p = state["params"]
     tables = {lv: pd.read_parquet(root / regime / f"history_{lv}.parquet") for lv in ("username", "company")}
@@ -423,9 +433,9 @@ def cli(argv: list[str]) -> int:
               file=sys.stderr)
     likes, _, used = predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False,
                              constrain=bool(p.get("constrain", True)))
-    out = pd.DataFrame({"id": rows["id"].astype("int64").to_numpy(), "likes": np.rint(likes).astype(np.int64)})
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
-    print(f"predict-likes --model lm ({regime}): {len(out)} rows -> {args.output}; {int(has.sum())} with an image, "
+    answers = pd.Series(np.rint(likes).astype(np.int64), index=rows.index)
+    stats = io.run_chunked(rows, rejects, lambda chunk: answers[chunk.index].tolist(), output, "likes", args.two_columns,
+                           max(len(rows), 1), "predict-likes")  # one chunk: the LM has answered every row already
+    print(f"predict-likes --model lm ({regime}): {io.summary(stats)} -> {output}; {int(has.sum())} with an image, "
           f"{int((~has).sum())} text only; {int(used.sum())} unparsable answers took the {fb_name}")
     return 0

@@ -32,7 +32,10 @@ import pandas as pd
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tweetsim generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
-    ap.add_argument("--output", required=True, help="CSV to write: id,content")
+    ap.add_argument("--output", required=True, help="CSV to write: id,content,status,reason (tweetsim.cliio)")
+    ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,content only (problems on stderr)")
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="rows written at a time (bounds memory; default 512 with --writer select, 64 with --writer lm)")
     ap.add_argument("--params", default="params.yaml", help="params file (writer; for --writer lm train_llm, generate, build_prompts)")
     ap.add_argument("--writer", choices=("select", "lm"), default="select",
                     help="select: choose among candidate tweets (default); lm: the language model writes")
@@ -150,45 +153,60 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
 
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    from tweetsim import cliio as io
     from tweetsim import llm
     from tweetsim.generation import GenConfig, generate
     from tweetsim.load import InputError, read_official
-    from tweetsim.params import load_params
+    from tweetsim.params import ParamsError, load_params
 
-    params = load_params(args.params)
-    g = params["generate"]
-    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
     try:
+        output = io.check_output(args.output, args.input)
+        params = load_params(args.params)
         rows, rejects = read_official(args.input)
-    except InputError as e:
+    except (InputError, io.OutputError, ParamsError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
-    for r in rejects.itertuples():
-        print(f"tweetsim generate: {r.source} row {r.row} id {r.id}: {r.field}: {r.reason} (treated as unknown)", file=sys.stderr)
+    io.report("tweetsim generate", rejects, "treated as unknown")
     if args.writer == "select":
-        return _cli_select(args, params, rows, rejects)
+        return _cli_select(args, params, rows, rejects, output)
+    g = params["generate"]
+    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
     try:
         writer = Writer(params, adapter, args.pool, log=lambda m: print(f"tweetsim generate: {m}", file=sys.stderr))
     except (llm.QuantizationUnavailable, FileNotFoundError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
     cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
-    feats, has, why = writer.images(rows, args.media)
-    texts, stats = generate(writer.model, writer.tok, writer.prompts(rows), cfg, progress=True, feats=feats, has_image=has)
-    out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": texts})
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
-    if has is not None:
-        print(f"tweetsim generate: {int(has.sum())} rows with an image, {int((~has).sum())} text only {why}")
-    print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported, "
-          f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
+    totals = {"new_tokens": 0, "seconds": 0.0, "with_image": 0, "text_only": 0, "why": {}}
+
+    def write_chunk(chunk: pd.DataFrame) -> list[str]:
+        feats, has, why = writer.images(chunk, args.media)
+        texts, stats = generate(writer.model, writer.tok, writer.prompts(chunk), cfg, progress=False, feats=feats, has_image=has)
+        totals["new_tokens"] += stats["new_tokens"]
+        totals["seconds"] += stats["seconds"]
+        if has is not None:
+            totals["with_image"] += int(has.sum())
+            totals["text_only"] += int((~has).sum())
+            for k, v in why.items():
+                totals["why"][k] = totals["why"].get(k, 0) + v
+        return texts
+
+    try:
+        done = io.run_chunked(rows, rejects, write_chunk, output, "content", args.two_columns, args.chunk_size or 64, "generate")
+    except io.OutputError as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 130 if isinstance(e, io.Interrupted) else 2
+    if writer.encoder is not None:
+        print(f"tweetsim generate: {totals['with_image']} rows with an image, {totals['text_only']} text only {totals['why']}")
+    print(f"tweetsim generate: {io.summary(done)} -> {output} ({len(rejects)} cell problems reported, "
+          f"{totals['new_tokens'] / max(totals['seconds'], 1e-9):.1f} tokens/s, model {writer.name})")
     return 0
 
 
-def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame) -> int:
+def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, output: Path) -> int:
     import time
 
-    from tqdm.auto import tqdm
+    from tweetsim import cliio as io
 
     writer_dir = Path(args.writer_dir or Path("models") / "writer" / params["writer"]["cli_regime"])
     t0 = time.perf_counter()
@@ -197,20 +215,24 @@ def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame) -
     except (FileNotFoundError, ValueError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
-    load_s, t1 = time.perf_counter() - t0, time.perf_counter()
-    chunk = 512
-    parts = [writer.write(rows.iloc[i : i + chunk])
-             for i in tqdm(range(0, len(rows), chunk), desc="tweetsim generate", unit="chunk", file=sys.stderr)]
-    written = pd.concat(parts) if parts else pd.DataFrame({"content": [], "origin": []})
-    out = pd.DataFrame({"id": rows["id"].to_numpy(), "content": written["content"].to_numpy()})
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    out.to_csv(args.output, index=False)
+    load_s = time.perf_counter() - t0
+    origins: list[str] = []
+
+    def write_chunk(chunk: pd.DataFrame) -> list[str]:
+        out = writer.write(chunk)
+        origins.extend(out["origin"])
+        return out["content"].tolist()
+
+    try:
+        done = io.run_chunked(rows, rejects, write_chunk, output, "content", args.two_columns, args.chunk_size or 512,
+                              "generate")
+    except io.OutputError as e:
+        print(f"tweetsim generate: {e}", file=sys.stderr)
+        return 130 if isinstance(e, io.Interrupted) else 2
     unknown = {c: int(rows[c].isna().sum()) for c in ("username", "company", "date")}
-    widest = int((written["origin"] == "typical").sum()) if len(written) else 0
-    rate = len(rows) / max(time.perf_counter() - t1, 1e-9)
-    print(f"tweetsim generate: {len(out)} tweets -> {args.output} ({len(rejects)} cell problems reported; rows without "
-          f"account / brand / date: {unknown['username']} / {unknown['company']} / {unknown['date']}, {widest} written "
-          f"from the widest pool; {rate:.0f} rows/s after {load_s:.1f}s load; writer {writer_dir} "
+    print(f"tweetsim generate: {io.summary(done)} -> {output} ({len(rejects)} cell problems reported; rows without "
+          f"account / brand / date: {unknown['username']} / {unknown['company']} / {unknown['date']}, "
+          f"{origins.count('typical')} written from the widest pool; {load_s:.1f}s load; writer {writer_dir} "
           f"({'reranker' if writer.reranker is not None else 'consensus'}, edits: {', '.join(writer.kept) or 'none'}), "
           f"pool {len(writer.pool.texts)} tweets from {args.pool})")
     return 0

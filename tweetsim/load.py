@@ -7,6 +7,7 @@ parsed is rejected with its file, row, field and reason; nothing is dropped sile
 """
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tweetsim.media import MediaParseError, parse_media, summarise
+from tweetsim.media import INT64_MAX, MediaParseError, parse_media, summarise
 from tweetsim.schema import SCHEMA, STATS_COLUMNS, pa_roundtrip, read_tweets, write_tweets  # noqa: F401 (re-exported)
 
 SUFFIXES = (".xlsx", ".csv", ".parquet")
@@ -26,10 +27,18 @@ HASHTAG = re.compile(r"#\w+")
 LINK = re.compile(r"<hyperlink>|https?://\S+")
 
 REJECT_COLUMNS = ["source", "row", "id", "field", "reason"]
+# dates outside this window are rejected: Twitter began in March 2006, and pyarrow's nanosecond
+# timestamps end in 2262 (a typo like 3000-01-01 must be a reject, not a crash)
+DATE_MIN, DATE_MAX = pd.Timestamp("2006-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
 
 
 class InputError(ValueError):
-    """A file that cannot be read at all (missing, empty, missing column, unknown layout)."""
+    """A file that cannot be read at all (missing, empty, missing column, unknown layout).
+    `rejects`: the rows rejected so far (download writes them before it exits)."""
+
+    def __init__(self, message: str, rejects: pd.DataFrame | None = None):
+        super().__init__(message)
+        self.rejects = rejects
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -116,22 +125,58 @@ def discover(sources, exclude=()) -> Inventory:
     return inv
 
 
+def _show(value) -> str:
+    r = repr(value)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
 def _to_int(value) -> int:
+    """A count or id: a whole number from 0 to int64's maximum (digits, or an integral number); else ValueError."""
+    if value is None:
+        raise ValueError("empty")
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"not a non-negative integer: {value!r}")
     if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    s = str(value).strip()
-    if re.fullmatch(r"\d+(\.0+)?", s):
-        return int(float(s))
-    raise ValueError(f"not a non-negative integer: {value!r}")
+        v = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise ValueError(f"not a non-negative integer: {_show(value)}")
+        v = int(value)
+    else:
+        m = re.fullmatch(r"\+?([0-9]+)(\.0*)?", str(value).strip())
+        if not m:
+            raise ValueError(f"not a non-negative integer: {_show(value)}")
+        digits = m.group(1).lstrip("0") or "0"
+        if len(digits) > 19:
+            raise ValueError(f"out of range (0 to {INT64_MAX}): a {len(digits)}-digit number")
+        v = int(digits)
+    if not 0 <= v <= INT64_MAX:
+        raise ValueError(f"out of range (0 to {INT64_MAX}): {_show(value)}")
+    return v
 
 
 def _to_date(value) -> pd.Timestamp:
-    ts = pd.Timestamp(value)  # naive dates in the official files are UTC
-    if pd.isna(ts):
+    """A calendar date (naive ones are UTC) from DATE_MIN to DATE_MAX; relative words ('now', 'today') are refused."""
+    if value is None:
         raise ValueError("empty")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if isinstance(value, (bool, int, float, np.number)):
+        raise ValueError(f"a number, not a date: {_show(value)}")
+    if isinstance(value, str) and not re.search(r"[0-9]{4}", value):
+        raise ValueError(f"not a calendar date: {_show(value)} (e.g. 2021-05-03 14:30; relative words are refused)")
+    try:
+        ts = pd.Timestamp(value)
+        if pd.isna(ts):
+            raise ValueError
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        inside = DATE_MIN <= ts < DATE_MAX
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"unparsable date {_show(value)}") from None
+    if not inside:
+        raise ValueError(f"date {_show(value)} outside {DATE_MIN:%Y-%m-%d} to {DATE_MAX:%Y-%m-%d}")
+    return ts.as_unit("ns")
+
+
+parse_count, parse_date = _to_int, _to_date  # the rules for other readers (the web app's form)
 
 
 def _text_counts(content) -> dict:
@@ -143,9 +188,12 @@ def _text_counts(content) -> dict:
 def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tuple[pd.DataFrame, list[dict]]:
     """Parse each row into the schema; return (rows, rejects). `required` columns must exist.
 
-    Missing optional columns become nulls. With `required=("id",)` (the CLIs) a row whose date or
-    media cannot be parsed is kept with a null date / no media and still reported in rejects, so
-    that every input row gets an answer.
+    Every cell is parsed or rejected with (file, row, field, reason): ids and likes are whole numbers
+    from 0 to int64's maximum, dates lie in [DATE_MIN, DATE_MAX), media go through tweetsim.media.
+    Missing optional columns become nulls. With `required=("id",)` (the CLIs, the web app) every
+    row is kept, in input order: an unparsable date or media becomes unknown (null date / no
+    media) and an unparsable id a null id, each still reported in rejects, so that every input
+    row gets an answer.
     """
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -159,8 +207,10 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
         try:
             out["id"] = _to_int(rec.get("id"))
         except ValueError as e:
-            rejects.append({"source": path, "row": row_no, "id": rec.get("id"), "field": "id", "reason": str(e)})
-            continue
+            rejects.append({"source": path, "row": row_no, "id": _cell(rec.get("id")), "field": "id", "reason": str(e)})
+            if not keep_bad:
+                continue
+            out["id"] = None
         for name, parse, default in (("date", _to_date, pd.NaT), ("likes", _to_int, None)):
             value = rec.get(name)
             if value is None and (name == "likes" or keep_bad):
@@ -168,8 +218,8 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
                 continue
             try:
                 out[name] = parse(value)
-            except (ValueError, TypeError) as e:
-                problems.append((name, f"{e}" if name == "likes" else f"unparsable date {value!r}"))
+            except ValueError as e:
+                problems.append((name, str(e)))
                 out[name] = default
         try:
             items = parse_media(rec.get("media"))
@@ -182,7 +232,7 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
             if value is None and not keep_bad:
                 problems.append((col, "empty"))
             out[name] = "" if value is None else str(value).strip()
-        if (source, out["id"]) in seen:
+        if out["id"] is not None and (source, out["id"]) in seen:
             problems.append(("id", f"duplicate id {out['id']} in {path}"))
         for fld, reason in problems:
             rejects.append({"source": path, "row": row_no, "id": out["id"], "field": fld, "reason": reason})
@@ -197,6 +247,14 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
     return pd.DataFrame(rows), rejects
 
 
+def _cell(value):
+    """A raw cell as a rejects file shows it (long ones shortened)."""
+    if value is None:
+        return None
+    s = str(value)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
 def _join_captions(table: pd.DataFrame, caption_files: list[Path]) -> pd.DataFrame:
     """Fill `caption` from caption files named `<tweet file stem>_captions*.csv`; earlier names win."""
     for path in sorted(caption_files, key=lambda p: (p.stem.endswith("_short"), p.name)):
@@ -209,7 +267,12 @@ def _join_captions(table: pd.DataFrame, caption_files: list[Path]) -> pd.DataFra
             print(f"download: WARNING {path} matches no tweet file (expected <stem>_captions*.csv); not joined")
             continue
         cap = cap.dropna(subset=["id", "caption"])
-        lookup = {(owners[0], _to_int(i)): str(c) for i, c in zip(cap["id"], cap["caption"])}
+        lookup = {}
+        for i, c in zip(cap["id"], cap["caption"]):
+            try:
+                lookup[(owners[0], _to_int(i))] = str(c)
+            except ValueError:  # a caption whose id cannot be a tweet's: nothing to join it to
+                continue
         keys = list(zip(table["source"], table["id"]))
         found = pd.Series([lookup.get(k) for k in keys], index=table.index, dtype=object)
         table["caption"] = table["caption"].where(table["caption"].notna(), found)
@@ -223,13 +286,19 @@ def _join_accounts(table: pd.DataFrame, stats: list[Path], profiles: list[Path])
         st = read_table(path).drop_duplicates("username").set_index("username")
         for src, dst in STATS_COLUMNS.items():
             if src in st.columns:
-                vals = pd.to_numeric(st[src], errors="coerce")
+                vals = _finite(st[src])
                 table[dst] = table[dst].fillna(table["username"].map(vals))
     for path in profiles:
         pr = read_table(path).drop_duplicates("username").set_index("username")
-        vals = pd.to_numeric(pr["followers_count"], errors="coerce")
+        vals = _finite(pr["followers_count"])
         table["followers"] = table["followers"].fillna(table["username"].map(vals))
     return table
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    """Numbers of a side table; text, infinities and negatives become unknown."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    return v.where(np.isfinite(v) & (v >= 0))
 
 
 def load_sources(sources, exclude=()) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -239,13 +308,23 @@ def load_sources(sources, exclude=()) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise InputError(f"download.source: two tweet files share the name {dup}: the row key (file, id) would clash")
-    parts, rejects, total = [], [], 0
-    for path in inv.tweets:
-        df = read_table(path)
-        total += len(df)
-        rows, bad = normalise(df, path.stem, str(path))
+    parts, rejects, total, errors = [], [], 0, []
+    for path in inv.tweets:  # a file that cannot be read is one reject line; the others are still read
+        try:
+            df = read_table(path)
+            total += len(df)
+            rows, bad = normalise(df, path.stem, str(path))
+        except InputError as e:
+            errors.append(str(e))
+            missing = re.findall(r"'([^']+)'", str(e).split("; has ")[0]) if "missing column" in str(e) else []
+            rejects += [{"source": str(path), "row": 1, "id": None, "field": c, "reason": "missing column"} for c in missing] \
+                or [{"source": str(path), "row": None, "id": None, "field": "file", "reason": str(e)}]
+            continue
         parts.append(rows)
         rejects += bad
+    if errors:
+        raise InputError(errors[0] + (f" (and {len(errors) - 1} more file problems)" if len(errors) > 1 else ""),
+                         pd.DataFrame(rejects, columns=REJECT_COLUMNS))
     table = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=SCHEMA.names)
     table = _join_captions(table, inv.captions)
     table = _join_accounts(table, inv.stats, inv.profiles)
@@ -257,9 +336,14 @@ def read_official(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One official-format file for the CLIs: every row kept, in input order, problems reported.
 
     Only `id` is required; missing optional columns (date, media, content, likes, ...) are nulls.
+    The table has one row per input row and two more columns: `row` (the spreadsheet row) and
+    `input_id` (the id cell as written; `id` is null where it is not a valid id).
     """
     path = Path(path)
     df = read_table(path)
     rows, rejects = normalise(df, path.stem, str(path), required=("id",))
-    table = _join_accounts(rows, [], [])
-    return pa_roundtrip(table), pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    assert len(rows) == len(df), "normalise(required=('id',)) keeps every row"
+    table = pa_roundtrip(_join_accounts(rows, [], []))
+    table["row"] = np.arange(2, len(df) + 2)
+    table["input_id"] = ["" if v is None else str(v) for v in (df["id"] if len(df) else [])]
+    return table, pd.DataFrame(rejects, columns=REJECT_COLUMNS)

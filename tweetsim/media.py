@@ -9,6 +9,7 @@ so a hostile or garbled string can only be rejected, never run.
 """
 
 import ast
+import math
 
 KINDS = ("Photo", "Video", "Gif")
 FIELDS = {
@@ -18,6 +19,9 @@ FIELDS = {
     "VideoVariant": {"contentType", "url", "bitrate"},
 }
 EMPTY = {"", "[]", "nan", "none", "null"}
+TEXT_FIELDS = {"previewUrl", "fullUrl", "thumbnailUrl", "contentType", "url"}
+MAX_CHARS = 100_000      # a real cell is a few hundred characters; longer ones are refused before parsing
+INT64_MAX = 2**63 - 1    # every count (views, bitrate) and duration must fit the table's int64 / float64 columns
 
 
 class MediaParseError(ValueError):
@@ -25,9 +29,16 @@ class MediaParseError(ValueError):
 
 
 def _literal(node: ast.AST, where: str):
-    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (str, int, float))):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node.value.encode("utf-8")  # a lone surrogate escape ('\\ud800') cannot be stored
+        except UnicodeEncodeError:
+            raise MediaParseError(f"{where}: a string that is not valid Unicode") from None
         return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+    if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (int, float)):
+        return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant)
+            and type(node.operand.value) in (int, float)):
         return -node.operand.value
     raise MediaParseError(f"{where}: expected a literal, got {type(node).__name__}")
 
@@ -49,16 +60,30 @@ def _call(node: ast.AST, allowed: tuple[str, ...], where: str) -> tuple[str, dic
                 _call(v, ("VideoVariant",), f"{where}.variants[{j}]")[1] for j, v in enumerate(kw.value.elts)
             ]
         else:
-            kwargs[kw.arg] = _literal(kw.value, f"{where}.{kw.arg}")
+            value = _literal(kw.value, f"{where}.{kw.arg}")
+            if kw.arg in TEXT_FIELDS and value is not None and not isinstance(value, str):
+                raise MediaParseError(f"{where}.{kw.arg}: expected a string, got {_short(value)}")
+            kwargs[kw.arg] = value
     return name, kwargs
 
 
-def _num(value, where: str) -> float | None:
+def _num(value, where: str, exact: bool = False) -> float | int | None:
+    """A count or duration: finite, non-negative, at most int64's maximum; else MediaParseError.
+    A float, or with `exact` the value itself (a bitrate stays an exact int)."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and value >= 0:
-        return float(value)
-    raise MediaParseError(f"{where}: expected a non-negative number, got {value!r}")
+    if type(value) not in (int, float):
+        raise MediaParseError(f"{where}: expected a non-negative number, got {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MediaParseError(f"{where}: not a finite number ({value!r})")
+    if not 0 <= value <= INT64_MAX:
+        raise MediaParseError(f"{where}: expected a non-negative number up to {INT64_MAX}, got {_short(value)}")
+    return value if exact else float(value)
+
+
+def _short(value) -> str:
+    r = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else f"a {int(value.bit_length() * 0.30103) + 1}-digit number"
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def parse_media(text) -> list[dict]:
@@ -71,10 +96,14 @@ def parse_media(text) -> list[dict]:
     s = str(text).strip()
     if s.lower() in EMPTY:
         return []
+    if len(s) > MAX_CHARS:
+        raise MediaParseError(f"not a media list: {len(s)} characters (at most {MAX_CHARS})")
     try:
         tree = ast.parse(s, mode="eval").body
     except SyntaxError as e:
         raise MediaParseError(f"not a media list: syntax error at column {e.offset}") from None
+    except (MemoryError, RecursionError, ValueError):  # nesting too deep for the parser; a NUL byte
+        raise MediaParseError("not a media list: too deeply nested or contains a NUL byte") from None
     if not isinstance(tree, ast.List):
         raise MediaParseError("not a media list: expected [...]")
     items = []
@@ -84,7 +113,7 @@ def parse_media(text) -> list[dict]:
             {
                 "content_type": v.get("contentType"),
                 "url": v.get("url"),
-                "bitrate": None if v.get("bitrate") is None else int(_num(v.get("bitrate"), f"item {i}.bitrate")),
+                "bitrate": None if v.get("bitrate") is None else int(_num(v.get("bitrate"), f"item {i}.bitrate", exact=True)),
             }
             for v in kw.get("variants", [])
         ]

@@ -23,6 +23,7 @@ chosen model's tokenizer (a plain `### role` layout where a tokenizer has none).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +55,7 @@ def media_phrase(row) -> str:
     dur, views = row.get("video_duration"), row.get("video_views")
     if dur is not None and pd.notna(dur):
         extra.append(f"{float(dur):.0f} s")
-    if views is not None and pd.notna(views):
+    if views is not None and pd.notna(views) and math.isfinite(float(views)):  # an infinite count says nothing
         extra.append(f"{int(views):,} views")
     return " and ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
 
