@@ -45,6 +45,19 @@ def _gain(new: dict, old: dict) -> float:
     return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
 
 
+def _choose_length_bonus(writer, val, refs, scored, base, p) -> dict:
+    """Set writer.length_bonus to the value of `writer.reranker.length_bonus` with the best mean
+    relative change of the val metrics over no bonus (0 unless one raises them); their figures."""
+    figures = {}
+    for bonus in sorted({0.0, *map(float, p["reranker"]["length_bonus"])}):
+        writer.length_bonus = float(bonus)
+        picks = S.choose(scored, writer.ranking(scored, base))
+        figures[float(bonus)] = _val_score(refs, S.edited(writer.pool, val, scored, picks, [], writer.habits))
+    gains = {b: _gain(f, figures[0.0]) for b, f in figures.items()}
+    writer.length_bonus = max([0.0] + [b for b, g in gains.items() if g > 0], key=lambda b: gains.get(b, 0.0))
+    return {"chosen": writer.length_bonus, "val": {str(b): {**f, "gain": gains[b]} for b, f in figures.items()}}
+
+
 def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> dict:
     """{split: per row [(draft, log-prob)]} for a seeded draw of `writer.lm.max_rows` rows of each
     split (the other rows get none), or {} with the LM off."""
@@ -90,24 +103,25 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
             writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
                                                log=lambda m: print(f"select_text {regime}: {m}"))
-        rank = {s: writer.ranking(scored[s]) for s in ("val", "test")}
-        picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], rank[s]),
-                     "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}
-        # edits: greedily, in params order, each kept only where it raises the val metrics
         val, refs = parts["val"], parts["val"]["content"].astype(str).tolist()
+        base = {s: writer.base_scores(scored[s]) for s in ("val", "test")}
         decisions = {}
-        if len(val):
-            best = _val_score(refs, S.edited(writer.pool, val, scored["val"], picks["val"]["reranked"], [], writer.habits))
-            decisions["none"] = best
+        if len(val):  # length bonus, then edits: each moves off its default only where the val metrics rise
+            writer.score_scale = float(np.std(np.concatenate(base["val"]))) or 1.0
+            decisions["length_bonus"] = _choose_length_bonus(writer, val, refs, scored["val"], base["val"], p)
+            best = _val_score(refs, S.edited(writer.pool, val, scored["val"], S.choose(scored["val"], writer.ranking(
+                scored["val"], base["val"])), [], writer.habits))
             for name in p["edits"]:
                 if name not in E.EDITS:
                     raise SystemExit(f"select_text: writer.edits names unknown edit {name!r} (known: {E.EDITS})")
-                trial = _val_score(refs, S.edited(writer.pool, val, scored["val"], picks["val"]["reranked"],
-                                                  writer.kept + [name], writer.habits))
+                trial = _val_score(refs, S.edited(writer.pool, val, scored["val"], S.choose(scored["val"], writer.ranking(
+                    scored["val"], base["val"])), writer.kept + [name], writer.habits))
                 decisions[name] = {**trial, "gain": _gain(trial, best), "kept": _gain(trial, best) > 0}
                 if _gain(trial, best) > 0:
                     writer.kept.append(name)
                     best = trial
+        picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], writer.ranking(scored[s], base[s])),
+                     "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}
         typical = writer.pool.texts[writer.pool.typical[0]]
         for s in ("val", "test"):
             rows = parts[s]

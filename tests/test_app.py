@@ -212,7 +212,8 @@ TINY = {
     "train_like_classifier.progress": False, "regress_within_bucket.xgb.n_estimators": 3,
     "regress_within_bucket.xgb.min_rows": 15, "generate.max_new_tokens": 8,
     "build_prompts.caption_similarity": False, "split.regimes": ["random"], "regress_within_bucket.cli_regime": "random",
-    "generate.adapter_regime": "random",
+    "generate.adapter_regime": "random", "writer.cli_regime": "random", "writer.caption_similarity": False,
+    "writer.reranker.n_estimators": 10,
 }
 CHAT = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"
         "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}")
@@ -266,6 +267,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     for edge in params["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(*args, str(edge))
     stage("combine_likes").main(*args, str(tmp / "plots"), str(tmp / "metrics"))
+    stage("select_text").main(*args, str(tmp / "metrics"))
 
     texts = table["content"].dropna().tolist()[:200]
     base = _tiny_llama(tmp / "tiny_llama", texts + ["Brand: Account: Date: Media: photo Write the tweet."])
@@ -308,3 +310,13 @@ def test_real_services_end_to_end(tiny_artefacts):
     assert "a photo of" in page  # EfficientNet-Lite0's description
     assert "SUMMER" in page.upper() or "SALE" in page.upper()  # the OCR read the banner
     assert len(re.findall(r"most likely bucket", page)) >= 1  # at least one distinct draft, with its own likes
+    # the drafts come from the default writer (tweetsim.writer): the best distinct tweets of the post's pool
+    assert s.info["writer"].startswith("tweetsim.writer (reranker, ") and isinstance(s.generate, A.SelectWriterService)
+    table = A.build_table(*A.parse_form({"brand": "nike", "account": "nike", "date": "2022-05-01", "time": "10:00"}),
+                          None, [None], None, None)
+    drafts = s.generate(table, 3)
+    pool = set(s.generate.writer.pool.texts)
+    assert 1 <= len(drafts) == len(set(drafts)) <= 3 and all(d in pool or "nike" in d.lower() for d in drafts)
+    # --writer lm keeps the LM's sampled drafts
+    lm = A.load_services(models, params_path, tmp / "data" / "tweets.parquet", writer="lm")
+    assert isinstance(lm.generate, A.WriterService) and not lm.missing

@@ -22,8 +22,9 @@ def frame(rows):
 
 
 def params(**over):
+    """The repo's writer params; no `typical` candidates unless asked (pools below are asserted exactly)."""
     p = json.loads(json.dumps(PARAMS))
-    return override(p, over)
+    return override(p, {"pool.typical_k": 0, **over})
 
 
 POOL = frame([
@@ -62,6 +63,9 @@ def test_consensus_picks_the_tweet_most_like_the_others():
     assert s.texts[int(np.argmax(s.consensus))] == "new shoes out now <hyperlink>"
     assert s.features.shape == (6, len(S.FEATURES))
     assert origin_of(s, "brand x news from another account") == {"brand"}
+    # with typical_k, the pool's most typical tweets join every pool, flagged as such
+    s = TweetWriter(POOL, params(**{"pool.typical_k": 2})).scored(row)[0]
+    assert s.flags[:, SOURCES.index("typical")].sum() == 2  # may be tweets the pool already had: flags merge
 
 
 def origin_of(s, text):
@@ -188,3 +192,32 @@ def test_lm_drafts_join_the_pool_as_candidates(tmp_path):
     lp = s.features[:, S.FEATURES.index("lm_logprob")]
     assert np.isfinite(lp[lm_rows]).all() and np.isnan(lp[~lm_rows]).all()
     assert len(w.write(row)) == 1  # write() asks the drafter itself
+
+
+def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys):
+    from tweetsim.cli import main
+    from tweetsim.schema import write_tweets
+
+    pool = tmp_path / "tweets.parquet"
+    write_tweets(POOL, pool)
+    p = params(**{"reranker.n_estimators": 5, "caption_similarity": False})
+    w = TweetWriter(POOL, p)
+    scored = w.scored(POOL, truths=POOL["content"].tolist())
+    w.reranker = S.train_reranker(scored, [], p["reranker"], log=lambda m: None)
+    w.save(tmp_path / "writer", {})
+    path = write_params(tmp_path, **{"writer.caption_similarity": False})
+    src = tmp_path / "in.csv"  # no date, no likes, no media, no username; one unknown brand, one row with nothing
+    pd.DataFrame({"id": [5, 6, 7], "inferred company": ["omega", "x", None]}).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    args = ["generate", "--input", str(src), "--output", str(out), "--params", str(path), "--pool", str(pool),
+            "--writer-dir", str(tmp_path / "writer")]
+    assert main(args) == 0
+    got = pd.read_csv(out, keep_default_na=False)
+    assert got["id"].tolist() == [5, 6, 7] and (got["content"] != "").all()
+    msg = capsys.readouterr().out
+    assert "rows without account / brand / date: 3 / 1 / 3" in msg and "3 rows: 3 ok" in msg
+    # an empty pool is a clear error naming the pool file
+    empty = tmp_path / "empty.parquet"
+    write_tweets(POOL.assign(content=None), empty)
+    assert main(args[:-4] + ["--pool", str(empty), "--writer-dir", str(tmp_path / "writer"), "--output", str(tmp_path / "o2.csv")]) == 2
+    assert f"the writer's pool {empty} has no row with content" in capsys.readouterr().err

@@ -229,7 +229,7 @@ def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, o
     except io.OutputError as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 130 if isinstance(e, io.Interrupted) else 2
-    unknown = {c: int(rows[c].isna().sum()) for c in ("username", "company", "date")}
+    unknown = {c: int((rows[c].isna() | (rows[c].astype(str).str.strip() == "")).sum()) for c in ("username", "company", "date")}
     print(f"tweetsim generate: {io.summary(done)} -> {output} ({len(rejects)} cell problems reported; rows without "
           f"account / brand / date: {unknown['username']} / {unknown['company']} / {unknown['date']}, "
           f"{origins.count('typical')} written from the widest pool; {load_s:.1f}s load; writer {writer_dir} "

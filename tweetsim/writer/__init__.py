@@ -31,13 +31,17 @@ class TweetWriter:
     """A pool of known tweets + consensus selection + (optionally) the reranker and the kept edits."""
 
     def __init__(self, pool_table: pd.DataFrame, params: dict, context: pd.DataFrame | None = None,
-                 embed_fn=None, reranker=None, kept_edits: list[str] = (), lm=None):
+                 embed_fn=None, reranker=None, kept_edits: list[str] = (), lm=None, length_bonus: float = 0.0,
+                 score_scale: float = 1.0):
         self.params = params
         self.pool = Pool(pool_table, PoolConfig.from_params(params["pool"]), dict(params["utility"]),
                          context=context, embed_fn=embed_fn)
         self.selector = S.Selector(self.pool, params)
         self.habits = E.account_habits(self.pool.table)
         self.reranker, self.kept = reranker, list(kept_edits)
+        # choice = score / score_scale + length_bonus * tokens: both set on val by select_text (corpus
+        # BLEU's brevity penalty punishes a writer whose tweets run short of the real ones)
+        self.length_bonus, self.score_scale = float(length_bonus), float(score_scale)
         self.lm = lm  # rows -> per row [(draft, mean log-prob)] (writer.lm.Drafter), or None
 
     @classmethod
@@ -53,24 +57,32 @@ class TweetWriter:
         model = None  # consensus: asked for, or the run trained no reranker (writer.reranker.enabled: false)
         if selector == "reranked" and meta["reranker"]:
             model = S.load_reranker(d / MODEL_FILE, int(params["reranker"]["num_threads"]))
-        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"])
+        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"],
+                   length_bonus=meta["length_bonus"], score_scale=meta["score_scale"])
 
     def save(self, model_dir: str | Path, info: dict) -> None:
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         if self.reranker is not None:
             S.save_reranker(self.reranker, d / MODEL_FILE)
-        meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES, "sources": list(SOURCES), **info}
+        meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES,
+                "sources": list(SOURCES), "length_bonus": self.length_bonus, "score_scale": self.score_scale, **info}
         (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     def scored(self, rows: pd.DataFrame, past_only=False, exclude_company=False, truths=None, drafts=None, progress=None):
         return self.selector.score(rows, past_only, exclude_company, truths, drafts, progress)
 
-    def ranking(self, scored: list[S.Scored]) -> list[np.ndarray]:
+    def base_scores(self, scored: list[S.Scored]) -> list[np.ndarray]:
         """Per row, a score per candidate: the reranker's where there is one, else consensus."""
         if self.reranker is None:
             return [s.consensus for s in scored]
         return S.rerank_scores(self.reranker, scored)
+
+    def ranking(self, scored: list[S.Scored], base: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """The scores the writer chooses by: base / score_scale + length_bonus * tokens."""
+        base = self.base_scores(scored) if base is None else base
+        n_tok = S.FEATURES.index("n_tokens")
+        return [b / self.score_scale + self.length_bonus * s.features[:, n_tok] for b, s in zip(base, scored)]
 
     def write(self, rows: pd.DataFrame, past_only=False) -> pd.DataFrame:
         """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size."""

@@ -13,8 +13,9 @@ where it came from (`SOURCES`):
   most alike: media mix, median video views and likes, posting hour, number of tweets, over every
   known row of the brand (with content or not, the rows being written included: content
   simulation gives their metadata);
-- `typical`: when nothing else is found (no account, brand or caption), the `global_k` most typical
-  tweets of the pool (highest consensus over a seeded sample of it): the widest pool.
+- `typical`: the `typical_k` most typical tweets of the pool (highest mean utility against a seeded
+  sample of it), in every pool; when nothing else is found (no account, brand or caption), the
+  `global_k` most typical: the widest pool.
 
 Never the row itself; with `past_only` (the unseen-period regime) only tweets dated before the
 row; with `exclude_company` none of the row's own brand (the unseen-brand regime's training rows,
@@ -42,6 +43,7 @@ class PoolConfig:
     similar_brands: int
     similar_brand_window: int
     global_k: int
+    typical_k: int
     typical_sample: int
     seed: int
 
@@ -144,20 +146,25 @@ class Pool:
         pool_brands = sorted(self.groups["company"])
         self.brand_names = np.array(pool_brands, dtype=object)
         self.brand_vecs = self.profiles.reindex(pool_brands).fillna(0.0).to_numpy()
-        self.typical = self._typical(weights)
+        self.typicality = self._typicality(weights)
+        self.typical = np.argsort(-self.typicality, kind="stable")[: max(cfg.global_k, cfg.typical_k)]
 
-    def _typical(self, weights) -> np.ndarray:
-        """Pool indices of the `global_k` most typical tweets: highest mean utility against a seeded
-        sample of the pool (the pool's medoids)."""
+    def _typicality(self, weights, chunk: int = 1000) -> np.ndarray:
+        """Each pool tweet's mean utility against a seeded sample of the pool (itself left out): how
+        much it looks like a tweet of this pool in general (a reranker feature; the top ones are the
+        `typical` candidates)."""
         rng = np.random.default_rng(self.cfg.seed)
         n = len(self.texts)
         sample = np.sort(rng.choice(n, size=min(n, self.cfg.typical_sample), replace=False))
-        enc = self.enc.rows(sample)
-        u = textsim.mix(textsim.similarity(enc, enc, [k for k, w in weights.items() if w]), weights)
-        np.fill_diagonal(u, 0.0)
-        score = u.sum(axis=1) / max(len(sample) - 1, 1)
-        order = np.argsort(-score, kind="stable")
-        return sample[order[: self.cfg.global_k]]
+        ref = self.enc.rows(sample)
+        comps = [k for k, w in weights.items() if w]
+        out = np.zeros(n)
+        for start in range(0, n, chunk):
+            ix = np.arange(start, min(n, start + chunk))
+            u = textsim.mix(textsim.similarity(self.enc.rows(ix), ref, comps), weights)
+            u[ix[:, None] == sample[None, :]] = 0.0
+            out[ix] = u.sum(axis=1) / np.maximum(len(sample) - np.isin(ix, sample), 1)
+        return out
 
     def row_profile(self, row: dict, meta: dict[str, float]) -> np.ndarray:
         """The row's brand profile where its brand has known rows, else one built from the row alone."""
@@ -227,9 +234,10 @@ class Pool:
                     taken += 1
                 if taken >= cfg.similar_brands:
                     break
-        if not found:
-            typ = self.typical[allowed[self.typical]]
-            add(typ if len(typ) else np.flatnonzero(allowed)[-cfg.global_k:], "typical")
+        typ = self.typical[allowed[self.typical]]
+        add(typ[: cfg.typical_k], "typical")
+        if not found:  # the widest pool
+            add(typ[: cfg.global_k] if len(typ) else np.flatnonzero(allowed)[-cfg.global_k:], "typical")
         ix = np.array(sorted(found), np.int64)
         flags = np.zeros((len(ix), len(SOURCES)), bool)
         for r, i in enumerate(ix):

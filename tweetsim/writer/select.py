@@ -20,7 +20,9 @@ from tweetsim.writer import textsim
 from tweetsim.writer.pools import NAT, SOURCES, Pool
 
 DAY_NS = 86_400 * 10**9
-FEATURES = (["consensus", "consensus_rank", "weight"] + [f"e_{c}" for c in textsim.COMPONENTS]
+EXPECTED = ("unigram", "bigram", "rougeL", "cider")  # expected similarities given to the reranker
+FEATURES = (["consensus", "consensus_rank", "weight", "consensus_account", "typicality"]
+            + [f"e_{c}" for c in EXPECTED]
             + ["log_days", "after_row", "kind_match", "d_log_views", "d_hour", "same_weekday", "d_log_likes",
                "caption_sim", "same_account"] + [f"src_{s}" for s in SOURCES]
             + ["n_tokens", "n_hyperlink", "n_mention", "n_hashtag", "pool_size", "lm_logprob"])
@@ -50,12 +52,14 @@ def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, 
                               "d_hour": d_hour, "same_weekday": same_wd, "d_likes": d_likes}
 
 
-def consensus(sims: dict[str, np.ndarray], w: np.ndarray, utility: dict, own_weight: float) -> tuple[np.ndarray, dict]:
-    """(score per candidate, {component: weighted expected similarity}) for a square pool."""
+def consensus(sims: dict[str, np.ndarray], w: np.ndarray, utility: dict, own_weight: float,
+              refs: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """(score per candidate, {component: weighted expected similarity}) for a square pool; `refs`
+    (bool) limits the pseudo-references to some candidates (all by default)."""
     n = len(w)
     if n == 1:
         return np.ones(1), {c: np.ones(1) for c in sims}
-    ref = np.tile(w, (n, 1))
+    ref = np.tile(w if refs is None else w * refs, (n, 1))
     np.fill_diagonal(ref, 0.0)
     denom = ref.sum(axis=1)
     denom[denom <= 0] = 1.0
@@ -120,7 +124,7 @@ class Selector:
         records = rows[[c for c in ("source", "id", "username", "company") if c in rows]].to_dict("records")
         out = []
         for r, rec in enumerate(tqdm(records, desc=progress, disable=progress is None, mininterval=5)):
-            rec = {k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
+            rec = {k: (None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
             m = {k: v[r] for k, v in meta.items()}
             ix, flags = pool.candidates(rec, m, qvecs[r], past_only, exclude_company)
             texts = [pool.texts[i] for i in ix]
@@ -140,7 +144,11 @@ class Selector:
                 cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
             w, dist = match_weights(m, cm, self.p["match"])
             sims = textsim.similarity(enc, enc, self.components)
-            cons, expect = consensus(sims, w, self.utility, float(self.p["match"]["own_weight"]))
+            own = float(self.p["match"]["own_weight"])
+            cons, expect = consensus(sims, w, self.utility, own)
+            acct = flags[:, SOURCES.index("account")]
+            cons_acct = consensus(sims, w, self.utility, own, acct)[0] if acct.sum() > 1 else np.full(len(ix), np.nan)
+            typicality = np.where(ix >= 0, pool.typicality[np.maximum(ix, 0)], np.nan)
             rank = np.empty(len(cons))
             rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
             cap = np.full(len(ix), np.nan)
@@ -151,7 +159,7 @@ class Selector:
             same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
             counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
             feats = np.column_stack([
-                cons, rank / max(len(cons), 1), w, *[expect.get(c, np.full(len(ix), np.nan)) for c in textsim.COMPONENTS],
+                cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
                 np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_hour"],
                 dist["same_weekday"], dist["d_likes"], cap, same_acct, flags.astype(float),
                 enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
@@ -162,6 +170,7 @@ class Selector:
         return out
 
     def label(self, enc: textsim.Encoded, truth: textsim.Encoded) -> np.ndarray:
+        """Each candidate's text metric against the real tweet: the mix `reranker.label_weights`."""
         lw = {k: float(v) for k, v in self.p["reranker"]["label_weights"].items()}
         sims = textsim.similarity(enc, truth, [k for k, v in lw.items() if v])
         return textsim.mix(sims, lw)[:, 0]
@@ -169,9 +178,10 @@ class Selector:
 
 # ---------------------------------------------------------------- the learned reranker
 GRADES = 31  # xgboost's ranking objectives take integer relevance grades 0..31
+OBJECTIVES = ("reg:squarederror", "rank:ndcg")
 
 
-def grades(label: np.ndarray, label_weights: dict) -> np.ndarray:
+def grades(label: np.ndarray) -> np.ndarray:
     """The label (a weighted mean of similarities in [0, 1]) as an integer grade 0..GRADES."""
     return np.clip(np.floor(label * GRADES + 1e-9), 0, GRADES).astype(np.int64)
 
@@ -183,53 +193,66 @@ def _stack(scored: list[Scored]):
 
 
 def train_reranker(train: list[Scored], val: list[Scored], p: dict, log=print):
-    """XGBoost LambdaMART (`rank:ndcg`, linear gain) on the training rows' pools, early-stopped on
-    the val rows' NDCG@1. Pools of one candidate carry no ranking signal and are left out."""
+    """A gradient-boosted reranker on the training rows' pools, early-stopped on the val rows;
+    returns its xgboost Booster. `p["objective"]`: `reg:squarederror` predicts each candidate's label
+    (pointwise), `rank:ndcg` is LambdaMART on the label as grades 0..31 (linear gain, NDCG@1).
+    Pools of one candidate carry no ranking signal and are left out."""
     import xgboost as xgb
 
+    if p["objective"] not in OBJECTIVES:
+        raise ValueError(f"writer.reranker.objective: {p['objective']!r} is not one of {OBJECTIVES}")
     train = [s for s in train if len(s.texts) > 1]
     val = [s for s in val if len(s.texts) > 1]
     if not train:
         raise ValueError("reranker: no training row has a pool of two or more candidates")
+    ranking = p["objective"].startswith("rank:")
+    target = grades if ranking else (lambda y: y)
     x, q = _stack(train)
-    y = np.concatenate([grades(s.label, p["label_weights"]) for s in train])
-    model = xgb.XGBRanker(objective="rank:ndcg", ndcg_exp_gain=False, eval_metric="ndcg@1",
-                          n_estimators=int(p["n_estimators"]), learning_rate=float(p["learning_rate"]),
-                          max_depth=int(p["max_depth"]), min_child_weight=float(p["min_child_weight"]),
-                          subsample=float(p["subsample"]), colsample_bytree=float(p["colsample_bytree"]),
-                          lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p["pairs_per_sample"]),
-                          early_stopping_rounds=int(p["early_stopping_rounds"]) if val else None,
-                          random_state=int(p["seed"]), n_jobs=int(p["num_threads"]), tree_method="hist")
+    y = target(np.concatenate([s.label for s in train]))
+    common = dict(n_estimators=int(p["n_estimators"]), learning_rate=float(p["learning_rate"]),
+                  max_depth=int(p["max_depth"]), min_child_weight=float(p["min_child_weight"]),
+                  subsample=float(p["subsample"]), colsample_bytree=float(p["colsample_bytree"]),
+                  early_stopping_rounds=int(p["early_stopping_rounds"]) if val else None,
+                  random_state=int(p["seed"]), n_jobs=int(p["num_threads"]), tree_method="hist")
+    if ranking:
+        model = xgb.XGBRanker(objective=p["objective"], ndcg_exp_gain=False, eval_metric="ndcg@1",
+                              lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p["pairs_per_sample"]),
+                              **common)
+    else:
+        model = xgb.XGBRegressor(objective=p["objective"], **common)
     kw = {}
     if val:
         xv, qv = _stack(val)
-        kw = {"eval_set": [(xv, np.concatenate([grades(s.label, p["label_weights"]) for s in val]))], "eval_qid": [qv]}
-    model.fit(x, y, qid=q, verbose=False, **kw)
-    best = getattr(model, "best_iteration", None)
-    log(f"reranker: {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
-        f"best iteration {best if best is not None else int(p['n_estimators']) - 1}")
-    return model
+        kw = {"eval_set": [(xv, target(np.concatenate([s.label for s in val])))], **({"eval_qid": [qv]} if ranking else {})}
+    model.fit(x, y, **({"qid": q} if ranking else {}), verbose=False, **kw)
+    booster = model.get_booster()
+    log(f"reranker ({p['objective']}): {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
+        f"best iteration {booster.best_iteration if val else int(p['n_estimators']) - 1}")
+    return booster
 
 
-def rerank_scores(model, scored: list[Scored]) -> list[np.ndarray]:
+def rerank_scores(booster, scored: list[Scored]) -> list[np.ndarray]:
+    """The reranker's score of every candidate, per row (trees up to the early-stopping best)."""
+    import xgboost as xgb
+
     if not scored:
         return []
-    x, q = _stack(scored)
-    pred = model.predict(x, iteration_range=(0, model.best_iteration + 1) if getattr(model, "best_iteration", None)
-                         is not None else None)
-    return [pred[q == i] for i in range(len(scored))]
+    x, _ = _stack(scored)
+    best = booster.attr("best_iteration")
+    pred = booster.predict(xgb.DMatrix(x, nthread=1), iteration_range=(0, int(best) + 1) if best is not None else (0, 0))
+    return np.split(pred, np.cumsum([len(s.texts) for s in scored])[:-1])
 
 
-def save_reranker(model, path) -> None:
-    model.save_model(str(path))
+def save_reranker(booster, path) -> None:
+    booster.save_model(str(path))
 
 
 def load_reranker(path, num_threads: int = 2):
     import xgboost as xgb
 
-    model = xgb.XGBRanker(n_jobs=num_threads)
-    model.load_model(str(path))
-    return model
+    booster = xgb.Booster(model_file=str(path))
+    booster.set_param({"nthread": int(num_threads)})
+    return booster
 
 
 # ---------------------------------------------------------------- choosing and editing

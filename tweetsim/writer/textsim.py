@@ -6,6 +6,8 @@ into sparse rows, so the similarity of every pair in a pool is one sparse matrix
 
 - `unigram`, `bigram`: Dice overlap of the n-gram sets, 2|A∩B| / (|A| + |B|) (BLEU-1 / ROUGE-1
   and ROUGE-2 reward shared n-grams);
+- `unigram_long`: the shared unigrams over the larger set, |A∩B| / max(|A|, |B|): BLEU-1's precision
+  and its brevity penalty at once (a short text cannot score well against a long one);
 - `rougeL`: the LCS F-measure 2·LCS / (|a| + |b|), the pair's LCS from rapidfuzz (C++; each token
   is mapped to one character so its string LCS is the token LCS);
 - `cider`: CIDEr-D for one reference: the mean over n = 1..4 of the cosine of TF-IDF n-gram vectors,
@@ -23,7 +25,7 @@ import scipy.sparse as sp
 
 from tweetsim.metrics import tokenize
 
-COMPONENTS = ("unigram", "bigram", "rougeL", "cider")
+COMPONENTS = ("unigram", "unigram_long", "bigram", "rougeL", "cider")
 CIDER_N = 4
 CIDER_SIGMA = 6.0
 # Each text is 6 sparse rows: its unigram set, bigram set, and TF-IDF 1..4-gram vectors, each block
@@ -136,6 +138,9 @@ def similarity(a: Encoded, b: Encoded, components=COMPONENTS) -> dict[str, np.nd
         if name in components:
             total = a.sizes[:, n][:, None] + b.sizes[:, n][None, :]
             out[name] = np.divide(2 * g[n], total, out=np.zeros_like(g[n]), where=total > 0)
+    if "unigram_long" in components:
+        longer = np.maximum(a.sizes[:, 0][:, None], b.sizes[:, 0][None, :])
+        out["unigram_long"] = np.divide(g[0], longer, out=np.zeros_like(g[0]), where=longer > 0)
     if "rougeL" in components:
         lcs = cdist(a.strings, b.strings, scorer=LCSseq.similarity, dtype=np.int32, workers=1).astype(np.float64)
         total = la + lb
