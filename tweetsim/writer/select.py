@@ -2,7 +2,7 @@
 features and labels, and the writer that puts pools, selection and edits together.
 
 Consensus: each candidate j is a pseudo-reference with weight w_j (its recency and how well its
-metadata matches the row: media kind, video views, hour, weekday, likes); candidate i scores the
+metadata matches the row: media kind, video views and duration, hour, weekday, likes); candidate i scores the
 weighted mean utility E_i = sum_{j != i} w_j U(i, j) / sum_{j != i} w_j, times w_i ** own_weight.
 U is the params' mix of textsim components. The argmax is the `consensus` choice: the tweet most
 like the others an account would post at that time with that media (minimum Bayes risk under U).
@@ -23,7 +23,7 @@ DAY_NS = 86_400 * 10**9
 EXPECTED = ("unigram", "bigram", "rougeL", "cider")  # expected similarities given to the reranker
 FEATURES = (["consensus", "consensus_rank", "weight", "consensus_account", "typicality"]
             + [f"e_{c}" for c in EXPECTED]
-            + ["log_days", "after_row", "kind_match", "d_log_views", "d_hour", "same_weekday", "d_log_likes",
+            + ["log_days", "after_row", "kind_match", "d_log_views", "d_log_duration", "d_hour", "same_weekday", "d_log_likes",
                "caption_sim", "same_account"] + [f"src_{s}" for s in SOURCES]
             + ["n_tokens", "n_hyperlink", "n_mention", "n_hashtag", "pool_size", "lm_logprob"])
 
@@ -39,6 +39,7 @@ def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, 
     kind_match = (cm["kind"] == meta["kind"]).astype(float)
     both_video = (cm["kind"] == 2) & (meta["kind"] == 2)
     d_views = np.where(both_video, np.abs(cm["log_views"] - meta["log_views"]), np.nan)
+    d_duration = np.where(both_video, np.abs(np.log1p(cm["duration"]) - np.log1p(meta["duration"])), np.nan)
     d_hour = np.abs(cm["hour"] - meta["hour"])
     d_hour = np.minimum(d_hour, 24 - d_hour)
     same_wd = (cm["weekday"] == meta["weekday"]).astype(float)
@@ -46,9 +47,11 @@ def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, 
     d_likes = np.abs(cm["log_likes"] - meta["log_likes"])
     penalty = (np.nan_to_num(days, nan=0.0) / float(p["recency_halflife_days"]) * np.log(2)
                + float(p["kind"]) * (1 - kind_match) + float(p["views"]) * np.nan_to_num(d_views)
+               + float(p["duration"]) * np.nan_to_num(d_duration)
                + float(p["hour"]) * np.nan_to_num(d_hour) / 12 + float(p["weekday"]) * np.nan_to_num(1 - same_wd)
                + float(p["likes"]) * np.nan_to_num(d_likes))
     return np.exp(-penalty), {"days": days, "after": after, "kind_match": kind_match, "d_views": d_views,
+                              "d_duration": d_duration,
                               "d_hour": d_hour, "same_weekday": same_wd, "d_likes": d_likes}
 
 
@@ -160,7 +163,7 @@ class Selector:
             counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
             feats = np.column_stack([
                 cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
-                np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_hour"],
+                np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
                 dist["same_weekday"], dist["d_likes"], cap, same_acct, flags.astype(float),
                 enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
             label = None
