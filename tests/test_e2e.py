@@ -32,6 +32,10 @@ TINY = {
     "train_behaviour_lm.steps": 2,
     "train_behaviour_lm.max_eval_rows": 4,
     "train_behaviour_lm.regimes": ["unseen_time"],
+    "writer.caption_similarity": False,
+    "writer.reranker.max_train_queries": 300,
+    "writer.reranker.n_estimators": 30,
+    "writer.pool.typical_sample": 300,
 }
 
 
@@ -66,6 +70,9 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     likes = json.loads((repo / "metrics" / "likes.json").read_text())
     assert set(likes) == set(params["split"]["regimes"])
     assert {"median", "account_median"} <= set(likes["unseen_time"])
+    text = json.loads((repo / "metrics" / "text.json").read_text())["unseen_time"]
+    assert {"retrieval", "consensus", "reranked", "oracle", "typical"} == set(text["all_rows"])
+    assert {"llm_lora", "llm_base", "reranked"} <= set(text["shared_rows"])
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], repo)
     assert "up to date" in run(["dvc", "repro"], repo)  # a no-op repro runs nothing
@@ -73,4 +80,4 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo))
     changed = {k for f in diff.values() for k, v in f.items() if v.get("diff")}
     # fewer test rows after the later cut-off (text models are compared on a capped set of rows)
-    assert {"unseen_time.median.n", "unseen_time.account_median.n"} <= changed, diff
+    assert {"unseen_time.median.n", "unseen_time.account_median.n", "unseen_time.all_rows.reranked.n"} <= changed, diff
