@@ -3,8 +3,9 @@
 For each regime: the pool is the training split's rows with content; the reranker is trained on
 up to `writer.reranker.max_train_queries` training rows, whose pools are built as at prediction
 time (never the row itself; only earlier tweets in `writer.past_only_regimes`; none of the row's
-own brand in `writer.brand_held_out_regimes`), early-stopped on the val rows; each edit of
-`writer.edits` is kept only where it raises the val rows' mean of BLEU-1, ROUGE-L and CIDEr.
+own brand in `writer.brand_held_out_regimes`), early-stopped on the val rows; on the val rows
+too, `TweetWriter.tune` takes the length bonus and each edit of `writer.edits` only where it raises
+the mean of BLEU-1, ROUGE-L and CIDEr.
 Writes, for every val and test row with content of every regime (`regime,source,id,split,
 pred_content,origin,pool_size`):
   data/predictions/text/consensus.parquet  consensus (MBR) choice, kept edits applied
@@ -23,40 +24,13 @@ import numpy as np
 import pandas as pd
 
 from tweetsim import embed
-from tweetsim.metrics import text_metrics, to_json_safe
+from tweetsim.metrics import to_json_safe
 from tweetsim.params import load_params
 from tweetsim.prompts import join_side_tables
 from tweetsim.schema import read_tweets
 from tweetsim.writer import TweetWriter, origin
-from tweetsim.writer import edits as E
 from tweetsim.writer import select as S
 from tweetsim.writer.pools import SOURCES
-
-TARGETS = ("bleu1", "rougeL", "cider")
-
-
-def _val_score(refs: list[str], hyps: list[str]) -> dict:
-    m = text_metrics(refs, hyps, embed=False)
-    return {k: m[k] for k in TARGETS}
-
-
-def _gain(new: dict, old: dict) -> float:
-    """Mean relative change of the three target metrics."""
-    return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
-
-
-def _choose_length_bonus(writer, val, refs, scored, base, p) -> dict:
-    """Set writer.length_bonus to the value of `writer.reranker.length_bonus` with the best mean
-    relative change of the val metrics over no bonus (0 unless one raises them); their figures."""
-    figures = {}
-    for bonus in sorted({0.0, *map(float, p["reranker"]["length_bonus"])}):
-        writer.length_bonus = float(bonus)
-        picks = S.choose(scored, writer.ranking(scored, base))
-        figures[float(bonus)] = _val_score(refs, S.edited(writer.pool, val, scored, picks, [], writer.habits))
-    gains = {b: _gain(f, figures[0.0]) for b, f in figures.items()}
-    writer.length_bonus = max([0.0] + [b for b, g in gains.items() if g > 0], key=lambda b: gains.get(b, 0.0))
-    return {"chosen": writer.length_bonus, "val": {str(b): {**f, "gain": gains[b]} for b, f in figures.items()}}
-
 
 def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> dict:
     """{split: per row [(draft, log-prob)]} for a seeded draw of `writer.lm.max_rows` rows of each
@@ -103,42 +77,27 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
             writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
                                                log=lambda m: print(f"select_text {regime}: {m}"))
-        val, refs = parts["val"], parts["val"]["content"].astype(str).tolist()
         base = {s: writer.base_scores(scored[s]) for s in ("val", "test")}
-        decisions = {}
-        if len(val):  # length bonus, then edits: each moves off its default only where the val metrics rise
-            writer.score_scale = float(np.std(np.concatenate(base["val"]))) or 1.0
-            decisions["length_bonus"] = _choose_length_bonus(writer, val, refs, scored["val"], base["val"], p)
-            best = _val_score(refs, S.edited(writer.pool, val, scored["val"], S.choose(scored["val"], writer.ranking(
-                scored["val"], base["val"])), [], writer.habits))
-            for name in p["edits"]:
-                if name not in E.EDITS:
-                    raise SystemExit(f"select_text: writer.edits names unknown edit {name!r} (known: {E.EDITS})")
-                trial = _val_score(refs, S.edited(writer.pool, val, scored["val"], S.choose(scored["val"], writer.ranking(
-                    scored["val"], base["val"])), writer.kept + [name], writer.habits))
-                decisions[name] = {**trial, "gain": _gain(trial, best), "kept": _gain(trial, best) > 0}
-                if _gain(trial, best) > 0:
-                    writer.kept.append(name)
-                    best = trial
+        decisions = writer.tune(parts["val"], scored["val"], base["val"], p["reranker"]["length_bonus"], p["edits"]) \
+            if len(parts["val"]) else {}
         picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], writer.ranking(scored[s], base[s])),
                      "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}
         typical = writer.pool.texts[writer.pool.typical[0]]
         for s in ("val", "test"):
             rows = parts[s]
-            base = pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(), "id": rows["id"].to_numpy(), "split": s})
+            keys = pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(), "id": rows["id"].to_numpy(), "split": s})
             for name, pk in picks[s].items():
                 kept = [] if name == "oracle" else writer.kept
-                preds[name].append(base.assign(
+                preds[name].append(keys.assign(
                     pred_content=S.edited(writer.pool, rows, scored[s], pk, kept, writer.habits),
                     origin=[origin(x, k) for x, k in zip(scored[s], pk)],
                     pool_size=[len(x.texts) for x in scored[s]]))
-            preds["typical"].append(base.assign(pred_content=typical, origin="typical",
+            preds["typical"].append(keys.assign(pred_content=typical, origin="typical",
                                                 pool_size=len(writer.pool.texts)))
         sources = np.vstack([x.flags for x in scored["test"]]) if scored["test"] else np.zeros((0, len(SOURCES)))
         info = {"regime": regime, "past_only": past_only, "brand_held_out": held_out, "edit_decisions_val": decisions,
                 "lm_rows": {s: sum(bool(d) for d in v) for s, v in drafts.items()},
                 "pool_rows": len(writer.pool.texts), "queries": {s: len(r) for s, r in parts.items()},
-                "reranker": writer.reranker is not None,
                 "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
                 "test_mean_pool_size": float(np.mean([len(x.texts) for x in scored["test"]])) if scored["test"] else None,
                 "test_candidate_sources": {src: int(sources[:, i].sum()) for i, src in enumerate(SOURCES)},

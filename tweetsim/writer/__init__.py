@@ -25,6 +25,19 @@ from tweetsim.writer.pools import SOURCES, Pool, PoolConfig
 
 MODEL_FILE, META_FILE = "reranker.json", "writer.json"
 SELECTORS = ("reranked", "consensus")
+TARGETS = ("bleu1", "rougeL", "cider")  # what the length bonus and the edits are judged by on val
+
+
+def val_figures(refs: list[str], hyps: list[str]) -> dict:
+    from tweetsim.metrics import text_metrics
+
+    m = text_metrics(refs, hyps, embed=False)
+    return {k: m[k] for k in TARGETS}
+
+
+def gain(new: dict, old: dict) -> float:
+    """Mean relative change of the target metrics."""
+    return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
 
 
 class TweetWriter:
@@ -83,6 +96,36 @@ class TweetWriter:
         base = self.base_scores(scored) if base is None else base
         n_tok = S.FEATURES.index("n_tokens")
         return [b / self.score_scale + self.length_bonus * s.features[:, n_tok] for b, s in zip(base, scored)]
+
+    def tune(self, rows: pd.DataFrame, scored: list[S.Scored], base: list[np.ndarray], bonuses, edit_names) -> dict:
+        """On val rows (with their real tweets): the score scale, then the length bonus among `bonuses`
+        (0 unless one raises the mean of BLEU-1, ROUGE-L and CIDEr), then each edit of `edit_names`
+        in order, kept only where it raises them further. Returns every figure tried."""
+        refs = rows["content"].astype(str).tolist()
+
+        def figures(kept):
+            picks = S.choose(scored, self.ranking(scored, base))
+            return val_figures(refs, S.edited(self.pool, rows, scored, picks, kept, self.habits))
+
+        self.score_scale = float(np.std(np.concatenate(base))) or 1.0
+        tried = {}
+        for bonus in sorted({0.0, *map(float, bonuses)}):
+            self.length_bonus = bonus
+            tried[bonus] = figures([])
+        gains = {b: gain(f, tried[0.0]) for b, f in tried.items()}
+        self.length_bonus = max([0.0] + [b for b, g in gains.items() if g > 0], key=lambda b: gains.get(b, 0.0))
+        out = {"length_bonus": {"chosen": self.length_bonus,
+                                "val": {str(b): {**f, "gain": gains[b]} for b, f in tried.items()}}}
+        best = tried[self.length_bonus]
+        for name in edit_names:
+            if name not in E.EDITS:
+                raise ValueError(f"writer.edits: unknown edit {name!r} (known: {E.EDITS})")
+            trial = figures(self.kept + [name])
+            out[name] = {**trial, "gain": gain(trial, best), "kept": gain(trial, best) > 0}
+            if out[name]["kept"]:
+                self.kept.append(name)
+                best = trial
+        return out
 
     def write(self, rows: pd.DataFrame, past_only=False) -> pd.DataFrame:
         """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size."""
