@@ -103,7 +103,8 @@ def test_a_row_with_nothing_known_gets_the_widest_pool_and_an_empty_pool_is_an_e
     w = TweetWriter(POOL, params(**{"pool.similar_brands": 0}))
     row = frame([("q", 1, None, None, None)])
     out = w.write(row)
-    assert out["origin"].iloc[0] == "typical" and out["content"].iloc[0] in set(POOL["content"])
+    assert out["origin"].iloc[0] == "typical" and out["content"].iloc[0] in set(POOL["content"]) and out["widest"].iloc[0]
+    assert not w.write(frame([("q", 2, "2020-03-01", "a", "x")]))["widest"].iloc[0]
     with pytest.raises(ValueError, match="no row with content"):
         TweetWriter(POOL.assign(content=None), params())
 
@@ -216,6 +217,8 @@ def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys
     assert got["id"].tolist() == [5, 6, 7] and (got["content"] != "").all()
     msg = capsys.readouterr().out
     assert "rows without account / brand / date: 3 / 1 / 3" in msg and "3 rows: 3 ok" in msg
+    # the rows without an account or brand draw on look-alike brands, found from their own metadata
+    assert "0 written from the widest pool" in msg
     # an empty pool is a clear error naming the pool file
     empty = tmp_path / "empty.parquet"
     write_tweets(POOL.assign(content=None), empty)

@@ -216,11 +216,11 @@ def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, o
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
     load_s = time.perf_counter() - t0
-    origins: list[str] = []
+    widest = [0]
 
     def write_chunk(chunk: pd.DataFrame) -> list[str]:
         out = writer.write(chunk)
-        origins.extend(out["origin"])
+        widest[0] += int(out["widest"].sum())
         return out["content"].tolist()
 
     try:
@@ -232,7 +232,7 @@ def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, o
     unknown = {c: int((rows[c].isna() | (rows[c].astype(str).str.strip() == "")).sum()) for c in ("username", "company", "date")}
     print(f"tweetsim generate: {io.summary(done)} -> {output} ({len(rejects)} cell problems reported; rows without "
           f"account / brand / date: {unknown['username']} / {unknown['company']} / {unknown['date']}, "
-          f"{origins.count('typical')} written from the widest pool; {load_s:.1f}s load; writer {writer_dir} "
+          f"{widest[0]} written from the widest pool; {load_s:.1f}s load; writer {writer_dir} "
           f"({'reranker' if writer.reranker is not None else 'consensus'}, edits: {', '.join(writer.kept) or 'none'}), "
           f"pool {len(writer.pool.texts)} tweets from {args.pool})")
     return 0

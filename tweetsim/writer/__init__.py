@@ -128,12 +128,15 @@ class TweetWriter:
         return out
 
     def write(self, rows: pd.DataFrame, past_only=False) -> pd.DataFrame:
-        """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size."""
+        """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size, widest
+        (nothing known about the row: its pool is the pool's most typical tweets)."""
         scored = self.scored(rows, past_only, drafts=self.lm(rows) if self.lm is not None else None)
         picks = S.choose(scored, self.ranking(scored))
         texts = S.edited(self.pool, rows, scored, picks, self.kept, self.habits)
+        known = [i for i, src in enumerate(SOURCES) if src not in ("typical", "lm")]
         return pd.DataFrame({"content": texts, "origin": [origin(s, k) for s, k in zip(scored, picks)],
-                             "pool_size": [len(s.texts) for s in scored]}, index=rows.index)
+                             "pool_size": [len(s.texts) for s in scored],
+                             "widest": [not s.flags[:, known].any() for s in scored]}, index=rows.index)
 
     def drafts(self, row: pd.DataFrame, n: int) -> list[tuple[str, str]]:
         """Up to n distinct (text, origin) for one row, best first."""
