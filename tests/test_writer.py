@@ -132,7 +132,11 @@ def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp
     for a, b in zip(w.ranking(scored), again.ranking(scored)):
         assert np.array_equal(a, b)
     assert json.loads((tmp_path / "w" / "writer.json").read_text())["features"] == S.FEATURES
-    assert TweetWriter.load(tmp_path / "w", POOL, p, selector="consensus").reranker is None
+    w.length_bonus, w.score_scale = 0.02, 0.5
+    w.save(tmp_path / "w", {"note": "tiny"})
+    assert (TweetWriter.load(tmp_path / "w", POOL, p).length_bonus, TweetWriter.load(tmp_path / "w", POOL, p).score_scale) == (0.02, 0.5)
+    cons = TweetWriter.load(tmp_path / "w", POOL, p, selector="consensus")
+    assert cons.reranker is None and (cons.length_bonus, cons.score_scale) == (0.0, 1.0)  # tuned for the reranker's scores
     with pytest.raises(FileNotFoundError, match="select_text"):
         TweetWriter.load(tmp_path / "nothing", POOL, p)
 

@@ -70,8 +70,10 @@ class TweetWriter:
         model = None  # consensus: asked for, or the run trained no reranker (writer.reranker.enabled: false)
         if selector == "reranked" and meta["reranker"]:
             model = S.load_reranker(d / MODEL_FILE, int(params["reranker"]["num_threads"]))
+        # the length bonus was tuned for the run's own scores: consensus alone, over a reranker's run, goes without
+        tuned = (model is not None) == bool(meta["reranker"])
         return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"],
-                   length_bonus=meta["length_bonus"], score_scale=meta["score_scale"])
+                   length_bonus=meta["length_bonus"] if tuned else 0.0, score_scale=meta["score_scale"] if tuned else 1.0)
 
     def save(self, model_dir: str | Path, info: dict) -> None:
         d = Path(model_dir)
