@@ -133,7 +133,8 @@ def test_train_llm_and_generate_text_stages_with_images(writer_data, tiny_base, 
                          "path": f"store/{sha[:2]}/{sha}"})
     pd.DataFrame(recs).to_csv(tmp_path / "media" / "manifest.csv", index=False)
     rc = main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"), "--params", str(params),
-               "--adapter", str(models / "llm" / "random"), "--pool", "none", "--media", str(tmp_path / "media")])
+               "--adapter", str(models / "llm" / "random"), "--pool", "none", "--media", str(tmp_path / "media"),
+               "--writer", "lm"])
     assert rc == 0 and pd.read_csv(tmp_path / "out.csv")["id"].tolist() == official["id"].tolist()
     out = capsys.readouterr().out
     assert "image-conditioned" in out and "2 rows with an image, 2 text only" in out

@@ -203,11 +203,16 @@ def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys)
     write_tweets(_join_accounts(pool, [], []), tmp_path / "pool.parquet")
     rc = main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),
                "--params", str(tmp_path / "params.yaml"), "--adapter", str(tmp_path / "adapter"),
-               "--pool", str(tmp_path / "pool.parquet")])
+               "--pool", str(tmp_path / "pool.parquet"), "--writer", "lm"])
     assert rc == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert list(out.columns) == ["id", "content", "status", "reason"] and out["id"].tolist() == [30, 10, 20]
     assert "not a date" in capsys.readouterr().err  # the bad cell is reported, the row still answered
     # without an adapter the command says what to do instead of a traceback
     assert main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o2.csv"),
-                 "--params", str(tmp_path / "params.yaml"), "--adapter", str(tmp_path / "nothing")]) == 2
+                 "--params", str(tmp_path / "params.yaml"), "--adapter", str(tmp_path / "nothing"), "--writer", "lm"]) == 2
+    assert "no adapter in" in capsys.readouterr().err
+    # the LM's options without --writer lm: said, not ignored
+    assert main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o3.csv"),
+                 "--params", str(tmp_path / "params.yaml"), "--adapter", str(tmp_path / "adapter")]) == 2
+    assert "add --writer lm" in capsys.readouterr().err

@@ -167,6 +167,10 @@ def cli(argv: list[str]) -> int:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
     io.report("tweetsim generate", rejects, "treated as unknown")
+    if args.writer == "select" and (args.adapter or args.base_model or args.batch_size):
+        print("tweetsim generate: --adapter, --base-model and --batch-size are options of the LM: add --writer lm",
+              file=sys.stderr)
+        return 2
     if args.writer == "select":
         return _cli_select(args, params, rows, rejects, output)
     g = params["generate"]
