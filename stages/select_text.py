@@ -4,8 +4,10 @@ For each regime: the pool is the training split's rows with content; the reranke
 up to `writer.reranker.max_train_queries` training rows, whose pools are built as at prediction
 time (never the row itself; only earlier tweets in `writer.past_only_regimes`; none of the row's
 own brand in `writer.brand_held_out_regimes`), early-stopped on the val rows; on the val rows
-too, `TweetWriter.tune` takes the length bonus and each edit of `writer.edits` only where it raises
-the mean of BLEU-1, ROUGE-L and CIDEr.
+too, `TweetWriter.tune` sets the choice rule (the reranker's mix with consensus, the length bonus)
+and keeps each edit of `writer.edits`, by the smallest gain on BLEU-1, ROUGE-L and CIDEr over the
+better of the baselines the targets name: retrieval (data/predictions/text/retrieval.parquet, from
+`baselines`) and, in `writer.typical_baseline_regimes`, the single most typical tweet.
 Writes, for every val and test row with content of every regime (`regime,source,id,split,
 pred_content,origin,pool_size`):
   data/predictions/text/consensus.parquet  consensus (MBR) choice, kept edits applied
@@ -38,10 +40,9 @@ def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> 
     lm = params["writer"]["lm"]
     if int(lm["candidates"]) <= 0:
         return {}
-    from tweetsim.content import Writer
-    from tweetsim.writer.lm import Drafter
+    from tweetsim.content import lm_drafter
 
-    drafter = Drafter(Writer(params, adapter, pool), lm, params["generate"])
+    drafter = lm_drafter(params, adapter, pool)
     out = {}
     for s, rows in parts.items():
         n = min(len(rows), int(lm["max_rows"]))
@@ -52,6 +53,17 @@ def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> 
     return out
 
 
+def _val_texts(retrieval: pd.DataFrame, regime: str, rows: pd.DataFrame) -> list[str]:
+    """The retrieval baseline's tweet for each of `rows` (the regime's val rows), in their order."""
+    got = retrieval[retrieval["regime"] == regime].set_index(["source", "id"])["pred_content"]
+    keys = pd.MultiIndex.from_frame(rows[["source", "id"]])
+    missing = keys.difference(got.index)
+    if len(missing):
+        raise ValueError(f"data/predictions/text/retrieval.parquet: {len(missing)} {regime} val rows have no retrieval "
+                         f"tweet (first: {missing[0]}); rerun `dvc repro baselines`")
+    return got.reindex(keys).fillna("").astype(str).tolist()
+
+
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p, data = params["writer"], Path(data_dir)
@@ -59,6 +71,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     table = join_side_tables(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     has_content = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
+    retrieval = pd.read_parquet(data / "predictions" / "text" / "retrieval.parquet")
     preds = {name: [] for name in ("consensus", "reranked", "oracle", "typical")}
     report = {}
     for regime in params["split"]["regimes"]:
@@ -78,11 +91,14 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
                                                log=lambda m: print(f"select_text {regime}: {m}"))
         base = {s: writer.base_scores(scored[s]) for s in ("val", "test")}
-        decisions = writer.tune(parts["val"], scored["val"], base["val"], p["reranker"]["length_bonus"], p["edits"]) \
+        typical = writer.pool.texts[writer.pool.typical[0]]
+        against = {"retrieval": _val_texts(retrieval, regime, parts["val"])}
+        if regime in p["typical_baseline_regimes"]:
+            against["typical"] = [typical] * len(parts["val"])
+        decisions = writer.tune(parts["val"], scored["val"], base["val"], p["reranker"]["rule"], p["edits"], against) \
             if len(parts["val"]) else {}
         picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], writer.ranking(scored[s], base[s])),
                      "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}
-        typical = writer.pool.texts[writer.pool.typical[0]]
         for s in ("val", "test"):
             rows = parts[s]
             keys = pd.DataFrame({"regime": regime, "source": rows["source"].to_numpy(), "id": rows["id"].to_numpy(), "split": s})

@@ -144,3 +144,17 @@ def test_to_json_safe_rounds_and_nulls():
                                "l": [None, 0.123457]}}}
     assert json.loads(json.dumps(out, allow_nan=False)) == out
     assert json.dumps(out["r"]["m"]["z"]) == "0.0"
+
+
+def test_target_figures_equal_text_metrics_for_every_list():
+    from tweetsim.metrics import target_figures
+
+    refs = ["new shoes out now <hyperlink>", "happy holidays from all of us", "join the live stream tonight",
+            "shop zeta phones now", "brand x news", "the live stream is on"]
+    lists = [["new shoes <hyperlink>", "happy holidays", "", "zeta phones now", "news", "the stream"],
+             ["new shoes <hyperlink>", "join us tonight for the live stream", "join the live stream", "shop now", "brand x", "on"],
+             [None, "happy holidays from all of us", "tonight", "shop zeta phones now", "brand x news", "live"]]
+    for got, hyps in zip(target_figures(refs, lists), lists):
+        want = text_metrics(refs, hyps, embed=False)
+        for k in ("bleu1", "rougeL", "cider"):
+            assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k

@@ -132,13 +132,57 @@ def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp
     for a, b in zip(w.ranking(scored), again.ranking(scored)):
         assert np.array_equal(a, b)
     assert json.loads((tmp_path / "w" / "writer.json").read_text())["features"] == S.FEATURES
-    w.length_bonus, w.score_scale = 0.02, 0.5
+    rule = dict(length_bonus=0.02, score_scale=0.5, consensus_mix=0.25, consensus_scale=2.0, typicality_weight=0.5,
+                typicality_scale=3.0)
+    for k, v in rule.items():
+        setattr(w, k, v)
     w.save(tmp_path / "w", {"note": "tiny"})
-    assert (TweetWriter.load(tmp_path / "w", POOL, p).length_bonus, TweetWriter.load(tmp_path / "w", POOL, p).score_scale) == (0.02, 0.5)
-    cons = TweetWriter.load(tmp_path / "w", POOL, p, selector="consensus")
-    assert cons.reranker is None and (cons.length_bonus, cons.score_scale) == (0.0, 1.0)  # tuned for the reranker's scores
+    again = TweetWriter.load(tmp_path / "w", POOL, p)
+    assert {k: getattr(again, k) for k in rule} == rule
+    for a, b in zip(w.ranking(scored), again.ranking(scored)):
+        assert np.array_equal(a, b)
+    cons = TweetWriter.load(tmp_path / "w", POOL, p, selector="consensus")  # the rule was tuned for the reranker's scores
+    assert cons.reranker is None and (cons.length_bonus, cons.score_scale, cons.consensus_mix) == (0.0, 1.0, 0.0)
     with pytest.raises(FileNotFoundError, match="select_text"):
         TweetWriter.load(tmp_path / "nothing", POOL, p)
+
+
+def test_worst_gain_and_tune_take_the_rule_that_beats_the_baselines_most_evenly():
+    from tweetsim.writer import worst_gain
+
+    retrieval, typical = {"bleu1": 0.2, "rougeL": 0.1, "cider": 0.1}, {"bleu1": 0.1, "rougeL": 0.2, "cider": 0.05}
+    assert worst_gain({"bleu1": 0.3, "rougeL": 0.22, "cider": 0.1}, {"r": retrieval, "t": typical}) == pytest.approx(0.0)
+    assert worst_gain({"bleu1": 0.3, "rougeL": 0.3, "cider": 0.2}, {"r": retrieval, "t": typical}) == pytest.approx(0.5)
+
+    p = params(**{"reranker.n_estimators": 20, "reranker.early_stopping_rounds": 5})
+    w = TweetWriter(POOL, p)
+    rows = POOL.iloc[1:6]
+    scored = w.scored(rows, truths=rows["content"].tolist())
+    w.reranker = S.train_reranker(scored, scored, p["reranker"], log=lambda m: None)
+    out = w.tune(rows, scored, w.base_scores(scored), {"consensus_mix": [0, 0.5], "typicality_weight": [0], "length_bonus": [0, 0.05]},
+                 ["placeholders"],
+                 {"retrieval": POOL["content"].iloc[:5].tolist(), "typical": [POOL["content"].iloc[0]] * 5})
+    tried = out["rule"]["val"]
+    assert len(tried) == 4
+    best = max(tried.values(), key=lambda f: (f["worst_gain"], f["mean_gain"]))
+    chosen = tried[f"consensus_mix={w.consensus_mix} typicality_weight=0.0 length_bonus={w.length_bonus}"]
+    assert chosen == best and out["rule"]["chosen"] == {"consensus_mix": w.consensus_mix, "typicality_weight": 0.0,
+                                                        "length_bonus": w.length_bonus}
+    assert out["placeholders"]["kept"] == ("placeholders" in w.kept)
+
+
+def test_rows_scored_in_groups_get_the_same_features_as_row_by_row():
+    rows = frame([("q", i, f"2020-03-0{i}", u, c) for i, (u, c) in enumerate([("a", "x"), ("c", "zeta"), ("a", "x"),
+                                                                              ("b", "x"), ("a", "x"), (None, None)], 1)])
+    one, grouped = (TweetWriter(POOL, params(share_pools=k, **{"pool.typical_k": 2})) for k in (0, 1.25))
+    groups = S.share_pools(rows.to_dict("records"), [{"date": d} for d in pd.to_datetime(rows["date"]).astype("int64")],
+                           [np.arange(5), np.arange(10, 15), np.arange(5), np.arange(20, 25), np.arange(30, 40), np.arange(5)],
+                           1.25, [False] * 6)
+    # in account and date order, a group grows while its union of candidates stays within 1.25x its largest pool
+    assert sorted(map(sorted, groups)) == [[0, 2], [1], [3], [4], [5]]
+    for a, b in zip(one.scored(rows, truths=["new shoes"] * 6), grouped.scored(rows, truths=["new shoes"] * 6)):
+        assert a.texts == b.texts and np.array_equal(a.features, b.features, equal_nan=True)
+        assert np.array_equal(a.label, b.label)
 
 
 def test_drafts_are_distinct_and_best_first():
@@ -158,9 +202,10 @@ def test_select_text_stage(tmp_path, sample_table):
     data.mkdir()
     write_tweets(table, data / "tweets.parquet")
     path = write_params(tmp_path, **{"writer.caption_similarity": False, "writer.reranker.n_estimators": 10,
-                                     "writer.reranker.max_train_queries": 200})
+                                     "writer.reranker.max_train_queries": 200, "baselines.caption_similarity": False})
     p = yaml.safe_load(path.read_text())
     assign(table, p["split"]).to_parquet(data / "splits.parquet", index=False)
+    stage("baselines").main(str(path), str(data))  # retrieval: what the choice rule is tuned against on val
     stage("select_text").main(str(path), str(data), str(tmp_path / "models"), str(tmp_path / "metrics"))
     splits = pd.read_parquet(data / "splits.parquet").merge(table[["source", "id", "content"]], on=["source", "id"])
     for name in ("consensus", "reranked", "oracle", "typical"):

@@ -144,11 +144,17 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     writer = TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
     if int(p["lm"]["candidates"]) > 0:  # the LM's drafts join each pool
-        from tweetsim.writer.lm import Drafter
-
         adapter = Path("models") / "llm" / params["generate"]["adapter_regime"] if adapter is None else Path(adapter)
-        writer.lm = Drafter(Writer(params, adapter, table[table["content"].notna()]), p["lm"], params["generate"])
+        writer.lm = lm_drafter(params, adapter, table[table["content"].notna()])
     return writer
+
+
+def lm_drafter(params: dict, adapter: str | Path, pool: pd.DataFrame):
+    """The fine-tuned LM (`adapter`) as a candidate source: tweetsim.writer.lm.Drafter with its
+    exemplars retrieved from `pool`, sampling as `writer.lm` says (the one place it is built)."""
+    from tweetsim.writer.lm import Drafter
+
+    return Drafter(Writer(params, Path(adapter), pool), params["writer"]["lm"], params["generate"])
 
 
 def cli(argv: list[str]) -> int:

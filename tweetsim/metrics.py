@@ -156,6 +156,56 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
     return out
 
 
+def target_figures(refs: list[str], hyp_lists: list[list[str]]) -> list[dict]:
+    """`text_metrics`' bleu1, rougeL and cider (the same libraries, the same numbers) for many
+    candidate writers over one set of rows, each (row, text) pair scored once: what tuning a writer
+    on val needs, where dozens of choice rules differ on a few rows each.
+
+    BLEU-1 is corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed
+    from per-pair counts; ROUGE-L is rouge-score's F per pair; CIDEr-D's idf comes from all the
+    references, so each pair's score is taken from a pycocoevalcap run over every row (one run per
+    `layer`: the k-th distinct text of each row)."""
+    from collections import Counter
+
+    from pycocoevalcap.cider.cider import Cider
+    from rouge_score import rouge_scorer
+
+    if not refs or any(len(h) != len(refs) for h in hyp_lists):
+        raise ValueError(f"target_figures: every hypothesis list needs one text per reference ({len(refs)})")
+    ref_toks = [tokenize(r) for r in refs]
+    ref_counts = [Counter(t) for t in ref_toks]
+    distinct: list[dict[str, int]] = [{} for _ in refs]  # per row: text -> layer
+    for hyps in hyp_lists:
+        for i, h in enumerate(hyps):
+            distinct[i].setdefault("" if h is None else str(h), len(distinct[i]))
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
+    stats: list[dict[str, tuple]] = [{} for _ in refs]  # per row: text -> (matches, length, rougeL, cider)
+    for i, texts in enumerate(distinct):
+        for h in texts:
+            toks = tokenize(h)
+            match = sum(min(c, ref_counts[i][w]) for w, c in Counter(toks).items())
+            stats[i][h] = [match, len(toks), scorer.score(refs[i], h)["rougeL"].fmeasure if toks else 0.0, 0.0]
+    gts = {i: [" ".join(t)] for i, t in enumerate(ref_toks)}
+    for layer in range(max(len(t) for t in distinct)):
+        texts = [next((h for h, k in d.items() if k == layer), next(iter(d))) for d in distinct]
+        _, per_row = Cider().compute_score(gts, {i: [" ".join(tokenize(h))] for i, h in enumerate(texts)})
+        for i, h in enumerate(texts):
+            if distinct[i][h] == layer:
+                stats[i][h][3] = float(per_row[i])
+    ref_len = sum(len(t) for t in ref_toks)
+    out = []
+    for hyps in hyp_lists:
+        rows = [stats[i]["" if h is None else str(h)] for i, h in enumerate(hyps)]
+        correct, guess = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        bleu1 = (correct + 1e-15) / (guess + 1e-9)  # pycocoevalcap's BleuScorer, one reference
+        ratio = (guess + 1e-15) / (ref_len + 1e-9)
+        if ratio < 1:
+            bleu1 *= math.exp(1 - 1 / ratio)
+        out.append({"bleu1": float(bleu1), "rougeL": float(np.mean([r[2] for r in rows])),
+                    "cider": float(np.mean([r[3] for r in rows]))})
+    return out
+
+
 def to_json_safe(d, ndigits: int = 6):
     """Copy of nested dicts/lists with floats rounded and NaN/inf -> None, numpy scalars -> Python,
     so metrics JSON is valid and stable across runs (last-bit float noise does not show as a diff)."""

@@ -13,6 +13,7 @@ artefacts it loads (`writer.json`, `reranker.json`) are written by `save` here, 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -25,14 +26,8 @@ from tweetsim.writer.pools import SOURCES, Pool, PoolConfig
 
 MODEL_FILE, META_FILE = "reranker.json", "writer.json"
 SELECTORS = ("reranked", "consensus")
-TARGETS = ("bleu1", "rougeL", "cider")  # what the length bonus and the edits are judged by on val
-
-
-def val_figures(refs: list[str], hyps: list[str]) -> dict:
-    from tweetsim.metrics import text_metrics
-
-    m = text_metrics(refs, hyps, embed=False)
-    return {k: m[k] for k in TARGETS}
+TARGETS = ("bleu1", "rougeL", "cider")  # what the choice rule and the edits are judged by on val
+RULE = ("length_bonus", "score_scale", "consensus_mix", "consensus_scale", "typicality_weight", "typicality_scale")  # the choice rule, saved in writer.json
 
 
 def gain(new: dict, old: dict) -> float:
@@ -40,21 +35,34 @@ def gain(new: dict, old: dict) -> float:
     return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
 
 
+def worst_gain(new: dict, baselines: dict[str, dict]) -> float:
+    """The smallest relative gain over the best baseline, metric by metric: what the writer's
+    targets ask (beat retrieval, and the most typical tweet, on BLEU-1, ROUGE-L and CIDEr each)."""
+    return float(min((new[k] - best) / max(best, 1e-9)
+                     for k in TARGETS for best in [max(b[k] for b in baselines.values())]))
+
+
 class TweetWriter:
     """A pool of known tweets + consensus selection + (optionally) the reranker and the kept edits."""
 
     def __init__(self, pool_table: pd.DataFrame, params: dict, context: pd.DataFrame | None = None,
                  embed_fn=None, reranker=None, kept_edits: list[str] = (), lm=None, length_bonus: float = 0.0,
-                 score_scale: float = 1.0):
+                 score_scale: float = 1.0, consensus_mix: float = 0.0, consensus_scale: float = 1.0,
+                 typicality_weight: float = 0.0, typicality_scale: float = 1.0):
         self.params = params
         self.pool = Pool(pool_table, PoolConfig.from_params(params["pool"]), dict(params["utility"]),
                          context=context, embed_fn=embed_fn)
         self.selector = S.Selector(self.pool, params)
         self.habits = E.account_habits(self.pool.table)
         self.reranker, self.kept = reranker, list(kept_edits)
-        # choice = score / score_scale + length_bonus * tokens: both set on val by select_text (corpus
-        # BLEU's brevity penalty punishes a writer whose tweets run short of the real ones)
+        # choice = (1 - mix) * score / score_scale + mix * consensus / consensus_scale
+        #          + typicality_weight * typicality / typicality_scale + length_bonus * tokens,
+        # set on val by `tune`: corpus BLEU's brevity penalty punishes tweets that run short of the real
+        # ones; the reranker and consensus err on different rows; with nothing known of a brand, the
+        # pool's generic tweets are the safest (ROUGE-L rewards a template most tweets share)
         self.length_bonus, self.score_scale = float(length_bonus), float(score_scale)
+        self.consensus_mix, self.consensus_scale = float(consensus_mix), float(consensus_scale)
+        self.typicality_weight, self.typicality_scale = float(typicality_weight), float(typicality_scale)
         self.lm = lm  # rows -> per row [(draft, mean log-prob)] (writer.lm.Drafter), or None
 
     @classmethod
@@ -67,13 +75,17 @@ class TweetWriter:
         if not (d / META_FILE).is_file():
             raise FileNotFoundError(f"no writer in {d} (run `dvc repro select_text`, or pass --writer-dir DIR)")
         meta = json.loads((d / META_FILE).read_text())
+        stale = [k for k in ("reranker", "kept_edits", *RULE) if k not in meta]
+        if stale:
+            raise ValueError(f"{d / META_FILE}: no {', '.join(stale)} (written by an older select_text; rerun "
+                             "`dvc repro select_text`)")
         model = None  # consensus: asked for, or the run trained no reranker (writer.reranker.enabled: false)
         if selector == "reranked" and meta["reranker"]:
             model = S.load_reranker(d / MODEL_FILE, int(params["reranker"]["num_threads"]))
-        # the length bonus was tuned for the run's own scores: consensus alone, over a reranker's run, goes without
+        # the choice rule was tuned for the run's own scores: consensus alone, over a reranker's run, goes without
         tuned = (model is not None) == bool(meta["reranker"])
-        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"],
-                   length_bonus=meta["length_bonus"] if tuned else 0.0, score_scale=meta["score_scale"] if tuned else 1.0)
+        rule = {k: meta[k] for k in RULE} if tuned else {}
+        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"], **rule)
 
     def save(self, model_dir: str | Path, info: dict) -> None:
         d = Path(model_dir)
@@ -81,7 +93,7 @@ class TweetWriter:
         if self.reranker is not None:
             S.save_reranker(self.reranker, d / MODEL_FILE)
         meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES,
-                "sources": list(SOURCES), "length_bonus": self.length_bonus, "score_scale": self.score_scale, **info}
+                "sources": list(SOURCES), **{k: getattr(self, k) for k in RULE}, **info}
         (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     def scored(self, rows: pd.DataFrame, past_only=False, exclude_company=False, truths=None, drafts=None, progress=None):
@@ -94,36 +106,62 @@ class TweetWriter:
         return S.rerank_scores(self.reranker, scored)
 
     def ranking(self, scored: list[S.Scored], base: list[np.ndarray] | None = None) -> list[np.ndarray]:
-        """The scores the writer chooses by: base / score_scale + length_bonus * tokens."""
+        """The scores the writer chooses by (see __init__); without a reranker, base is consensus."""
         base = self.base_scores(scored) if base is None else base
-        n_tok = S.FEATURES.index("n_tokens")
-        return [b / self.score_scale + self.length_bonus * s.features[:, n_tok] for b, s in zip(base, scored)]
+        n_tok, typ = S.FEATURES.index("n_tokens"), S.FEATURES.index("typicality")
+        mix = self.consensus_mix if self.reranker is not None else 0.0
+        return [(1 - mix) * b / self.score_scale + mix * s.consensus / self.consensus_scale
+                + self.typicality_weight * np.nan_to_num(s.features[:, typ]) / self.typicality_scale
+                + self.length_bonus * s.features[:, n_tok] for b, s in zip(base, scored)]
 
-    def tune(self, rows: pd.DataFrame, scored: list[S.Scored], base: list[np.ndarray], bonuses, edit_names) -> dict:
-        """On val rows (with their real tweets): the score scale, then the length bonus among `bonuses`
-        (0 unless one raises the mean of BLEU-1, ROUGE-L and CIDEr), then each edit of `edit_names`
-        in order, kept only where it raises them further. Returns every figure tried."""
+    def tune(self, rows: pd.DataFrame, scored: list[S.Scored], base: list[np.ndarray], grid: dict,
+             edit_names, baselines: dict[str, list[str]]) -> dict:
+        """On val rows (with their real tweets): the choice rule, then each edit of `edit_names` in
+        order, each judged by `worst_gain` over `baselines` ({name: val texts}, e.g. retrieval and the
+        most typical tweet). The rule: every combination of `grid` ({"consensus_mix": [...],
+        "typicality_weight": [...], "length_bonus": [...]}), the best worst-gain taken (ties: the best
+        mean gain over them; then the earlier, i.e. smaller, values).
+        An edit is kept only where it raises the worst gain (or, equal, the mean gain). Returns every
+        figure tried."""
+        from tweetsim.metrics import target_figures
+
         refs = rows["content"].astype(str).tolist()
+        names = list(baselines)
+        against = dict(zip(names, target_figures(refs, [baselines[n] for n in names])))
 
-        def figures(kept):
-            picks = S.choose(scored, self.ranking(scored, base))
-            return val_figures(refs, S.edited(self.pool, rows, scored, picks, kept, self.habits))
+        def texts(kept):
+            return S.edited(self.pool, rows, scored, S.choose(scored, self.ranking(scored, base)), kept, self.habits)
+
+        def judged(f):
+            return {**f, "worst_gain": worst_gain(f, against), "mean_gain": float(np.mean([gain(f, b) for b in against.values()]))}
 
         self.score_scale = float(np.std(np.concatenate(base))) or 1.0
-        tried = {}
-        for bonus in sorted({0.0, *map(float, bonuses)}):
-            self.length_bonus = bonus
-            tried[bonus] = figures([])
-        gains = {b: gain(f, tried[0.0]) for b, f in tried.items()}
-        self.length_bonus = max([0.0] + [b for b, g in gains.items() if g > 0], key=lambda b: gains.get(b, 0.0))
-        out = {"length_bonus": {"chosen": self.length_bonus,
-                                "val": {str(b): {**f, "gain": gains[b]} for b, f in tried.items()}}}
-        best = tried[self.length_bonus]
+        self.consensus_scale = float(np.std(np.concatenate([s.consensus for s in scored]))) or 1.0
+        typ = np.concatenate([s.features[:, S.FEATURES.index("typicality")] for s in scored])
+        self.typicality_scale = float(np.nanstd(typ)) if np.isfinite(typ).any() and np.nanstd(typ) > 0 else 1.0
+        knobs = ("consensus_mix", "typicality_weight", "length_bonus")
+        values = {k: sorted({0.0, *map(float, grid[k])}) for k in knobs}
+        if self.reranker is None:
+            values["consensus_mix"] = [0.0]
+        combos = list(itertools.product(*values.values()))
+        written = []
+        for combo in combos:
+            for k, v in zip(knobs, combo):
+                setattr(self, k, v)
+            written.append(texts([]))
+        tried = {c: judged(f) for c, f in zip(combos, target_figures(refs, written))}
+        chosen = max(combos, key=lambda c: (tried[c]["worst_gain"], tried[c]["mean_gain"]))  # first of ties: smaller values
+        for k, v in zip(knobs, chosen):
+            setattr(self, k, v)
+        best = tried[chosen]
+        out = {"baselines_val": against,
+               "rule": {"chosen": dict(zip(knobs, chosen)),
+                        "val": {" ".join(f"{k}={v}" for k, v in zip(knobs, c)): f for c, f in tried.items()}}}
         for name in edit_names:
             if name not in E.EDITS:
                 raise ValueError(f"writer.edits: unknown edit {name!r} (known: {E.EDITS})")
-            trial = figures(self.kept + [name])
-            out[name] = {**trial, "gain": gain(trial, best), "kept": gain(trial, best) > 0}
+            trial = judged(target_figures(refs, [texts(self.kept + [name])])[0])
+            out[name] = {**trial, "kept": (trial["worst_gain"], trial["mean_gain"]) > (best["worst_gain"], best["mean_gain"])}
             if out[name]["kept"]:
                 self.kept.append(name)
                 best = trial

@@ -88,6 +88,35 @@ def _counts(texts: list[str]) -> np.ndarray:
     return np.array([[t.count("<hyperlink>"), t.count("<mention>"), t.count("#")] for t in texts], float).reshape(-1, 3)
 
 
+def share_pools(records: list[dict], metas: list[dict], cands: list[np.ndarray], share: float,
+                has_drafts: list[bool]) -> list[list[int]]:
+    """Groups of rows (indices) whose candidates' similarities are computed once, together: rows of
+    one account in date order, a group growing while its union of candidates stays within `share`
+    times its largest pool (so the shared matrix costs at most share² a pool's). share < 1, or a
+    row with LM drafts: every row alone."""
+    if share < 1:
+        return [[r] for r in range(len(cands))]
+    order = sorted(range(len(cands)), key=lambda r: (str(records[r].get("username")), str(records[r].get("company")),
+                                                     int(metas[r]["date"]), r))
+    groups, cur, union, largest = [], [], np.zeros(0, np.int64), 0
+    for r in order:
+        if has_drafts[r]:
+            groups.append([r])
+            continue
+        grown = np.union1d(union, cands[r])
+        big = max(largest, len(cands[r]))
+        if cur and len(grown) <= share * big:
+            cur.append(r)
+            union, largest = grown, big
+        else:
+            if cur:
+                groups.append(cur)
+            cur, union, largest = [r], cands[r], len(cands[r])
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 class Selector:
     """Pools + consensus features for rows; `label_weights` also scores candidates against the truth."""
 
@@ -115,7 +144,11 @@ class Selector:
               truths: list[str] | None = None, drafts: list[list[tuple[str, float]]] | None = None,
               progress: str | None = None) -> list[Scored]:
         """Each row's candidates and features. `drafts`: per row (text, mean token log-prob) from the LM;
-        `progress`: a tqdm bar (on stderr) with this description."""
+        `progress`: a tqdm bar (on stderr) with this description.
+
+        Rows whose pools overlap (an account's rows near in time share most of their candidates) are
+        scored in groups: the similarities of the group's union of candidates are computed once and
+        each row takes its block (`share_pools`, writer.share_pools; the same numbers as row by row, fewer pairs)."""
         from tqdm.auto import tqdm
 
         from tweetsim.writer.pools import row_meta
@@ -125,52 +158,75 @@ class Selector:
         qvecs = self._qvecs(rows)
         truth_enc = pool.space.encode(truths) if truths is not None else None
         records = rows[[c for c in ("source", "id", "username", "company") if c in rows]].to_dict("records")
-        out = []
-        for r, rec in enumerate(tqdm(records, desc=progress, disable=progress is None, mininterval=5)):
-            rec = {k: (None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
-            m = {k: v[r] for k, v in meta.items()}
-            ix, flags = pool.candidates(rec, m, qvecs[r], past_only, exclude_company)
-            texts = [pool.texts[i] for i in ix]
-            enc = pool.enc.rows(ix)
-            cm = {k: v[ix] for k, v in pool.meta.items()}
-            lm_logprob = np.full(len(ix), np.nan)
-            if drafts is not None and drafts[r]:
-                d_texts = [t for t, _ in drafts[r]]
-                enc = textsim.Encoded.stack([enc, pool.space.encode(d_texts)])
-                texts += d_texts
-                ix = np.concatenate([ix, np.full(len(d_texts), -1)])
-                fl = np.zeros((len(d_texts), len(SOURCES)), bool)
-                fl[:, SOURCES.index("lm")] = True
-                flags = np.vstack([flags, fl])
-                lm_logprob = np.concatenate([lm_logprob, [lp for _, lp in drafts[r]]])
-                # a draft is written for this row: its metadata is the row's own
-                cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
-            w, dist = match_weights(m, cm, self.p["match"])
-            sims = textsim.similarity(enc, enc, self.components)
-            own = float(self.p["match"]["own_weight"])
-            cons, expect = consensus(sims, w, self.utility, own)
-            acct = flags[:, SOURCES.index("account")]
-            cons_acct = consensus(sims, w, self.utility, own, acct)[0] if acct.sum() > 1 else np.full(len(ix), np.nan)
-            typicality = np.where(ix >= 0, pool.typicality[np.maximum(ix, 0)], np.nan)
-            rank = np.empty(len(cons))
-            rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
-            cap = np.full(len(ix), np.nan)
-            if qvecs[r] is not None:
-                pos = np.where(ix >= 0, self.cap_pos[np.maximum(ix, 0)], -1)
-                ok = pos >= 0
-                cap[ok] = pool.cap_vecs[pos[ok]] @ qvecs[r]
-            same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
-            counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
-            feats = np.column_stack([
-                cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
-                np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
-                dist["same_weekday"], dist["d_likes"], cap, same_acct, flags.astype(float),
-                enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
-            label = None
-            if truth_enc is not None:
-                label = self.label(enc, truth_enc.rows([r]))
-            out.append(Scored(texts, ix, flags, feats, cons, label))
+        records = [{k: (None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
+                   for rec in records]
+        metas = [{k: v[r] for k, v in meta.items()} for r in range(len(rows))]
+        cands = [pool.candidates(rec, m, qvecs[r], past_only, exclude_company) for r, (rec, m) in enumerate(zip(records, metas))]
+        out: list[Scored | None] = [None] * len(rows)
+        bar = tqdm(total=len(rows), desc=progress, disable=progress is None, mininterval=5)
+        for group in share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
+                                 [bool(drafts is not None and drafts[r]) for r in range(len(rows))]):
+            union = np.unique(np.concatenate([cands[r][0] for r in group]))
+            shared = textsim.similarity(*(2 * [pool.enc.rows(union)]), self.components) if len(group) > 1 else None
+            for r in group:
+                ix, flags = cands[r]
+                enc = pool.enc.rows(ix)
+                if shared is not None:
+                    pos = np.searchsorted(union, ix)
+                    sims = {c: m[np.ix_(pos, pos)] for c, m in shared.items()}
+                else:
+                    sims = None
+                out[r] = self._features(records[r], metas[r], ix, flags, enc, sims, qvecs[r],
+                                        drafts[r] if drafts is not None else None,
+                                        truth_enc.rows([r]) if truth_enc is not None else None)
+                bar.update(1)
+        bar.close()
         return out
+
+    def _features(self, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, enc: textsim.Encoded,
+                  sims: dict | None, qvec, drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None) -> Scored:
+        """One row's Scored: its candidates (with the LM's drafts appended), their `FEATURES` and the
+        consensus; `sims`: the candidates' similarities if already computed; `truth`: the real tweet."""
+        pool = self.pool
+        texts = [pool.texts[i] for i in ix]
+        cm = {k: v[ix] for k, v in pool.meta.items()}
+        lm_logprob = np.full(len(ix), np.nan)
+        if drafts:
+            d_texts = [t for t, _ in drafts]
+            enc = textsim.Encoded.stack([enc, pool.space.encode(d_texts)])
+            texts += d_texts
+            ix = np.concatenate([ix, np.full(len(d_texts), -1)])
+            fl = np.zeros((len(d_texts), len(SOURCES)), bool)
+            fl[:, SOURCES.index("lm")] = True
+            flags = np.vstack([flags, fl])
+            lm_logprob = np.concatenate([lm_logprob, [lp for _, lp in drafts]])
+            # a draft is written for this row: its metadata is the row's own
+            cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
+            sims = None
+        w, dist = match_weights(m, cm, self.p["match"])
+        if sims is None:
+            sims = textsim.similarity(enc, enc, self.components)
+        own = float(self.p["match"]["own_weight"])
+        cons, expect = consensus(sims, w, self.utility, own)
+        acct = flags[:, SOURCES.index("account")]
+        cons_acct = consensus(sims, w, self.utility, own, acct)[0] if acct.sum() > 1 else np.full(len(ix), np.nan)
+        typicality = np.where(ix >= 0, pool.typicality[np.maximum(ix, 0)], np.nan)
+        rank = np.empty(len(cons))
+        rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
+        cap = np.full(len(ix), np.nan)
+        if qvec is not None:
+            pos = np.where(ix >= 0, self.cap_pos[np.maximum(ix, 0)], -1)
+            ok = pos >= 0
+            cap[ok] = pool.cap_vecs[pos[ok]] @ qvec
+        same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
+        counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
+        feats = np.column_stack([
+            cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
+            np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
+            dist["same_weekday"], dist["d_likes"], cap, same_acct,
+            flags.astype(float), enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
+        label = self.label(enc, truth) if truth is not None else None
+        return Scored(texts, ix, flags, feats, cons, label)
 
     def label(self, enc: textsim.Encoded, truth: textsim.Encoded) -> np.ndarray:
         """Each candidate's text metric against the real tweet: the mix `reranker.label_weights`."""
