@@ -95,7 +95,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         against = {"retrieval": _val_texts(retrieval, regime, parts["val"])}
         if regime in p["typical_baseline_regimes"]:
             against["typical"] = [typical] * len(parts["val"])
-        decisions = writer.tune(parts["val"], scored["val"], base["val"], p["reranker"]["rule"], p["edits"], against) \
+        decisions = writer.tune(parts["val"], scored["val"], base["val"], p["reranker"]["rule"], p["edits"], against,
+                                p["reranker"]["resamples"], int(p["reranker"]["seed"])) \
             if len(parts["val"]) else {}
         picks = {s: {"consensus": S.choose(scored[s]), "reranked": S.choose(scored[s], writer.ranking(scored[s], base[s])),
                      "oracle": [int(np.argmax(x.label)) for x in scored[s]]} for s in ("val", "test")}

@@ -164,7 +164,7 @@ def test_worst_gain_and_tune_take_the_rule_that_beats_the_baselines_most_evenly(
                  {"retrieval": POOL["content"].iloc[:5].tolist(), "typical": [POOL["content"].iloc[0]] * 5})
     tried = out["rule"]["val"]
     assert len(tried) == 4
-    best = max(tried.values(), key=lambda f: (f["worst_gain"], f["mean_gain"]))
+    best = max(tried.values(), key=lambda f: (f["resampled_worst_gain"], f["mean_gain"]))
     chosen = tried[f"consensus_mix={w.consensus_mix} typicality_weight=0.0 length_bonus={w.length_bonus}"]
     assert chosen == best and out["rule"]["chosen"] == {"consensus_mix": w.consensus_mix, "typicality_weight": 0.0,
                                                         "length_bonus": w.length_bonus}

@@ -156,7 +156,7 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
     return out
 
 
-def target_figures(refs: list[str], hyp_lists: list[list[str]]) -> list[dict]:
+def target_figures(refs: list[str], hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
     """`text_metrics`' bleu1, rougeL and cider (the same libraries, the same numbers) for many
     candidate writers over one set of rows, each (row, text) pair scored once: what tuning a writer
     on val needs, where dozens of choice rules differ on a few rows each.
@@ -164,7 +164,8 @@ def target_figures(refs: list[str], hyp_lists: list[list[str]]) -> list[dict]:
     BLEU-1 is corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed
     from per-pair counts; ROUGE-L is rouge-score's F per pair; CIDEr-D's idf comes from all the
     references, so each pair's score is taken from a pycocoevalcap run over every row (one run per
-    `layer`: the k-th distinct text of each row)."""
+    `layer`: the k-th distinct text of each row). With `per_row`, each dict also has the per-row
+    arrays `figures_from_rows` sums (for resampling the rows)."""
     from collections import Counter
 
     from pycocoevalcap.cider.cider import Cider
@@ -188,22 +189,28 @@ def target_figures(refs: list[str], hyp_lists: list[list[str]]) -> list[dict]:
     gts = {i: [" ".join(t)] for i, t in enumerate(ref_toks)}
     for layer in range(max(len(t) for t in distinct)):
         texts = [next((h for h, k in d.items() if k == layer), next(iter(d))) for d in distinct]
-        _, per_row = Cider().compute_score(gts, {i: [" ".join(tokenize(h))] for i, h in enumerate(texts)})
+        _, row_cider = Cider().compute_score(gts, {i: [" ".join(tokenize(h))] for i, h in enumerate(texts)})
         for i, h in enumerate(texts):
             if distinct[i][h] == layer:
-                stats[i][h][3] = float(per_row[i])
-    ref_len = sum(len(t) for t in ref_toks)
+                stats[i][h][3] = float(row_cider[i])
+    ref_lens = np.array([len(t) for t in ref_toks], float)
     out = []
     for hyps in hyp_lists:
-        rows = [stats[i]["" if h is None else str(h)] for i, h in enumerate(hyps)]
-        correct, guess = sum(r[0] for r in rows), sum(r[1] for r in rows)
-        bleu1 = (correct + 1e-15) / (guess + 1e-9)  # pycocoevalcap's BleuScorer, one reference
-        ratio = (guess + 1e-15) / (ref_len + 1e-9)
-        if ratio < 1:
-            bleu1 *= math.exp(1 - 1 / ratio)
-        out.append({"bleu1": float(bleu1), "rougeL": float(np.mean([r[2] for r in rows])),
-                    "cider": float(np.mean([r[3] for r in rows]))})
+        rows = np.array([stats[i]["" if h is None else str(h)] for i, h in enumerate(hyps)], float).reshape(-1, 4)
+        parts = {"matches": rows[:, 0], "lengths": rows[:, 1], "ref_lengths": ref_lens, "rougeL": rows[:, 2], "cider": rows[:, 3]}
+        f = {k: float(v[0]) for k, v in figures_from_rows(parts, np.arange(len(refs))[None]).items()}
+        out.append({**f, "rows": parts} if per_row else f)
     return out
+
+
+def figures_from_rows(parts: dict, draws: np.ndarray) -> dict[str, np.ndarray]:
+    """bleu1, rougeL, cider for each row of `draws` ([k, n] indices of rows: one corpus each) from
+    `target_figures`' per-row arrays; BLEU-1 as pycocoevalcap's BleuScorer, one reference a row
+    (CIDEr's idf stays that of all the rows)."""
+    correct, guess = parts["matches"][draws].sum(axis=1), parts["lengths"][draws].sum(axis=1)
+    ratio = (guess + 1e-15) / (parts["ref_lengths"][draws].sum(axis=1) + 1e-9)
+    bleu1 = (correct + 1e-15) / (guess + 1e-9) * np.where(ratio < 1, np.exp(1 - 1 / np.minimum(ratio, 1)), 1.0)
+    return {"bleu1": bleu1, "rougeL": parts["rougeL"][draws].mean(axis=1), "cider": parts["cider"][draws].mean(axis=1)}
 
 
 def to_json_safe(d, ndigits: int = 6):

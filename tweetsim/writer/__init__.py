@@ -35,11 +35,22 @@ def gain(new: dict, old: dict) -> float:
     return float(np.mean([(new[k] - old[k]) / max(old[k], 1e-9) for k in TARGETS]))
 
 
-def worst_gain(new: dict, baselines: dict[str, dict]) -> float:
+def worst_gain(new: dict, baselines: dict[str, dict]):
     """The smallest relative gain over the best baseline, metric by metric: what the writer's
-    targets ask (beat retrieval, and the most typical tweet, on BLEU-1, ROUGE-L and CIDEr each)."""
-    return float(min((new[k] - best) / max(best, 1e-9)
-                     for k in TARGETS for best in [max(b[k] for b in baselines.values())]))
+    targets ask (beat retrieval, and the most typical tweet, on BLEU-1, ROUGE-L and CIDEr each).
+    Works elementwise on arrays of figures (one per resample of the rows)."""
+    best = {k: np.maximum.reduce([np.asarray(b[k], float) for b in baselines.values()]) for k in TARGETS}
+    return np.minimum.reduce([(np.asarray(new[k], float) - best[k]) / np.maximum(best[k], 1e-9) for k in TARGETS])
+
+
+def resampled_worst_gain(new_rows: dict, baseline_rows: dict[str, dict], draws: np.ndarray) -> float:
+    """`worst_gain` averaged over bootstrap resamples of the val rows (`draws`: [k, n] indices), the
+    writer and the baselines scored on the same draw: a choice that beats them only on the rows val
+    happens to hold scores lower than one that beats them on most draws."""
+    from tweetsim.metrics import figures_from_rows
+
+    return float(np.mean(worst_gain(figures_from_rows(new_rows, draws),
+                                    {n: figures_from_rows(r, draws) for n, r in baseline_rows.items()})))
 
 
 class TweetWriter:
@@ -115,25 +126,31 @@ class TweetWriter:
                 + self.length_bonus * s.features[:, n_tok] for b, s in zip(base, scored)]
 
     def tune(self, rows: pd.DataFrame, scored: list[S.Scored], base: list[np.ndarray], grid: dict,
-             edit_names, baselines: dict[str, list[str]]) -> dict:
+             edit_names, baselines: dict[str, list[str]], resamples: int = 200, seed: int = 0) -> dict:
         """On val rows (with their real tweets): the choice rule, then each edit of `edit_names` in
-        order, each judged by `worst_gain` over `baselines` ({name: val texts}, e.g. retrieval and the
-        most typical tweet). The rule: every combination of `grid` ({"consensus_mix": [...],
-        "typicality_weight": [...], "length_bonus": [...]}), the best worst-gain taken (ties: the best
-        mean gain over them; then the earlier, i.e. smaller, values).
-        An edit is kept only where it raises the worst gain (or, equal, the mean gain). Returns every
-        figure tried."""
+        order, each judged by `resampled_worst_gain` over `baselines` ({name: val texts}, e.g.
+        retrieval and the most typical tweet) on `resamples` bootstrap draws of the val rows (seeded).
+        The rule: every combination of `grid` ({"consensus_mix": [...], "typicality_weight": [...],
+        "length_bonus": [...]}), the best taken (ties: the best mean gain; then the earlier, i.e.
+        smaller, values).
+        An edit is kept only where it raises that (or, equal, the mean gain). Returns every figure tried."""
         from tweetsim.metrics import target_figures
 
         refs = rows["content"].astype(str).tolist()
         names = list(baselines)
-        against = dict(zip(names, target_figures(refs, [baselines[n] for n in names])))
+        against = dict(zip(names, target_figures(refs, [baselines[n] for n in names], per_row=True)))
+        draws = np.random.default_rng(seed).integers(0, len(refs), size=(max(int(resamples), 1), len(refs)))
+        if int(resamples) <= 0:  # no resampling: the val rows as they are
+            draws = np.arange(len(refs))[None]
 
         def texts(kept):
             return S.edited(self.pool, rows, scored, S.choose(scored, self.ranking(scored, base)), kept, self.habits)
 
         def judged(f):
-            return {**f, "worst_gain": worst_gain(f, against), "mean_gain": float(np.mean([gain(f, b) for b in against.values()]))}
+            rows = f.pop("rows")
+            return {**f, "worst_gain": float(worst_gain(f, against)),
+                    "resampled_worst_gain": resampled_worst_gain(rows, {n: b["rows"] for n, b in against.items()}, draws),
+                    "mean_gain": float(np.mean([gain(f, b) for b in against.values()]))}
 
         self.score_scale = float(np.std(np.concatenate(base))) or 1.0
         self.consensus_scale = float(np.std(np.concatenate([s.consensus for s in scored]))) or 1.0
@@ -149,19 +166,20 @@ class TweetWriter:
             for k, v in zip(knobs, combo):
                 setattr(self, k, v)
             written.append(texts([]))
-        tried = {c: judged(f) for c, f in zip(combos, target_figures(refs, written))}
-        chosen = max(combos, key=lambda c: (tried[c]["worst_gain"], tried[c]["mean_gain"]))  # first of ties: smaller values
+        tried = {c: judged(f) for c, f in zip(combos, target_figures(refs, written, per_row=True))}
+        chosen = max(combos, key=lambda c: (tried[c]["resampled_worst_gain"], tried[c]["mean_gain"]))  # first of ties: smaller values
         for k, v in zip(knobs, chosen):
             setattr(self, k, v)
         best = tried[chosen]
-        out = {"baselines_val": against,
+        out = {"baselines_val": {n: {k: v for k, v in b.items() if k != "rows"} for n, b in against.items()},
                "rule": {"chosen": dict(zip(knobs, chosen)),
                         "val": {" ".join(f"{k}={v}" for k, v in zip(knobs, c)): f for c, f in tried.items()}}}
         for name in edit_names:
             if name not in E.EDITS:
                 raise ValueError(f"writer.edits: unknown edit {name!r} (known: {E.EDITS})")
-            trial = judged(target_figures(refs, [texts(self.kept + [name])])[0])
-            out[name] = {**trial, "kept": (trial["worst_gain"], trial["mean_gain"]) > (best["worst_gain"], best["mean_gain"])}
+            trial = judged(target_figures(refs, [texts(self.kept + [name])], per_row=True)[0])
+            key = ("resampled_worst_gain", "mean_gain")
+            out[name] = {**trial, "kept": tuple(trial[k] for k in key) > tuple(best[k] for k in key)}
             if out[name]["kept"]:
                 self.kept.append(name)
                 best = trial
