@@ -185,11 +185,23 @@ class Pool:
         gap = np.abs(self.meta["date"][ix].astype(np.float64) - float(date))
         return np.sort(ix[np.argsort(gap, kind="stable")[:k]])
 
-    def candidates(self, row: dict, meta: dict[str, float], qvec: np.ndarray | None, past_only: bool,
+    def caption_sims(self, qvecs: list) -> list:
+        """Per query caption vector (or None), its cosine with every pool caption (order of `cap_ix`):
+        one matrix product for all of them."""
+        have = [i for i, q in enumerate(qvecs) if q is not None]
+        out = [None] * len(qvecs)
+        if have and self.cap_vecs is not None:
+            sims = np.stack([qvecs[i] for i in have]) @ self.cap_vecs.T
+            for j, i in enumerate(have):
+                out[i] = sims[j]
+        return out
+
+    def candidates(self, row: dict, meta: dict[str, float], cap_sims: np.ndarray | None, past_only: bool,
                    exclude_company: bool) -> tuple[np.ndarray, np.ndarray]:
         """(pool indices, [n, len(SOURCES)] bool source flags) of one row's candidates.
 
-        `row`: source, id, username, company; `meta`: the row's entries of `row_meta`."""
+        `row`: source, id, username, company; `meta`: the row's entries of `row_meta`; `cap_sims`: its
+        caption's `caption_sims`, or None."""
         cfg, date = self.cfg, int(meta["date"])
         allowed = np.ones(len(self.texts), bool)
         me = self.key.get((row.get("source"), row.get("id")))
@@ -200,11 +212,10 @@ class Pool:
         company = row.get("company")
         if exclude_company and company is not None:
             allowed &= self.company != company
-        found: dict[int, set[int]] = {}
+        found: list[tuple[np.ndarray, int]] = []  # (pool indices, source) as found
 
         def add(ix, source):
-            for i in ix:
-                found.setdefault(int(i), set()).add(SOURCES.index(source))
+            found.append((np.asarray(ix, np.int64), SOURCES.index(source)))
 
         user = row.get("username")
         acct = self.groups["username"].get(user, np.zeros(0, np.int64)) if user is not None else np.zeros(0, np.int64)
@@ -215,11 +226,13 @@ class Pool:
         if user is not None:
             brand = brand[self.username[brand] != user]
         add(self._nearest_in_time(brand, date, cfg.brand_window), "brand")
-        if qvec is not None and self.cap_vecs is not None and cfg.caption_k:
-            ok = allowed[self.cap_ix]
-            sims = self.cap_vecs[ok] @ qvec
-            top = np.argsort(-sims, kind="stable")[: cfg.caption_k]
-            add(self.cap_ix[ok][top], "caption")
+        k = min(cfg.caption_k, len(self.cap_ix))
+        if cap_sims is not None and k:
+            sims = np.where(allowed[self.cap_ix], cap_sims, -np.inf)
+            # the k best allowed captions, ties in pool order: sort only those at or above the k-th value
+            near = np.flatnonzero(sims >= np.partition(sims, len(sims) - k)[len(sims) - k])
+            top = near[np.argsort(-sims[near], kind="stable")[:k]]
+            add(self.cap_ix[top[np.isfinite(sims[top])]], "caption")
         if not len(acct) and not len(brand) and cfg.similar_brands:
             dist = np.linalg.norm(self.brand_vecs - self.row_profile(row, meta), axis=1)
             taken = 0
@@ -236,10 +249,10 @@ class Pool:
                     break
         typ = self.typical[allowed[self.typical]]
         add(typ[: cfg.typical_k], "typical")
-        if not found:  # the widest pool
+        if not any(len(f) for f, _ in found):  # the widest pool
             add(typ[: cfg.global_k] if len(typ) else np.flatnonzero(allowed)[-cfg.global_k:], "typical")
-        ix = np.array(sorted(found), np.int64)
+        every = np.concatenate([f for f, _ in found])
+        ix, where = np.unique(every, return_inverse=True)
         flags = np.zeros((len(ix), len(SOURCES)), bool)
-        for r, i in enumerate(ix):
-            flags[r, list(found[int(i)])] = True
+        flags[where, np.repeat([src for _, src in found], [len(f) for f, _ in found])] = True
         return ix, flags

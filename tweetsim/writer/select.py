@@ -161,7 +161,17 @@ class Selector:
         records = [{k: (None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
                    for rec in records]
         metas = [{k: v[r] for k, v in meta.items()} for r in range(len(rows))]
-        cands = [pool.candidates(rec, m, qvecs[r], past_only, exclude_company) for r, (rec, m) in enumerate(zip(records, metas))]
+        cands, cap = [], []  # per row: (pool indices, source flags); the candidates' caption similarity
+        for start in range(0, len(rows), 1024):  # caption similarities a block of rows at a time (memory)
+            block = range(start, min(len(rows), start + 1024))
+            for r, sims in zip(block, pool.caption_sims([qvecs[r] for r in block])):
+                ix, flags = pool.candidates(records[r], metas[r], sims, past_only, exclude_company)
+                cands.append((ix, flags))
+                c = np.full(len(ix), np.nan)
+                if sims is not None:
+                    pos = self.cap_pos[ix]
+                    c[pos >= 0] = sims[pos[pos >= 0]]
+                cap.append(c)
         out: list[Scored | None] = [None] * len(rows)
         bar = tqdm(total=len(rows), desc=progress, disable=progress is None, mininterval=5)
         for group in share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
@@ -170,25 +180,26 @@ class Selector:
             shared = textsim.similarity(*(2 * [pool.enc.rows(union)]), self.components) if len(group) > 1 else None
             for r in group:
                 ix, flags = cands[r]
-                enc = pool.enc.rows(ix)
+                sims = None
                 if shared is not None:
                     pos = np.searchsorted(union, ix)
                     sims = {c: m[np.ix_(pos, pos)] for c, m in shared.items()}
-                else:
-                    sims = None
-                out[r] = self._features(records[r], metas[r], ix, flags, enc, sims, qvecs[r],
+                out[r] = self._features(records[r], metas[r], ix, flags, sims, cap[r],
                                         drafts[r] if drafts is not None else None,
                                         truth_enc.rows([r]) if truth_enc is not None else None)
                 bar.update(1)
         bar.close()
         return out
 
-    def _features(self, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, enc: textsim.Encoded,
-                  sims: dict | None, qvec, drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None) -> Scored:
+    def _features(self, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, sims: dict | None, cap: np.ndarray,
+                  drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None) -> Scored:
         """One row's Scored: its candidates (with the LM's drafts appended), their `FEATURES` and the
-        consensus; `sims`: the candidates' similarities if already computed; `truth`: the real tweet."""
+        consensus; `sims`: the candidates' similarities if already computed; `cap`: their caption
+        similarity to the row's; `truth`: the real tweet."""
         pool = self.pool
         texts = [pool.texts[i] for i in ix]
+        lengths = pool.enc.lengths[ix]
+        enc = pool.enc.rows(ix) if sims is None or drafts or truth is not None else None
         cm = {k: v[ix] for k, v in pool.meta.items()}
         lm_logprob = np.full(len(ix), np.nan)
         if drafts:
@@ -200,6 +211,7 @@ class Selector:
             fl[:, SOURCES.index("lm")] = True
             flags = np.vstack([flags, fl])
             lm_logprob = np.concatenate([lm_logprob, [lp for _, lp in drafts]])
+            lengths, cap = enc.lengths, np.concatenate([cap, np.full(len(d_texts), np.nan)])
             # a draft is written for this row: its metadata is the row's own
             cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
             sims = None
@@ -213,18 +225,13 @@ class Selector:
         typicality = np.where(ix >= 0, pool.typicality[np.maximum(ix, 0)], np.nan)
         rank = np.empty(len(cons))
         rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
-        cap = np.full(len(ix), np.nan)
-        if qvec is not None:
-            pos = np.where(ix >= 0, self.cap_pos[np.maximum(ix, 0)], -1)
-            ok = pos >= 0
-            cap[ok] = pool.cap_vecs[pos[ok]] @ qvec
         same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
         counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
         feats = np.column_stack([
             cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
             np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
             dist["same_weekday"], dist["d_likes"], cap, same_acct,
-            flags.astype(float), enc.lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
+            flags.astype(float), lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
         label = self.label(enc, truth) if truth is not None else None
         return Scored(texts, ix, flags, feats, cons, label)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from tweetsim.metrics import tokenize
@@ -109,8 +110,14 @@ class Encoded:
 
 
 def _local(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """The same rows over only the columns they use (transposing a 100M-column matrix costs its width)."""
-    uniq, inv = np.unique(np.concatenate([a.indices, b.indices]), return_inverse=True)
+    """The same rows over only the columns they use (transposing a 100M-column matrix costs its width).
+    Columns are renumbered by a hash table in order of first use: each row keeps its entries' order,
+    so every product sums in the same order (the same bits) as over the original columns."""
+    if a is b:  # a pool with itself
+        inv, uniq = pd.factorize(a.indices)
+        one = sp.csr_matrix((a.data, inv, a.indptr), shape=(a.shape[0], max(len(uniq), 1)))
+        return one, one
+    inv, uniq = pd.factorize(np.concatenate([a.indices, b.indices]))
     m = max(len(uniq), 1)
     return (sp.csr_matrix((a.data, inv[: len(a.indices)], a.indptr), shape=(a.shape[0], m)),
             sp.csr_matrix((b.data, inv[len(a.indices) :], b.indptr), shape=(b.shape[0], m)))
@@ -118,12 +125,18 @@ def _local(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_ma
 
 def _blocks(a: Encoded, b: Encoded) -> np.ndarray:
     """[BLOCKS, len(a), len(b)]: the dot products of every pair, block by block."""
-    if len(a) * len(b) <= 40_000:  # one product; cross-block entries are zero by construction
-        xa, xb = _local(a.x, b.x)
-        g = (xa @ (xa if a is b else xb).T).toarray().reshape(len(a), BLOCKS, len(b), BLOCKS)
-        return np.stack([g[:, k, :, k] for k in range(BLOCKS)])
-    return np.stack([(lambda xa, xb: (xa @ xb.T).toarray())(*_local(a.x[k::BLOCKS], b.x[k::BLOCKS]))
-                     for k in range(BLOCKS)])
+    if len(a) * len(b) <= 1_000_000:  # one product; cross-block entries are zero by construction,
+        xa, xb = _local(a.x, a.x if a is b else b.x)  # so its nonzeros go straight to their block
+        c = (xa @ xb.T).tocoo()
+        g = np.zeros((BLOCKS, len(a), len(b)))
+        g[c.row % BLOCKS, c.row // BLOCKS, c.col // BLOCKS] = c.data
+        return g
+    out = []
+    for k in range(BLOCKS):
+        xa = a.x[k::BLOCKS]
+        xa, xb = _local(xa, xa if a is b else b.x[k::BLOCKS])
+        out.append((xa @ xb.T).toarray())
+    return np.stack(out)
 
 
 def similarity(a: Encoded, b: Encoded, components=COMPONENTS) -> dict[str, np.ndarray]:
