@@ -24,7 +24,7 @@ EXPECTED = ("unigram", "bigram", "rougeL", "cider")  # expected similarities giv
 FEATURES = (["consensus", "consensus_rank", "weight", "consensus_account", "typicality"]
             + [f"e_{c}" for c in EXPECTED]
             + ["log_days", "after_row", "kind_match", "d_log_views", "d_log_duration", "d_hour", "same_weekday", "d_log_likes",
-               "caption_sim", "same_account"] + [f"src_{s}" for s in SOURCES]
+               "caption_sim", "same_account", "account_recency_rank", "caption_rank"] + [f"src_{s}" for s in SOURCES]
             + ["n_tokens", "n_hyperlink", "n_mention", "n_hashtag", "pool_size", "lm_logprob"])
 
 
@@ -115,6 +115,14 @@ def share_pools(records: list[dict], metas: list[dict], cands: list[np.ndarray],
     if cur:
         groups.append(cur)
     return groups
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """0 for the smallest value, 1 for the next (ties in order), NaN where x is NaN."""
+    out = np.full(len(x), np.nan)
+    ok = np.flatnonzero(~np.isnan(x))
+    out[ok[np.argsort(x[ok], kind="stable")]] = np.arange(len(ok))
+    return out
 
 
 class Selector:
@@ -227,10 +235,14 @@ class Selector:
         rank[np.argsort(-cons, kind="stable")] = np.arange(len(cons))
         same_acct = np.where(ix < 0, 1.0, (pool.username[np.maximum(ix, 0)] == rec.get("username")).astype(float))
         counts = np.vstack([self.counts[ix[ix >= 0]], _counts(texts[int((ix >= 0).sum()):])])
+        # ranks within the row's pool, which trees cannot derive from one candidate's values: the
+        # account's tweet nearest in time and the closest caption are what retrieval would pick
+        recency_rank = _rank(np.where((same_acct == 1) & (ix >= 0), dist["days"], np.nan))
+        caption_rank = _rank(-cap)
         feats = np.column_stack([
             cons, rank / max(len(cons), 1), w, cons_acct, typicality, *[expect.get(c, np.full(len(ix), np.nan)) for c in EXPECTED],
             np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
-            dist["same_weekday"], dist["d_likes"], cap, same_acct,
+            dist["same_weekday"], dist["d_likes"], cap, same_acct, recency_rank, caption_rank,
             flags.astype(float), lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
         label = self.label(enc, truth) if truth is not None else None
         return Scored(texts, ix, flags, feats, cons, label)
