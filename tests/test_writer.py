@@ -118,6 +118,10 @@ def test_edits():
     assert E.placeholders("hi <mention>", None) == "hi <mention>"
     habits = E.account_habits(POOL)
     assert habits["a"]["<hyperlink>"] == pytest.approx(0.6) and habits["c"]["<mention>"] == pytest.approx(0.5)
+    assert habits[E.POOL]["<hyperlink>"] == pytest.approx(4 / 8)  # the whole pool's, for accounts it does not know
+    pool = {"<hyperlink>": 0.8, "<mention>": 0.0}
+    assert E.apply("hi", ["pool_placeholders"], None, None, None, None, None, pool) == "hi <hyperlink>"
+    assert E.apply("hi", ["pool_placeholders"], habits["a"], None, None, None, None, pool) == "hi"  # a known account: its own
 
 
 def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp_path):

@@ -6,6 +6,8 @@ raises the validation metrics of its regime (`select_text` records which ones in
   (share <= LOW) is removed. Accounts without a known tweet are left alone.
 - `brand`: a candidate written by another brand gets the row's brand name and account handle in
   place of its own (the unseen-brand case, where no tweet of the brand exists).
+- `pool_placeholders`: for an account without a known tweet (an unseen brand's), the habits of the
+  whole pool instead (ROUGE-L and BLEU-1 count a `<hyperlink>` most tweets end with).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import re
 
 from tweetsim.metrics import PLACEHOLDERS
 
-EDITS = ("placeholders", "brand")
+EDITS = ("placeholders", "brand", "pool_placeholders")
 HIGH, LOW = 0.7, 0.05
+POOL = ""  # account_habits' key for the whole pool's habits
 
 
 def account_habits(pool_table) -> dict[str, dict[str, float]]:
-    """{username: {placeholder: share of its pool tweets containing it}}."""
+    """{username: {placeholder: share of its pool tweets containing it}}, and the whole pool's under POOL."""
     t = pool_table[pool_table["username"].notna()]
     content = t["content"].astype(str)
     shares = {p: content.str.contains(p, regex=False).groupby(t["username"].to_numpy()).mean() for p in PLACEHOLDERS}
-    return {u: {p: float(shares[p][u]) for p in PLACEHOLDERS} for u in shares[PLACEHOLDERS[0]].index}
+    every = pool_table["content"].astype(str)
+    return {**{u: {p: float(shares[p][u]) for p in PLACEHOLDERS} for u in shares[PLACEHOLDERS[0]].index},
+            POOL: {p: float(every.str.contains(p, regex=False).mean()) if len(every) else 0.5 for p in PLACEHOLDERS}}
 
 
 def placeholders(text: str, habits: dict[str, float] | None) -> str:
@@ -50,10 +55,16 @@ def brand(text: str, cand_company, cand_user, row_company, row_user) -> str:
     return text
 
 
-def apply(text: str, kept: list[str], habits: dict | None, cand_company, cand_user, row_company, row_user) -> str:
+def apply(text: str, kept: list[str], habits: dict | None, cand_company, cand_user, row_company, row_user,
+          pool_habits: dict | None = None) -> str:
+    """`habits`: the row's account's (None when it has no known tweet); `pool_habits`: the pool's."""
     for name in kept:
         if name not in EDITS:
             raise ValueError(f"unknown edit {name!r} (known: {EDITS})")
-        text = placeholders(text, habits) if name == "placeholders" else brand(text, cand_company, cand_user,
-                                                                                  row_company, row_user)
+        if name == "placeholders":
+            text = placeholders(text, habits)
+        elif name == "pool_placeholders":
+            text = placeholders(text, pool_habits) if not habits else text
+        else:
+            text = brand(text, cand_company, cand_user, row_company, row_user)
     return text

@@ -348,5 +348,6 @@ def edited(pool: Pool, rows: pd.DataFrame, scored: list[Scored], picks: list[int
     for (user, company), s, k in zip(rows[["username", "company"]].itertuples(index=False, name=None), scored, picks):
         i = s.pool_ix[k]
         cu, cc = (users[i], companies[i]) if i >= 0 else (user, company)
-        out.append(E.apply(s.texts[k], kept, habits.get(user) if isinstance(user, str) else None, cc, cu, company, user))
+        out.append(E.apply(s.texts[k], kept, habits.get(user) if isinstance(user, str) and user != E.POOL else None,
+                           cc, cu, company, user, habits.get(E.POOL)))
     return out
