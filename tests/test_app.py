@@ -267,6 +267,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     for edge in params["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(*args, str(edge))
     stage("combine_likes").main(*args, str(tmp / "plots"), str(tmp / "metrics"))
+    stage("baselines").main(str(params_path), str(data))  # retrieval: what select_text tunes its rule against
     stage("select_text").main(*args, str(tmp / "metrics"))
 
     texts = table["content"].dropna().tolist()[:200]
