@@ -143,3 +143,14 @@ def test_download_stage_fetches_media_from_a_local_server(tmp_path):
     assert manifest.loc[srv.url("/missing/c.jpg"), "status"] == "http_404"
     for rel in manifest.loc[manifest["status"] == "ok", "path"]:
         assert (out / "media" / rel).is_file()
+
+
+def test_large_ids_and_likes_keep_every_digit_beside_a_null(tmp_path):
+    # a null among whole numbers once made the column float64, which rounds anything above 2**53
+    path = tmp_path / "big.csv"
+    pd.DataFrame({"id": ["1234567890123456789", "not-an-id", "3"],
+                  "likes": ["9223372036854775296", "", "7"]}).to_csv(path, index=False)
+    rows, rejects = read_official(path)
+    assert rows["id"].tolist()[0] == 1234567890123456789 and pd.isna(rows["id"][1])
+    assert rows["likes"].tolist()[0] == 9223372036854775296 and rows["likes"].tolist()[2] == 7
+    assert list(rejects["field"]) == ["id"]

@@ -244,7 +244,11 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
         out.update(_text_counts(out["content"]))
         out["caption"] = None if caption_col is None or rec.get(caption_col) is None else str(rec[caption_col])
         rows.append(out)
-    return pd.DataFrame(rows), rejects
+    table = pd.DataFrame(rows)
+    for col in ("id", "likes"):  # whole numbers with a null among them: Int64, as float64 would round those above 2**53
+        if len(table) and (table[col].dtype == object or table[col].dtype.kind == "f"):
+            table[col] = pd.array([r[col] for r in rows], dtype="Int64")
+    return table, rejects
 
 
 def _cell(value):
