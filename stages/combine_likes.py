@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.intervals import Intervals
+from tweetsim.intervals import Intervals, brand_fold_rows
 from tweetsim.params import load_params
 from tweetsim.regressor import BucketGate, BucketRegressor, combine
 
@@ -36,6 +36,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     edges = [str(e) for e in pc["bucket_edges"]]
     data, models = Path(data_dir), Path(models_dir)
     feats = pd.read_parquet(data / "likes" / "features.parquet")
+    pi = params["interval"]
+    brands = pd.read_parquet(data / "tweets.parquet", columns=["source", "id", "company"])
     preds = {name_of(*v): [] for v in VARIANTS}
     scatter, confusion, summary = [], [], {}
     names = [c for c in feats.columns if c not in META and c not in p["xgb"]["drop_features"]]
@@ -64,7 +66,17 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         y = np.log1p(f["likes"].to_numpy(float))
         final = (p["final"], bool(p["smearing"]))
         point, val = combine(probs, z, smear, *final), (f["side"] == "val").to_numpy()
-        ranges = Intervals.calibrate(f.loc[val, "likes"], point[val], probs[val], z[val], params["interval"], f"{regime} val rows")
+        cal = (f.loc[val, "likes"].to_numpy(float), point[val], probs[val], z[val])
+        source = f"{regime} val rows"
+        if regime in pi["brand_folds_regimes"]:  # more held-out brands than val has: the train rows' brand folds
+            tr = fr[fr["side"] == "train"].reset_index(drop=True)
+            groups = tr[["source", "id"]].merge(brands, on=["source", "id"], how="left")["company"].fillna("").to_numpy()
+            folds = brand_fold_rows(tr, groups, names, p["xgb"], [r.meta["best_iteration"] + 1 for r in regs],
+                                    gate.meta["best_iteration"] + 1 if p["gate"] == "tabular" else None,
+                                    int(pi["brand_folds"]), *final)
+            cal = tuple(np.concatenate([a, b]) for a, b in zip(cal, folds))
+            source += f" + {int(pi['brand_folds'])} brand folds of its train rows"
+        ranges = Intervals.calibrate(*cal, pi, source)
         ranges.save(models / "likes" / "intervals" / f"{regime}.json")
         low, high = ranges.apply(point, probs, z)
         for mode, sm in VARIANTS:

@@ -399,3 +399,21 @@ def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
     assert list(pd.read_csv(out).columns) == ["id", "likes"]
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models), "--models-of", "unseen_time"]) == 0
     assert list(pd.read_csv(out).columns)[:4] == ["id", "likes", "likes_low", "likes_high"]
+
+
+def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
+    """Each regime's range comes from its val rows; unseen_brand's (interval.brand_folds_regimes) also from
+    its train rows in brand-grouped folds, each predicted by trees refitted without its brands."""
+    _, models = trained
+    tmp, _ = fixture_data
+    data = tmp / "data"
+    table = pd.read_parquet(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = table[table["likes"].notna()]
+    for regime in ("random", "unseen_brand", "unseen_time"):
+        g = json.loads((models / "likes" / "intervals" / f"{regime}.json").read_text())["groups"]["all"]
+        side = table[regime]
+        want = int((side == "val").sum()) + (int((side == "train").sum()) if regime == "unseen_brand" else 0)
+        assert g["n"] == want and g["low"] <= 0 <= g["high"]
+        assert ("brand folds" in g["from"]) == (regime == "unseen_brand")
+    deploy = json.loads((models / "likes" / "deploy" / "intervals.json").read_text())["groups"]
+    assert deploy["new_brand"]["from"].startswith("unseen_brand") and deploy["known_brand"]["from"].startswith("unseen_time")
