@@ -2,7 +2,8 @@
 (whole file batched vs one tweet at a time), and where the batched time goes.
 
 usage: python bench/bench_predict_likes.py [models] [input file] [rows] [reference.npy]
-Needs the artefacts of `dvc repro` (models/). Target: >= 100 tweets/s batched.
+Needs the artefacts of `dvc repro` (models/; the deploy fit, models/likes/deploy, as predict-likes loads
+it). Target: >= 100 tweets/s batched, with the ranges (likes_low, likes_high) computed as predict-likes does.
 Checks that one-at-a-time predictions equal the batched ones (log1p likes within 1e-6); with a
 reference .npy (likes of the same rows saved by an earlier version: `--save` writes one), that the
 batched predictions equal it too, so a speed-up is shown not to change the predictions.
@@ -44,7 +45,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     # the sentence embeddings are memoised by text: start each timed run cold, as a fresh process is
     embed.clear_cache()
     t0 = time.perf_counter()
-    out = pred.predict(table)
+    out, low, high = pred.predict_with_range(table)  # what predict-likes calls (ranges on)
     t_batch = time.perf_counter() - t0
     split = dict(pred.timings)  # this batched call's seconds by step, measured inside predict
     n1 = min(50, len(table))
@@ -56,7 +57,9 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     t_one = time.perf_counter() - t0
     print(f"read {len(table)} rows from {path}: {t_read:.2f}s")
     print(f"load artefacts: {t_load:.2f}s; inference dtype {dtype}")
-    print(f"batched: {len(table) / t_batch:.1f} tweets/s ({t_batch:.2f}s for {len(table)}); "
+    print(f"ranges: likes_low <= likes <= likes_high on every row: {bool(((low <= out) & (out <= high)).all())}; "
+          f"median (1 + high) / (1 + low) {np.median((1 + high) / (1 + low)):.1f}")
+    print(f"batched, with ranges: {len(table) / t_batch:.1f} tweets/s ({t_batch:.2f}s for {len(table)}); "
           f"one at a time: {n1 / t_one:.1f} tweets/s; ratio batched/one-by-one {(len(table) / t_batch) / (n1 / t_one):.1f}x")
     print("share of batched time: " + ", ".join(f"{k} {v / t_batch:.0%}" for k, v in split.items())
           + f", outside the steps {max(0.0, 1 - sum(split.values()) / t_batch):.0%}")
@@ -71,7 +74,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
             raise SystemExit(f"{reference}: {ref.shape[0]} predictions, this run made {out.shape[0]}")
         gap = np.abs(np.log1p(ref) - np.log1p(out)).max()
         print(f"vs {reference}: max |diff log1p likes| {gap:.1e} ({'OK' if gap <= tol else 'DIFFERENT'})")
-    print(f"predicted likes: median {np.median(out):.0f}, mean {np.mean(out):.0f}; target >= 100 tweets/s: "
+    print(f"predicted likes: median {np.median(out):.0f}, mean {np.mean(out):.0f}; target >= 100 tweets/s with ranges: "
           f"{'MET' if len(table) / t_batch >= 100 else 'NOT MET'}")
 
 

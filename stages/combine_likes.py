@@ -4,7 +4,9 @@ each with and without smearing; plots; the bundle the `tweetsim predict-likes` C
 
 Writes data/predictions/likes/bucket_xgb_{argmax,mixture}[_nosmear].parquet (val + test rows),
 plots/likes/pred_vs_actual.csv, plots/likes/confusion.csv (test rows of every regime),
-metrics/like_buckets.json and models/likes/bundle.json.
+metrics/like_buckets.json, models/likes/bundle.json and models/likes/intervals/<regime>.json (conformal
+ranges calibrated on the regime's val rows, tweetsim/intervals.py; the CLI's variant's predictions get
+`pred_low, pred_high`).
 usage: python stages/combine_likes.py [params.yaml] [data] [models] [plots] [metrics]
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tweetsim.intervals import Intervals, brand_fold_rows
 from tweetsim.params import load_params
 from tweetsim.regressor import BucketGate, BucketRegressor, combine
 
@@ -33,6 +36,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     edges = [str(e) for e in pc["bucket_edges"]]
     data, models = Path(data_dir), Path(models_dir)
     feats = pd.read_parquet(data / "likes" / "features.parquet")
+    pi = params["interval"]
+    brands = pd.read_parquet(data / "tweets.parquet", columns=["source", "id", "company"])
     preds = {name_of(*v): [] for v in VARIANTS}
     scatter, confusion, summary = [], [], {}
     names = [c for c in feats.columns if c not in META and c not in p["xgb"]["drop_features"]]
@@ -59,9 +64,27 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         summary[regime]["test_bucket_accuracy"] = {"classifier": float(np.mean(clf_probs[test].argmax(1) == truth)),
                                                    "final": float(np.mean(probs[test].argmax(1) == truth))}
         y = np.log1p(f["likes"].to_numpy(float))
+        final = (p["final"], bool(p["smearing"]))
+        point, val = combine(probs, z, smear, *final), (f["side"] == "val").to_numpy()
+        cal = (f.loc[val, "likes"].to_numpy(float), point[val], probs[val], z[val])
+        source = f"{regime} val rows"
+        if regime in pi["brand_folds_regimes"]:  # more held-out brands than val has: the train rows' brand folds
+            tr = fr[fr["side"] == "train"].reset_index(drop=True)
+            groups = tr[["source", "id"]].merge(brands, on=["source", "id"], how="left")["company"].fillna("").to_numpy()
+            folds = brand_fold_rows(tr, groups, names, p["xgb"], [r.meta["best_iteration"] + 1 for r in regs],
+                                    gate.meta["best_iteration"] + 1 if p["gate"] == "tabular" else None,
+                                    int(pi["brand_folds"]), *final)
+            cal = tuple(np.concatenate([a, b]) for a, b in zip(cal, folds))
+            source += f" + {int(pi['brand_folds'])} brand folds of its train rows"
+        ranges = Intervals.calibrate(*cal, pi, source)
+        ranges.save(models / "likes" / "intervals" / f"{regime}.json")
+        low, high = ranges.apply(point, probs, z)
         for mode, sm in VARIANTS:
             pred = combine(probs, z, smear, mode, sm)
-            preds[name_of(mode, sm)].append(pd.DataFrame({"regime": regime, "source": f["source"], "id": f["id"], "pred_likes": pred}))
+            frame = pd.DataFrame({"regime": regime, "source": f["source"], "id": f["id"], "pred_likes": pred})
+            if (mode, sm) == final:
+                frame["pred_low"], frame["pred_high"] = low, high
+            preds[name_of(mode, sm)].append(frame)
             summary[regime][f"{name_of(mode, sm)}_test_rmse_log1p"] = float(np.sqrt(np.mean((np.log1p(pred[test]) - y[test]) ** 2)))
             if (mode, sm) == (p["final"], bool(p["smearing"])):
                 scatter.append(pd.DataFrame({"regime": regime, "actual_log1p": y[test].round(4),
@@ -85,7 +108,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
               "params": {k: pc[k] for k in ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "inference_dtype")}}
     if bundle["regime"] not in params["split"]["regimes"]:
         raise SystemExit(f"combine_likes: regress_within_bucket.cli_regime {bundle['regime']!r} is not in split.regimes")
-    (models / "likes").mkdir(parents=True, exist_ok=True)  # also holds gate/<regime>.{ubj,json}
+    (models / "likes").mkdir(parents=True, exist_ok=True)  # also holds gate/<regime>.{ubj,json}, intervals/<regime>.json
     (models / "likes" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
 
 

@@ -1,6 +1,7 @@
 """evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json.
 
-Likes models are scored on the test rows with likes. Text models, per regime: `all_rows` scores
+Likes models are scored on the test rows with likes; a model with a range (`pred_low, pred_high`)
+also gets its coverage and median width (high / low) there. Text models, per regime: `all_rows` scores
 the models that wrote every test row with content on all of them; `shared_rows` scores every
 listed model on the rows all of them wrote (the LMs write a capped draw), so all are compared on
 the same rows; `n` says how many.
@@ -16,7 +17,7 @@ import pandas as pd
 
 from tweetsim import embed
 from tweetsim.schema import read_tweets
-from tweetsim.metrics import likes_metrics, text_metrics, to_json_safe
+from tweetsim.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
 from tweetsim.params import load_params
 
 
@@ -66,10 +67,16 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
                 raise SystemExit(f"evaluate: model '{name}' has no prediction for {m['pred_likes'].isna().sum()} "
                                  f"test rows of regime {regime}")
             likes_res[regime][name] = likes_metrics(m["likes"].astype(float), m["pred_likes"].astype(float), train_median)
+            if "pred_low" in m:  # the model's conformal range (nominal: interval.coverage)
+                r = interval_metrics(m["likes"].astype(float), m["pred_low"].astype(float), m["pred_high"].astype(float))
+                likes_res[regime][name].update({"interval_nominal": float(params["interval"]["coverage"]),
+                                                "interval_coverage": r["coverage"], "interval_width_ratio_median": r["width_ratio_median"]})
         refs = table[(side == "test") & table["content"].notna()][["source", "id", "content"]]
         text_res[regime] = _text_blocks(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()}, encode)
         print(f"evaluate {regime}: " + "; ".join(
-            f"{n} log1p-RMSE {r['rmse_log1p']:.3f} hi/lo {r['high_low_accuracy']:.3f}" for n, r in likes_res[regime].items())
+            f"{n} log1p-RMSE {r['rmse_log1p']:.3f} hi/lo {r['high_low_accuracy']:.3f}"
+            + (f" range coverage {r['interval_coverage']:.3f} width x{r['interval_width_ratio_median']:.1f}" if "interval_coverage" in r else "")
+            for n, r in likes_res[regime].items())
             + " | " + "; ".join(f"{n} ROUGE-L {r['rougeL']:.3f} CIDEr {r['cider']:.3f}" for n, r in text_res[regime]["all_rows"].items()))
     out = Path(metrics_dir)
     out.mkdir(exist_ok=True)

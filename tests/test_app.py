@@ -213,7 +213,7 @@ TINY = {
     "regress_within_bucket.xgb.min_rows": 15, "generate.max_new_tokens": 8,
     "build_prompts.caption_similarity": False, "split.regimes": ["random"], "regress_within_bucket.cli_regime": "random",
     "generate.adapter_regime": "random", "writer.cli_regime": "random", "writer.caption_similarity": False,
-    "writer.reranker.n_estimators": 10,
+    "writer.reranker.n_estimators": 10, "deploy_likes.intervals": {"known_brand": "random", "new_brand": None},
 }
 CHAT = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"
         "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}")
@@ -267,6 +267,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     for edge in params["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(*args, str(edge))
     stage("combine_likes").main(*args, str(tmp / "plots"), str(tmp / "metrics"))
+    stage("deploy_likes").main(*args)  # the likes models the app loads by default
     stage("baselines").main(str(params_path), str(data))  # retrieval: what select_text tunes its rule against
     stage("select_text").main(*args, str(tmp / "metrics"))
 
@@ -308,6 +309,8 @@ def test_real_services_end_to_end(tiny_artefacts):
     page = text(r)
     assert r.status_code == 200 and "Traceback" not in page and "failed" not in page, page
     assert re.search(r"[\d,]+ likes", page) and "10,000+" in page
+    assert re.search(r"80% range: [\d,]+ – [\d,]+ likes", page)  # the deploy fit's conformal range
+    assert s.info["likes"].startswith(f"{models}/likes/deploy (fitted on all")
     assert "a photo of" in page  # EfficientNet-Lite0's description
     assert "SUMMER" in page.upper() or "SALE" in page.upper()  # the OCR read the banner
     assert len(re.findall(r"most likely bucket", page)) >= 1  # at least one distinct draft, with its own likes

@@ -105,12 +105,17 @@ def test_fuzz_media_parser_parses_or_rejects(text):
 class FakePredictor:
     made = 0
 
-    def __init__(self, models, threads):
+    def __init__(self, models, threads, models_of=None):
         FakePredictor.made += 1
         self.state = type("State", (), {"context": None})()
+        self.intervals = "fake"
 
     def predict(self, rows):
         return np.array([100.0 + len(str(c)) for c in rows["content"]])
+
+    def predict_with_range(self, rows):
+        likes = self.predict(rows)
+        return likes, likes / 2, likes * 2
 
 
 class FakeWriter:
@@ -168,7 +173,9 @@ def test_cli_keeps_every_row_and_says_why(case, cmd, value, extra, fakes, tmp_pa
     src = fixture_file(tmp_path, case)
     assert run_cli(cmd, src, tmp_path / "out.csv", *extra) == 0
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
-    assert list(out.columns) == ["id", value, "status", "reason"] and len(out) == 3
+    ranges = ["likes_low", "likes_high"] if cmd == "predict-likes" else []
+    assert list(out.columns) == ["id", value, *ranges, "status", "reason"] and len(out) == 3
+    assert not ranges or all(out[c][1] == "" for c in ranges) == (status == "rejected")
     assert out["id"].tolist()[0::2] == ["11", "13"] and out["status"].tolist() == ["ok", status, "ok"]
     assert out["reason"][1].startswith(f"{field}: ") and out[value][0] != ""
     assert (out[value][1] == "") == (status == "rejected")

@@ -23,6 +23,8 @@ TINY = {
     "train_like_classifier.max_eval_rows": 16,
     "regress_within_bucket.xgb.n_estimators": 30,
     "regress_within_bucket.cli_regime": "unseen_time",
+    "deploy_likes.settings_from": "unseen_time",
+    "deploy_likes.intervals": {"known_brand": "unseen_time", "new_brand": None},
     "train_llm.steps": 2,
     "train_llm.batch_size": 2,
     "build_prompts.caption_similarity": False,

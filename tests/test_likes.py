@@ -103,6 +103,7 @@ def _run_pipeline(root: Path, params: Path, data: Path) -> Path:
     for edge in p["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(str(params), str(data), str(models), str(edge))
     stage("combine_likes").main(str(params), str(data), str(models), str(root / "plots"), str(root / "metrics"))
+    stage("deploy_likes").main(str(params), str(data), str(models))
     return models
 
 
@@ -120,7 +121,8 @@ def test_pipeline_trains_to_completion(trained, fixture_data):
     table = pd.read_parquet(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     for name in ("bucket_xgb_argmax", "bucket_xgb_mixture", "bucket_xgb_argmax_nosmear", "bucket_xgb_mixture_nosmear"):
         pred = pd.read_parquet(data / "predictions" / "likes" / f"{name}.parquet")
-        assert list(pred.columns) == ["regime", "source", "id", "pred_likes"]
+        ranged = name == "bucket_xgb_mixture"  # the CLI's variant (regress_within_bucket.final, smearing) has the range
+        assert list(pred.columns) == ["regime", "source", "id", "pred_likes"] + (["pred_low", "pred_high"] if ranged else [])
         for regime in ("random", "unseen_brand", "unseen_time"):
             want = table[table[regime].isin(["val", "test"]) & table["likes"].notna()]
             got = pred[pred["regime"] == regime]
@@ -144,6 +146,7 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
     tmp, params = fixture_data
     p = yaml.safe_load(params.read_text())
     p["split"]["regimes"] = ["random"]
+    p["deploy_likes"]["intervals"] = {"known_brand": "random", "new_brand": None}
     params_again = tmp_path / "params.yaml"
     params_again.write_text(yaml.safe_dump(p))
     again_data = tmp_path / "data"
@@ -171,7 +174,7 @@ def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
     out = tmp_path / "out" / "likes.csv"
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models)]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes", "status", "reason"] and got["id"].tolist() == [7, 3, 11]
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "status", "reason"] and got["id"].tolist() == [7, 3, 11]
     assert (got["likes"] >= 0).all() and got["likes"].dtype.kind == "i"
     # xlsx with media and date present goes through the same reader
     full = src.assign(date=["2021-05-01 10:00:00", "2022-01-01 00:00:00", "2019-03-03 12:00:00"],
@@ -328,3 +331,89 @@ def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     assert (b["acct_hist_n"] == 0).all() and b["brand_hist_mean"].isna().all() and b["acct_hist_median"].isna().all()
     assert (f.loc[f["regime"] == "random", "acct_hist_n"] > 0).any()
     assert {"acct_ctx_views_median", "brand_ctx_n"} <= set(f.columns)
+
+
+def test_deploy_fit_trains_on_every_labelled_row(trained, fixture_data, tmp_path):
+    """models/likes/deploy: every row with likes is a training row; the classifier's steps and the trees
+    are the random regime's early-stopped ones; a second fit reloads with identical predictions."""
+    import shutil
+
+    from tweetsim.behaviour import Predictor
+    from tweetsim.regressor import BucketGate, BucketRegressor
+
+    root, models = trained
+    tmp, params = fixture_data
+    tweets = pd.read_parquet(tmp / "data" / "tweets.parquet")
+    n = int(tweets["likes"].notna().sum())
+    deploy = models / "likes" / "deploy"
+    b = json.loads((deploy / "bundle.json").read_text())
+    assert b["regime"] == "deploy" and b["settings_from"] == "random" and b["n_rows"] == n
+    random_steps = json.loads((models / "like_classifier" / "random" / "training.json").read_text())["best_step"]
+    got = json.loads((deploy / "classifier" / "training.json").read_text())
+    assert b["classifier_steps"] == random_steps == got["steps_run"] == got["best_step"]  # trained to that step, not stopped
+    # history: every labelled row (the accounts' counts add up to all of them)
+    hist = pd.read_parquet(deploy / "classifier" / "history_all_username.parquet")
+    assert int(hist["n"].sum()) == n
+    buckets = bucketize(tweets["likes"].dropna().astype(float), [float(e) for e in b["edges"]])
+    for k, e in enumerate(b["edges"]):
+        reg = BucketRegressor.load(deploy / "regressor" / e)
+        want = BucketRegressor.load(models / "like_regressor" / e / "random").meta["best_iteration"] + 1
+        assert reg.model.get_booster().num_boosted_rounds() == want == b["trees"][e] and not reg.meta["early_stopping"]
+        assert reg.meta["n_train"] == (n if reg.meta["fallback_all_rows"] else int((buckets == k).sum()))
+    gate = BucketGate.load(deploy / "gate")
+    assert gate.booster.num_boosted_rounds() == b["gate_trees"] == gate.meta["best_iteration"] + 1
+    rows = tweets.head(12)
+    first = Predictor(models, models_of=None)
+    likes, low, high = first.predict_with_range(rows)
+    assert (low <= likes).all() and (likes <= high).all() and (low < high).any()
+    # refit into a copy (same params, same data): the reloaded models predict the same
+    again = tmp_path / "models"
+    shutil.copytree(models, again, ignore=shutil.ignore_patterns("deploy"))
+    stage("deploy_likes").main(str(params), str(tmp / "data"), str(again))
+    second = Predictor(again)
+    assert np.array_equal(second.predict(rows), likes) and np.array_equal(second.ranges[1], high)
+    # --models-of keeps a regime's models; they differ from the deploy fit's
+    regime = Predictor(models, models_of="random")
+    assert regime.bundle["regime"] == "random" and not np.array_equal(regime.predict(rows), likes)
+    with pytest.raises(FileNotFoundError, match="not a trained regime"):
+        Predictor(models, models_of="no_such_regime")
+
+
+def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
+    from tweetsim.cli import main
+
+    _, models = trained
+    src = pd.DataFrame({"id": [5, 1, 9, 2], "content": ["New drop <hyperlink>", "", "Thanks!", None],
+                        "username": ["UPMCnews", "nobody_knows_me", "UPMCnews", None],
+                        "inferred company": ["upmc", "no-such-brand", "upmc", None],
+                        "date": ["2021-05-01 10:00:00"] * 4})
+    path, out = tmp_path / "in.csv", tmp_path / "likes.csv"
+    src.to_csv(path, index=False)
+    assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models)]) == 0
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "status", "reason"]
+    assert got["id"].tolist() == [5, 1, 9, 2] and (got["likes_low"] >= 0).all()
+    assert (got["likes_low"] <= got["likes"]).all() and (got["likes"] <= got["likes_high"]).all()
+    assert (got["likes_low"] < got["likes_high"]).all()
+    assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models), "--two-columns"]) == 0
+    assert list(pd.read_csv(out).columns) == ["id", "likes"]
+    assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models), "--models-of", "unseen_time"]) == 0
+    assert list(pd.read_csv(out).columns)[:4] == ["id", "likes", "likes_low", "likes_high"]
+
+
+def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
+    """Each regime's range comes from its val rows; unseen_brand's (interval.brand_folds_regimes) also from
+    its train rows in brand-grouped folds, each predicted by trees refitted without its brands."""
+    _, models = trained
+    tmp, _ = fixture_data
+    data = tmp / "data"
+    table = pd.read_parquet(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = table[table["likes"].notna()]
+    for regime in ("random", "unseen_brand", "unseen_time"):
+        g = json.loads((models / "likes" / "intervals" / f"{regime}.json").read_text())["groups"]["all"]
+        side = table[regime]
+        want = int((side == "val").sum()) + (int((side == "train").sum()) if regime == "unseen_brand" else 0)
+        assert g["n"] == want and g["low"] <= 0 <= g["high"]
+        assert ("brand folds" in g["from"]) == (regime == "unseen_brand")
+    deploy = json.loads((models / "likes" / "deploy" / "intervals.json").read_text())["groups"]
+    assert deploy["new_brand"]["from"].startswith("unseen_brand") and deploy["known_brand"]["from"].startswith("unseen_time")

@@ -73,16 +73,19 @@ def bucket_labels(edges) -> list[str]:
 
 # ---------------------------------------------------------------- real services (dvc repro artefacts)
 class LikesService:
-    """tweetsim.behaviour.Predictor: likes and the bucket probabilities they were mixed with."""
+    """tweetsim.behaviour.Predictor (the deploy fit, or `models_of`'s regime): likes and the bucket
+    probabilities they were mixed with; `ranges`: the last call's (low, high), None without intervals."""
 
-    def __init__(self, models_dir: str | Path, num_threads: int = 2):
+    def __init__(self, models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
         from tweetsim.behaviour import Predictor
 
-        self.predictor = Predictor(models_dir, num_threads)
+        self.predictor = Predictor(models_dir, num_threads, models_of)
         self.labels = bucket_labels(self.predictor.state.edges)
+        self.ranges: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         likes, probs = self.predictor.predict_with_probs(table)
+        self.ranges = self.predictor.ranges if self.predictor.intervals is not None else None
         return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
 
 
@@ -174,7 +177,8 @@ class OcrService:
 
 def load_services(models: str | Path = "models", params_path: str | Path = "params.yaml",
                   pool: str | Path | None = "data/tweets.parquet", adapter: str | Path | None = None,
-                  base_model: bool = False, threads: int = 2, log=print, writer: str = "select") -> Services:
+                  base_model: bool = False, threads: int = 2, log=print, writer: str = "select",
+                  models_of: str | None = None) -> Services:
     """Every model from the artefacts of `dvc repro`; a component that cannot load is left out and
     its reason shown on the page (the rest of the app still works)."""
     from tweetsim.params import load_params
@@ -184,7 +188,7 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
     s = Services()
     adapter_dir = None if base_model else Path(adapter or models / "llm" / params["generate"]["adapter_regime"])
     steps = [
-        ("likes", lambda: LikesService(models, threads)),
+        ("likes", lambda: LikesService(models, threads, models_of)),
         ("writer", (lambda: SelectWriterService(params, models / "writer" / params["writer"]["cli_regime"],
                                                 Path(pool) if pool else None)) if writer == "select" else
                    (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None, log=log))),
@@ -201,7 +205,9 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
             continue
         if name == "likes":
             s.predict_likes, s.bucket_labels = svc, svc.labels
-            s.info[name] = f"{models}/likes/bundle.json (regime {svc.predictor.bundle['regime']})"
+            b = svc.predictor.bundle
+            s.info[name] = (f"{models}/likes/bundle.json (regime {models_of})" if models_of else
+                            f"{models}/likes/deploy (fitted on all {b.get('n_rows', '?')} labelled rows, settings of {b.get('settings_from')})")
         elif name == "writer":
             s.generate, s.info[name] = svc, svc.name
         else:
@@ -363,17 +369,26 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
                 return res
             table = build_table(form, when, sha, [form.draft or None, *drafts], caption, ocr_text)
             out = _step(res, "predict_likes", lambda: services.predict_likes(table))
+            ranges = getattr(services.predict_likes, "ranges", None)  # (low, high) of that call, where the models have them
     if out is None:
         res.drafts = [{"text": d, "likes": None, "probs": None} for d in drafts]
         return res
     likes, probs = np.asarray(out[0], dtype=float), np.asarray(out[1], dtype=float)
     labels = services.bucket_labels or [f"bucket {k}" for k in range(probs.shape[1])]
     res.post = {"text": form.draft or None, "likes": int(round(likes[0])), "buckets": list(zip(labels, probs[0].tolist())),
-                "top": labels[int(np.argmax(probs[0]))]}
+                "top": labels[int(np.argmax(probs[0]))], **_range(ranges, 0)}
     res.drafts = sorted(({"text": d, "likes": int(round(likes[i + 1])), "top": labels[int(np.argmax(probs[i + 1]))],
-                          "p_top": float(probs[i + 1].max())} for i, d in enumerate(drafts)),
+                          "p_top": float(probs[i + 1].max()), **_range(ranges, i + 1)} for i, d in enumerate(drafts)),
                         key=lambda d: -d["likes"])
     return res
+
+
+def _range(ranges, i: int) -> dict:
+    """{'low', 'high'} of row i, rounded outwards as predict-likes writes them ({} without a range)."""
+    if ranges is None:
+        return {}
+    low, high = float(ranges[0][i]), float(ranges[1][i])
+    return {"low": int(np.floor(low)), "high": int(np.ceil(high)) if np.isfinite(high) else None}
 
 
 def _step(res: Result, name: str, fn):
@@ -457,6 +472,8 @@ def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tweetsim serve", description="Start the web app on 127.0.0.1 (real-time inference).")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
+    ap.add_argument("--models-of", default=None, metavar="REGIME",
+                    help="likes: that regime's models instead of the deploy fit (models/likes/deploy)")
     ap.add_argument("--params", default="params.yaml", help="params file (caption, ocr, train_llm, generate, build_prompts)")
     ap.add_argument("--pool", default="data/tweets.parquet", help="tweets the writer chooses from (or, --writer lm, "
                     "retrieves exemplars from; 'none': no exemplars)")
@@ -473,7 +490,7 @@ def cli(argv: list[str]) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     services = load_services(args.models, args.params, None if args.pool == "none" else args.pool, args.adapter,
-                             args.base_model, args.threads, writer=args.writer)
+                             args.base_model, args.threads, writer=args.writer, models_of=args.models_of)
     app = create_app(services, max_upload_mb=args.max_upload_mb, default_drafts=args.drafts)
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     missing = f"; NOT loaded: {', '.join(services.missing)}" if services.missing else ""

@@ -9,7 +9,11 @@ Artefacts (all under `models/`, DVC outputs):
   statistics by username), `context_rows.parquet` (every known tweet's account, brand, date and video
   views: features.context_features pools the input rows with them).
 - `like_regressor/<lower edge>/<regime>.{ubj,json}`: the bucket's XGBoost and its metadata.
-- `likes/bundle.json`: which regime's models the CLI uses, the final mode and smearing.
+- `likes/bundle.json`: the final mode and smearing of the regimes' models (`--models-of REGIME`);
+  `likes/gate/<regime>.*`, `likes/intervals/<regime>.json` (conformal ranges, tweetsim/intervals.py).
+- `likes/deploy/`: the deploy fit (tweetsim/deploy.py, stage deploy_likes) that the CLI and the web app
+  load by default: `classifier/` (as like_classifier/<regime>/), `regressor/<edge>.*`, `gate.*`,
+  `intervals.json`, `bundle.json` (with the paths of those, relative to `models/`).
 """
 
 import argparse
@@ -145,10 +149,50 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     meta = pd.DataFrame({"regime": regime, "source": table["source"].to_numpy(), "id": table["id"].to_numpy(),
                          "side": side, "likes": table["likes"].astype(float).to_numpy(), "bucket": labels})
     pred = probs.argmax(1)
+    # the step whose checkpoint was kept (early stopping on val): the deploy fit trains this many steps
+    (folder / "training.json").write_text(json.dumps({"best_step": best_step(history, int(p["max_steps"])),
+                                                      "steps_run": history[-1]["step"] if history else 0}, indent=2) + "\n")
     summary = {"steps": history[-1]["step"] if history else 0, "history": history,
                "test_accuracy": float(np.mean(pred[side == "test"] == labels[side == "test"])) if (side == "test").any() else None,
                "val_accuracy": float(np.mean(pred[va] == labels[va])) if va.any() else None}
     return pd.concat([meta, X], axis=1), summary
+
+
+def best_step(history: list[dict], max_steps: int) -> int:
+    """The step of the checkpoint likemodel.train_classifier keeps (its rule: the first evaluation with
+    the lowest val weighted loss, else train loss); max_steps when nothing was evaluated."""
+    best, step = float("inf"), max_steps
+    for rec in history:
+        score = rec.get("val_weighted_loss", rec["train_loss"])
+        if score < best - 1e-6:
+            best, step = score, rec["step"]
+    return int(step)
+
+
+def model_paths(models: Path, models_of: str | None) -> tuple[dict, dict]:
+    """(bundle, paths: classifier folder, regressor stems, gate stem or None, intervals file or None) of
+    the deploy fit (models_of None) or of regime `models_of`'s models."""
+    if models_of is None:
+        path = models / "likes" / "deploy" / "bundle.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run `dvc repro deploy_likes` first "
+                                    "(or pass --models-of REGIME for a regime's models)")
+        bundle = json.loads(path.read_text())
+        paths = {k: (models / v if isinstance(v, str) else [models / x for x in v]) if v else None
+                 for k, v in bundle["paths"].items()}
+        return bundle, paths
+    path = models / "likes" / "bundle.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro` (stage combine_likes) first")
+    bundle = {**json.loads(path.read_text()), "regime": models_of}
+    if not (models / "like_classifier" / models_of / "state.json").exists():
+        raise FileNotFoundError(f"{models / 'like_classifier' / models_of} is missing: --models-of {models_of} "
+                                "is not a trained regime (split.regimes)")
+    intervals = models / "likes" / "intervals" / f"{models_of}.json"
+    return bundle, {"classifier": models / "like_classifier" / models_of,
+                    "regressors": [models / "like_regressor" / str(e) / models_of for e in bundle["edges"]],
+                    "gate": models / "likes" / "gate" / models_of if bundle.get("gate") == "tabular" else None,
+                    "intervals": intervals if intervals.exists() else None}
 
 
 # Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
@@ -159,33 +203,39 @@ SMALL_CALL_ROWS = 9
 
 
 class Predictor:
-    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.load.read_official)."""
+    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.load.read_official).
+    Default: the deploy fit (models/likes/deploy); `models_of`: that regime's models."""
 
-    def __init__(self, models_dir: str | Path = "models", num_threads: int = 2):
+    def __init__(self, models_dir: str | Path = "models", num_threads: int = 2, models_of: str | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from tweetsim.intervals import Intervals
         from tweetsim.regressor import BucketGate, BucketRegressor
 
-        models = Path(models_dir)
-        bundle_path = models / "likes" / "bundle.json"
-        if not bundle_path.exists():
-            raise FileNotFoundError(f"{bundle_path} is missing: run `dvc repro` (stage combine_likes) first")
-        self.bundle = json.loads(bundle_path.read_text())
-        regime = self.bundle["regime"]
+        self.bundle, paths = model_paths(Path(models_dir), models_of)
         self.num_threads = num_threads
         torch.set_num_threads(num_threads)
-        folder = models / "like_classifier" / regime
+        folder = paths["classifier"]
         self.state = FeatureState.load(folder, self.bundle.get("history", "all"))
         self.tok = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-        self.regs = [BucketRegressor.load(models / "like_regressor" / str(e) / regime) for e in self.bundle["edges"]]
-        self.gate = BucketGate.load(models / "likes" / "gate" / regime) if self.bundle.get("gate") == "tabular" else None
+        self.regs = [BucketRegressor.load(stem) for stem in paths["regressors"]]
+        self.gate = BucketGate.load(paths["gate"]) if self.bundle.get("gate") == "tabular" else None
+        self.intervals = Intervals.load(paths["intervals"]) if paths.get("intervals") else None
+        self.ranges: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) of the last call
         self.p = self.bundle["params"]
         self.timings: dict[str, float] = {}
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return self.predict_with_probs(rows)[0]
+
+    def predict_with_range(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(likes, low, high): the point prediction and its conformal range (low <= likes <= high)."""
+        if self.intervals is None:
+            raise FileNotFoundError("no intervals file with these models: rerun `dvc repro combine_likes deploy_likes`")
+        likes = self.predict_with_probs(rows)[0]
+        return (likes, *self.ranges)
 
     def _set_threads(self, n: int) -> None:
         import torch
@@ -233,6 +283,8 @@ class Predictor:
         z = np.stack([r.predict_log(X) for r in self.regs], 1)
         smear = np.array([r.meta["smearing"] for r in self.regs])
         likes = combine(probs, z, smear, self.bundle["final"], bool(self.bundle["smearing"]))
+        if self.intervals is not None:
+            self.ranges = self.intervals.apply(likes, probs, z, X["brand_hist_n"].to_numpy() if "brand_hist_n" in X else None)
         self.timings = {"features": (t1 - t0) + (t4 - t3), "classifier": t2 - t1, "embedding": t3 - t2, "trees": clock() - t4}
         return likes, np.asarray(probs, dtype=float)
 
@@ -260,8 +312,11 @@ def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tweetsim predict-likes",
                                  description="Predict likes for an official behaviour-simulation file (xlsx, csv or parquet).")
     ap.add_argument("--input", required=True, help="id, date, content, username, media, inferred company (only id required)")
-    ap.add_argument("--output", required=True, help="CSV written with columns id,likes,status,reason, one row per input row, input order")
+    ap.add_argument("--output", required=True, help="CSV written with columns id,likes,likes_low,likes_high,status,reason "
+                    "(likes_low..likes_high: the nominal 80%% range), one row per input row, input order")
     ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
+    ap.add_argument("--models-of", default=None, metavar="REGIME",
+                    help="use that regime's models (fitted on its train rows) instead of the deploy fit (every labelled row)")
     ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=int, default=2)
@@ -275,7 +330,10 @@ def cli(argv: list[str]) -> int:
     io.report("predict-likes", rejects, "predicted without it")
     t0 = time.perf_counter()
     try:
-        predictor = Predictor(args.models, args.threads)
+        predictor = Predictor(args.models, args.threads, args.models_of)
+        if predictor.intervals is None and not args.two_columns:
+            raise FileNotFoundError(f"{args.models}: these models have no intervals file (likes_low, likes_high): "
+                                    "rerun `dvc repro combine_likes deploy_likes`, or use --two-columns")
     except FileNotFoundError as e:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 2
@@ -284,18 +342,24 @@ def cli(argv: list[str]) -> int:
     known, valid = predictor.state.context, rows[rows["id"].notna()]
     ctx = F.context_rows(valid).set_axis(valid.index)
 
-    def predict_chunk(chunk: pd.DataFrame) -> list[int]:
+    def predict_chunk(chunk: pd.DataFrame) -> list:
         predictor.state.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
-        return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
+        if args.two_columns:
+            return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
+        likes, low, high = predictor.predict_with_range(chunk)
+        # the range is rounded outwards, so low <= likes <= high holds for the written integers too
+        high = [int(h) if np.isfinite(h) else None for h in np.ceil(high)]
+        return list(zip(np.rint(likes).astype(np.int64).tolist(), np.floor(low).astype(np.int64).tolist(), high))
 
     try:
-        stats = io.run_chunked(rows, rejects, predict_chunk, output, "likes", args.two_columns, args.chunk_size,
-                               "predict-likes")
+        stats = io.run_chunked(rows, rejects, predict_chunk, output, ["likes", "likes_low", "likes_high"], args.two_columns,
+                               args.chunk_size, "predict-likes")
     except io.OutputError as e:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 130 if isinstance(e, io.Interrupted) else 2
     finally:
         predictor.state.context = known
     print(f"predict-likes: {io.summary(stats)} -> {output} (load {t1 - t0:.1f}s, predict {stats['seconds']:.1f}s, "
-          f"{len(rejects)} cell problems reported)")
+          f"{len(rejects)} cell problems reported; models: "
+          f"{'regime ' + args.models_of if args.models_of else 'deploy fit on every labelled row'})")
     return 0

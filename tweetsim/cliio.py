@@ -10,6 +10,8 @@
   reason`; `status` is `ok` (every cell read), `partial` (answered with the unreadable cells named
   in `reason` treated as unknown) or `rejected` (not answered: the id is not a valid id; empty
   value). `two_columns=True` writes the challenge's `id, <value>` only (problems go to stderr).
+  `value` may be a list of column names (`likes, likes_low, likes_high`): `answer` then gives one
+  tuple per row (or, with two_columns, which keeps the first column, the first value alone).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def report(prog: str, rejects: pd.DataFrame, kept: str) -> None:
 
 
 def run_chunked(rows: pd.DataFrame, rejects: pd.DataFrame, answer: Callable[[pd.DataFrame], list],
-                output: Path, value: str, two_columns: bool = False, chunk_size: int = 1000,
+                output: Path, value: str | list[str], two_columns: bool = False, chunk_size: int = 1000,
                 desc: str = "rows") -> dict:
     """Answer `rows` (read_official's table) with `answer(chunk) -> one value per chunk row`, for the
     rows with a valid id, chunk by chunk; write the CSV atomically. Returns counts and rows/s."""
@@ -92,12 +94,13 @@ def run_chunked(rows: pd.DataFrame, rejects: pd.DataFrame, answer: Callable[[pd.
             "seconds": seconds, "rows_per_s": len(rows) / max(seconds, 1e-9)}
 
 
-def _write_chunks(rows, answer, tmp: Path, value: str, two_columns: bool, chunk_size: int, desc: str) -> None:
+def _write_chunks(rows, answer, tmp: Path, value, two_columns: bool, chunk_size: int, desc: str) -> None:
     from tqdm import tqdm
 
+    names = [value] if isinstance(value, str) else list(value)
     with open(tmp, "w", encoding="utf-8", newline="") as f, \
             tqdm(total=len(rows), desc=desc, unit="row", file=sys.stderr, mininterval=1.0) as bar:
-        columns = ["id", value] + ([] if two_columns else ["status", "reason"])
+        columns = ["id", *(names[:1] if two_columns else names)] + ([] if two_columns else ["status", "reason"])
         pd.DataFrame(columns=columns).to_csv(f, index=False)
         chunk_size = max(int(chunk_size), 1)
         for start in range(0, len(rows), chunk_size):
@@ -106,10 +109,12 @@ def _write_chunks(rows, answer, tmp: Path, value: str, two_columns: bool, chunk_
             got = list(answer(todo)) if len(todo) else []
             if len(got) != len(todo):
                 raise RuntimeError(f"{desc}: {len(got)} answers for {len(todo)} rows")
-            values = pd.Series([None] * len(chunk), index=chunk.index, dtype=object)
-            values.loc[todo.index] = got
             ids = [iid if pd.isna(i) else int(i) for i, iid in zip(chunk["id"], chunk["input_id"])]
-            frame = pd.DataFrame({"id": ids, value: values.to_numpy()})
+            frame = pd.DataFrame({"id": ids})
+            for k, name in enumerate(names[:1] if two_columns else names):
+                values = pd.Series([None] * len(chunk), index=chunk.index, dtype=object)
+                values.loc[todo.index] = [g[k] if isinstance(g, tuple) else g for g in got] if len(names) > 1 else got
+                frame[name] = values.to_numpy()
             if not two_columns:
                 frame["status"], frame["reason"] = chunk["_status"].to_numpy(), chunk["_reason"].to_numpy()
             frame.to_csv(f, index=False, header=False)

@@ -87,6 +87,18 @@ def likes_metrics(y_true, y_pred, train_median: float) -> dict:
     }
 
 
+def interval_metrics(y_true, low, high) -> dict:
+    """Coverage (share of rows with low <= truth <= high) and the median width as the ratio
+    (1 + high) / (1 + low): how many times over the high end is the low one, 0 likes counted as 1."""
+    t, lo, hi = (np.asarray(v, dtype=float).reshape(-1) for v in (y_true, low, high))
+    if not len(t) == len(lo) == len(hi) or len(t) == 0:
+        raise ValueError(f"interval_metrics: {len(t)} truths, {len(lo)} lows, {len(hi)} highs (need as many, > 0)")
+    if np.any(lo > hi):
+        raise ValueError(f"interval_metrics: low > high on {int(np.sum(lo > hi))} rows")
+    return {"coverage": float(np.mean((lo <= t) & (t <= hi))),
+            "width_ratio_median": float(np.median((1 + hi) / (1 + lo))), "n": int(len(t))}
+
+
 class _Tokenizer:
     """rouge-score calls `.tokenize(text)`; give it the shared tokens (no stemming)."""
 

@@ -1,0 +1,94 @@
+"""The deploy fit: the likes models refitted on every labelled row (stage deploy_likes).
+
+The regimes choose the settings on rows held out from training; the deploy fit then trains the
+classifier, the bucket regressors and the tabular gate once more on every row with likes, with the
+classifier's steps and each model's trees taken from the regime named by `deploy_likes.settings_from`
+(their early-stopped best step / iteration, recorded in the regime's model files), with no early
+stopping of its own. It reuses behaviour.fit_regime: every row is a training row of a one-sided
+"regime", so the account and brand history (shifted on its rows, over every labelled row for new
+ones) and the context come from every labelled row.
+
+Its ranges are the regimes' conformal quantiles (tweetsim/intervals.py): a deployed model has no
+held-out rows of its own, so no figure of it can be measured on its rows; evaluate's per-regime
+tables are the measure.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim import features as F
+from tweetsim.behaviour import attach_media_text, embed_texts, fit_regime
+from tweetsim.intervals import Intervals
+from tweetsim.regressor import BucketGate, BucketRegressor, fit_bucket
+from tweetsim.schema import read_tweets
+
+SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
+META = ["regime", "source", "id", "side", "likes", "bucket"]
+
+
+def labelled_rows(data: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(every row with likes, in train_like_classifier's order and with its media text; organiser side
+    statistics; context rows of every tweet), as train_like_classifier builds them, without the splits."""
+    table = read_tweets(data / "tweets.parquet")
+    table = attach_media_text(table, data / "captions.parquet" if p["use_captions"] else None,
+                              data / "ocr.parquet" if p["use_ocr"] else None)
+    sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    return sup, F.side_stats_table(table), F.context_rows(table)
+
+
+def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) -> dict:
+    """The classifier's best step and each tree model's tree count in `regime`'s validated run."""
+    training = models / "like_classifier" / regime / "training.json"
+    if not training.exists():
+        raise FileNotFoundError(f"{training} is missing: rerun train_like_classifier (it records the best step)")
+    out = {"classifier_steps": int(json.loads(training.read_text())["best_step"]),
+           "trees": {e: BucketRegressor.load(models / "like_regressor" / e / regime).meta["best_iteration"] + 1 for e in edges}}
+    if gate:
+        out["gate_trees"] = int(json.loads((models / "likes" / "gate" / f"{regime}.json").read_text())["best_iteration"]) + 1
+    return out
+
+
+def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) -> dict:
+    """Fit into models/likes/deploy/ and return its bundle (also written there as bundle.json)."""
+    p, pr, d = params["train_like_classifier"], params["regress_within_bucket"], params["deploy_likes"]
+    regimes = params["split"]["regimes"]
+    src = d["settings_from"]
+    for key, regime in [("settings_from", src), *((f"intervals.{k}", v) for k, v in d["intervals"].items() if v)]:
+        if regime not in regimes:
+            raise SystemExit(f"deploy_likes.{key}: {regime!r} is not in split.regimes {regimes}")
+    base = json.loads((models / "likes" / "bundle.json").read_text())  # final mode, smearing, gate, CLI params
+    edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
+    s = validated_settings(models, src, edges, gate)
+    out = models / "likes" / "deploy"
+    sup, side_stats, context = labelled_rows(data, p)
+    emb = embed_texts(F.text_of(sup), p)
+    # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
+    steps = s["classifier_steps"]
+    feats, _ = fit_regime(sup.assign(**{SIDE: "train"}), SIDE, {**p, "max_steps": steps, "eval_every": steps}, out, emb,
+                          side_stats, context, progress=progress)
+    names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
+    y, b = F.log_likes(feats["likes"]), feats["bucket"].to_numpy()
+    none = feats.iloc[:0]
+    no_es = {"min_val_rows": np.iinfo(np.int32).max}
+    for k, e in enumerate(edges):
+        reg = fit_bucket(feats, y, b == k, none, y[:0], np.zeros(0, bool), names,
+                         {**pr["xgb"], **no_es, "n_estimators": s["trees"][e]}, k)
+        reg.save(out / "regressor" / e)
+    if gate:
+        BucketGate.fit(feats, b, none, b[:0], names, len(edges), {**pr["xgb"], **no_es, "n_estimators": s["gate_trees"]}
+                       ).save(out / "gate")
+    known = Intervals.load(models / "likes" / "intervals" / f"{d['intervals']['known_brand']}.json")
+    new = d["intervals"].get("new_brand")
+    Intervals.for_deploy(known, Intervals.load(models / "likes" / "intervals" / f"{new}.json") if new else None
+                         ).save(out / "intervals.json")
+    rel = lambda q: q.relative_to(models).as_posix()  # noqa: E731
+    bundle = {**base, "regime": "deploy", "history": "all", "settings_from": src, "n_rows": int(len(sup)), **s,
+              "paths": {"classifier": rel(out / SIDE), "regressors": [rel(out / "regressor" / e) for e in edges],
+                        "gate": rel(out / "gate") if gate else None, "intervals": rel(out / "intervals.json")}}
+    (out / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    return bundle
