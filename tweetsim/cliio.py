@@ -73,10 +73,11 @@ def report(prog: str, rejects: pd.DataFrame, kept: str) -> None:
 
 
 def run_chunked(rows: pd.DataFrame, rejects: pd.DataFrame, answer: Callable[[pd.DataFrame], list],
-                output: Path, value: str, two_columns: bool = False, chunk_size: int = 1000,
+                output: Path, value: str | list[str], two_columns: bool = False, chunk_size: int = 1000,
                 desc: str = "rows") -> dict:
     """Answer `rows` (read_official's table) with `answer(chunk) -> one value per chunk row`, for the
-    rows with a valid id, chunk by chunk; write the CSV atomically. Returns counts and rows/s."""
+    rows with a valid id, chunk by chunk; write the CSV atomically. Returns counts and rows/s.
+    `value` a list of column names: `answer` gives one tuple of that many values per row."""
     status, reason = row_status(rows, rejects)
     rows = rows.assign(_status=status, _reason=reason)
     tmp = output.parent / f".{output.name}.partial"
@@ -97,7 +98,8 @@ def _write_chunks(rows, answer, tmp: Path, value: str, two_columns: bool, chunk_
 
     with open(tmp, "w", encoding="utf-8", newline="") as f, \
             tqdm(total=len(rows), desc=desc, unit="row", file=sys.stderr, mininterval=1.0) as bar:
-        columns = ["id", value] + ([] if two_columns else ["status", "reason"])
+        names = [value] if isinstance(value, str) else list(value)
+        columns = ["id", *names] + ([] if two_columns else ["status", "reason"])
         pd.DataFrame(columns=columns).to_csv(f, index=False)
         chunk_size = max(int(chunk_size), 1)
         for start in range(0, len(rows), chunk_size):
@@ -106,10 +108,12 @@ def _write_chunks(rows, answer, tmp: Path, value: str, two_columns: bool, chunk_
             got = list(answer(todo)) if len(todo) else []
             if len(got) != len(todo):
                 raise RuntimeError(f"{desc}: {len(got)} answers for {len(todo)} rows")
-            values = pd.Series([None] * len(chunk), index=chunk.index, dtype=object)
-            values.loc[todo.index] = got
             ids = [iid if pd.isna(i) else int(i) for i, iid in zip(chunk["id"], chunk["input_id"])]
-            frame = pd.DataFrame({"id": ids, value: values.to_numpy()})
+            frame = pd.DataFrame({"id": ids})
+            for k, name in enumerate(names):
+                values = pd.Series([None] * len(chunk), index=chunk.index, dtype=object)
+                values.loc[todo.index] = got if isinstance(value, str) else [g[k] for g in got]
+                frame[name] = values.to_numpy()
             if not two_columns:
                 frame["status"], frame["reason"] = chunk["_status"].to_numpy(), chunk["_reason"].to_numpy()
             frame.to_csv(f, index=False, header=False)
