@@ -56,9 +56,9 @@ def test_contributions_add_up_to_the_prediction(predictor, rows, mode, smear, ga
     s = np.array([r.meta["smearing"] for r in predictor.regs])
     want = np.log1p(combine(probs, z, s, mode, smear))
     c = E.contributions(X, predictor.regs, g, mode, smear)
-    assert np.allclose(c.sum(1), want, atol=1e-4, rtol=0)
+    assert np.allclose(c.sum(axis=1), want, atol=1e-4, rtol=0)
     f = E.by_factor(c)
-    assert list(f.columns) == [*E.FACTORS, E.BIAS] and np.allclose(f.sum(1), want, atol=1e-4, rtol=0)
+    assert list(f.columns) == [*E.FACTORS, E.BIAS] and np.allclose(f.sum(axis=1), want, atol=1e-4, rtol=0)
     if mode == "mixture" and g is not None:
         # the gate's choice of bucket is explained, not left in the bias: the bias is its base value
         # (the same for every row) up to the clipping terms and the quadrature remainder
@@ -68,7 +68,7 @@ def test_contributions_add_up_to_the_prediction(predictor, rows, mode, smear, ga
 
 def test_explain_matches_the_served_prediction(predictor, rows):
     likes, f = E.explain(predictor, rows)
-    assert np.allclose(f.sum(1), np.log1p(likes), atol=1e-4, rtol=0)
+    assert np.allclose(f.sum(axis=1), np.log1p(likes), atol=1e-4, rtol=0)
     assert np.array_equal(likes, predictor.predict(rows))
     row = f.iloc[0].to_dict()
     top = E.top_reasons(row)
@@ -107,7 +107,7 @@ def test_best_time_slots(predictor, rows):
     assert (d.diff().iloc[1:] == pd.Timedelta(hours=1)).all() and (d.dt.minute == 0).all()
     assert len(best) == 5 and best["likes"].is_monotonic_decreasing and best["likes"].iloc[0] == curve["likes"].max()
     # the date-dependent features follow the slot; the context features are the post's, on every slot
-    assert X["hour"].tolist() == d.dt.hour.tolist() and X["dayofweek"].tolist() == d.dt.dayofweek.tolist()
+    assert X["hour"].tolist() == d.dt.hour.tolist() and X["dayofweek"].tolist() == d.dt.day_of_week.tolist()
     assert np.allclose(np.diff(X["acct_hist_days_since"]), 1 / 24) and np.allclose(np.diff(X["days"]), 1 / 24)
     ctx = F.context_features(row.reset_index(drop=True), predictor.state.context)
     assert (X[ctx.columns].nunique(dropna=False) == 1).all() and np.allclose(X[ctx.columns].iloc[0], ctx.iloc[0], equal_nan=True)

@@ -154,7 +154,7 @@ def by_factor(contrib: pd.DataFrame) -> pd.DataFrame:
     """contributions() summed into FACTORS (every factor a column, in FACTORS' order) and `bias`."""
     cols = [c for c in contrib.columns if c != BIAS]
     groups = pd.Series([factor_of(c) for c in cols], index=cols)
-    out = pd.DataFrame({f: contrib[groups.index[groups == f]].sum(1) for f in FACTORS}, index=contrib.index)
+    out = pd.DataFrame({f: contrib[groups.index[groups == f]].sum(axis=1) for f in FACTORS}, index=contrib.index)
     out[BIAS] = contrib[BIAS]
     return out
 
