@@ -62,7 +62,7 @@ def fake_services() -> A.Services:
             import numpy as np
 
             d = rows["date"]
-            return 60 + 30 * np.cos((d.dt.hour.to_numpy() - 19) / 24 * 2 * np.pi) + 8 * (d.dt.dayofweek.to_numpy() >= 5), None
+            return 60 + 30 * np.cos((d.dt.hour.to_numpy() - 19) / 24 * 2 * np.pi) + 8 * (d.dt.day_of_week.to_numpy() >= 5), None
 
     def best_time(table):
         from tweetsim.besttime import best_time

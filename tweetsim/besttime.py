@@ -72,7 +72,9 @@ def chart(curve: pd.DataFrame, best: pd.DataFrame, width: int = 560, height: int
     px = lambda i: pad + (width - 2 * pad) * i / max(n - 1, 1)  # noqa: E731
     py = lambda v: height - pad - (height - 2 * pad) * (v - lo) / span  # noqa: E731
     points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(y))
-    days = [{"x": round(px(i), 1), "label": f"{d:%a %d}"} for i, d in zip(curve["slot"], curve["date"]) if d.hour == 0 or i == 0]
+    # a tick at each midnight; the first slot too when its day has room for a label (12 hours or more)
+    days = [{"x": round(px(i), 1), "label": f"{d:%a %d}"} for i, d in zip(curve["slot"], curve["date"])
+            if d.hour == 0 or (i == 0 and d.hour <= 12)]
     dots = [{"x": round(px(int(r.slot)), 1), "y": round(py(float(r.log1p_likes)), 1), "rank": k + 1}
             for k, r in enumerate(best.itertuples())]
     return {"width": width, "height": height, "pad": pad, "points": points, "days": days, "dots": dots,
