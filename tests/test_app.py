@@ -54,6 +54,7 @@ class Fakes:
 
         class Hourly:
             state = type("State", (), {"context": None})()
+            p = {"eval_batch_size": 64}
 
             def predict_with_probs(self, rows, context=None):
                 h = rows["date"].dt.hour.to_numpy()

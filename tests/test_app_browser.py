@@ -57,6 +57,7 @@ def fake_services() -> A.Services:
 
     class Hourly:  # likes peak in the evening, a little more on weekends
         state = type("State", (), {"context": None})()
+        p = {"eval_batch_size": 64}
 
         def predict_with_probs(self, rows, context=None):
             import numpy as np

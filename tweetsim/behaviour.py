@@ -296,10 +296,9 @@ def cli(argv: list[str]) -> int:
     def predict_chunk(chunk: pd.DataFrame) -> list:
         predictor.state.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
         if args.explain:
-            from tweetsim.explain import explain, to_json
-
-            likes, factors = explain(predictor, chunk)
-            return list(zip(np.rint(likes).astype(np.int64).tolist(), to_json(factors)))
+            ex = importlib.import_module("tweetsim.explain")  # by name, as cliio
+            likes, factors = ex.explain(predictor, chunk)
+            return list(zip(np.rint(likes).astype(np.int64).tolist(), ex.to_json(factors)))
         return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
 
     try:
