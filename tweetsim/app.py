@@ -381,8 +381,11 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
             table = build_table(form, when, sha, [form.draft or None, *drafts], caption, ocr_text)
             out = _step(res, "predict_likes", lambda: services.predict_likes(table))
             # the post's reasons and best time: its row alone (the drafts share its date and context)
-            factors = _step(res, "explain", lambda: services.explain(table.iloc[:1])) if out is not None and services.explain else None
-            slots = _step(res, "best_time", lambda: services.best_time(table.iloc[:1])) if out is not None and services.best_time else None
+            factors = slots = None
+            if out is not None and services.explain is not None:
+                factors = _step(res, "explain", lambda: services.explain(table.iloc[:1]))
+            if out is not None and services.best_time is not None:
+                slots = _step(res, "best_time", lambda: services.best_time(table.iloc[:1]))
     if out is None:
         res.drafts = [{"text": d, "likes": None, "probs": None} for d in drafts]
         return res
