@@ -23,7 +23,7 @@ class Fakes:
     """Deterministic stand-ins that record what the app passes them."""
 
     def __init__(self):
-        self.tables, self.gen_calls, self.images = [], [], []
+        self.tables, self.gen_calls, self.images, self.explained, self.best_times = [], [], [], [], []
 
     def predict_likes(self, table):
         self.tables.append(table.copy())
@@ -43,9 +43,30 @@ class Fakes:
     def ocr(self, path):
         return "SALE\n50% OFF"
 
+    def explain(self, table):
+        self.explained.append(table.copy())
+        return [{"usual_likes": 0.9, "audience": -0.4, "video": 0.0, "media": 0.1, "time": 0.2, "text": -0.05,
+                 "classifier": 0.0, "bias": 2.0}] * len(table)
+
+    def best_time(self, table):
+        """The real tweetsim.besttime.best_time over a fake predictor whose likes peak at 17h."""
+        from tweetsim.besttime import best_time
+
+        class Hourly:
+            state = type("State", (), {"context": None})()
+            p = {"eval_batch_size": 64}
+
+            def predict_with_probs(self, rows, context=None):
+                h = rows["date"].dt.hour.to_numpy()
+                return 100.0 - (h - 17) ** 2 / 10, None
+
+        self.best_times.append(table.copy())
+        return best_time(Hourly(), table, top=3)
+
     def services(self, **kw):
         return A.Services(predict_likes=self.predict_likes, bucket_labels=LABELS, generate=self.generate,
-                          caption=self.caption, ocr=self.ocr, info={"likes": "fake"}, **kw)
+                          caption=self.caption, ocr=self.ocr, explain=self.explain, best_time=self.best_time,
+                          info={"likes": "fake"}, **kw)
 
 
 def png(w=64, h=48, color=(200, 30, 30)) -> bytes:
@@ -115,6 +136,18 @@ def test_full_flow_with_image(client, fakes):
     assert table["caption"].eq("a photo of a tabby cat").all() and table["ocr_text"].eq("SALE\n50% OFF").all()
     assert table["media"].iloc[0][0]["kind"] == "Photo"
     assert fakes.images == [img]  # the service gets the uploaded file itself
+    # the post's reasons: the 3 largest factors in absolute value, with their sign in words
+    assert [len(t) for t in fakes.explained] == [1] and fakes.explained[0]["content"].tolist() == ["Just do it"]
+    why = page.split("Why")[1]
+    assert why.index("+ the account's usual likes") < why.index("− the brand's audience size") < why.index("+ the time of posting")
+    assert "the media kind" not in why.split("The three factors")[0]
+    # the best time: the post's row over 168 hours from the next whole hour (UTC), 17h best
+    html = r.get_data(as_text=True)
+    assert len(re.search(r'<polyline class="curve" points="([^"]+)"', html).group(1).split()) == 168
+    assert html.count('class="dot"') == 3
+    best = re.findall(r"(\w{3} \d\d \w{3}, \d\d:00) UTC: ([\d,]+) likes", page)
+    assert [b[0] for b in best] == ["Mon 03 May, 17:00", "Tue 04 May, 17:00", "Wed 05 May, 17:00"]
+    assert len(fakes.best_times) == 1 and len(fakes.best_times[0]) == 1
 
 
 def test_no_image_no_draft(client, fakes):
@@ -167,6 +200,14 @@ def test_a_failing_model_is_a_note_not_a_traceback(fakes):
     assert r.status_code == 200
     page = text(r)
     assert "generate failed: RuntimeError: out of memory" in page and "20 likes" in page and "Traceback" not in page
+
+    def broken(table):
+        raise ValueError("no slots")
+
+    s.best_time = broken
+    page = text(post(A.create_app(s).test_client()))
+    assert "best_time failed: ValueError: no slots" in page and "+ the account's usual likes" in page
+    assert "Best time to post" not in page
 
 
 def test_missing_components_are_named(fakes):
@@ -314,6 +355,13 @@ def test_real_services_end_to_end(tiny_artefacts):
     assert "a photo of" in page  # EfficientNet-Lite0's description
     assert "SUMMER" in page.upper() or "SALE" in page.upper()  # the OCR read the banner
     assert len(re.findall(r"most likely bucket", page)) >= 1  # at least one distinct draft, with its own likes
+    # the post's 3 reasons (real tree contributions) and its 168-slot best-time chart
+    assert len(re.findall(r"^[+−] the ", page.split("Why")[1], re.M)) == 3
+    html = r.get_data(as_text=True)
+    assert len(re.search(r'<polyline class="curve" points="([^"]+)"', html).group(1).split()) == 168
+    assert len(re.findall(r"\d\d:00 UTC: [\d,]+ likes", page)) == 3
+    factors = s.explain(table)
+    assert np.allclose([sum(f.values()) for f in factors], np.log1p(likes), atol=1e-2)  # same rows as above
     # the drafts come from the default writer (tweetsim.writer): the best distinct tweets of the post's pool
     assert s.info["writer"].startswith("tweetsim.writer (reranker, ") and isinstance(s.generate, A.SelectWriterService)
     table = A.build_table(*A.parse_form({"brand": "nike", "account": "nike", "date": "2022-05-01", "time": "10:00"}),

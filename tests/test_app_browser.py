@@ -55,9 +55,29 @@ def fake_services() -> A.Services:
         probs = np.array([[0.05, 0.25, 0.45, 0.2, 0.05]] * len(table))
         return likes, probs
 
+    class Hourly:  # likes peak in the evening, a little more on weekends
+        state = type("State", (), {"context": None})()
+        p = {"eval_batch_size": 64}
+
+        def predict_with_probs(self, rows, context=None):
+            import numpy as np
+
+            d = rows["date"]
+            return 60 + 30 * np.cos((d.dt.hour.to_numpy() - 19) / 24 * 2 * np.pi) + 8 * (d.dt.day_of_week.to_numpy() >= 5), None
+
+    def best_time(table):
+        from tweetsim.besttime import best_time
+
+        return best_time(Hourly(), table, top=3)
+
+    def explain(table):
+        return [{"usual_likes": 1.1, "audience": 0.3, "video": 0.0, "media": 0.2, "time": -0.35, "text": 0.05,
+                 "classifier": 0.1, "bias": 2.5}] * len(table)
+
     return A.Services(predict_likes=predict_likes, bucket_labels=A.bucket_labels([0, 10, 100, 1000, 10000]),
                       generate=lambda table, n: drafts[:n], caption=lambda p: "a photo of a poster",
-                      ocr=lambda p: "SUMMER\nSALE\n50% OFF ALL SNEAKERS", info={"models": "test fakes"})
+                      ocr=lambda p: "SUMMER\nSALE\n50% OFF ALL SNEAKERS", explain=explain, best_time=best_time,
+                      info={"models": "test fakes"})
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +178,14 @@ def test_page_in_headless_chromium(server, browser, tmp_path):
     counts = [int(d.find_element(By.CSS_SELECTOR, ".likes-badge").text.split()[0].replace(",", "")) for d in drafts]
     assert counts == sorted(counts, reverse=True)  # most engaging first
     assert not browser.find_elements(By.ID, "errors") and "Traceback" not in browser.page_source
+    # why: the 3 largest factors with their sign; when: the 168-hour curve drawn, the best slots listed
+    reasons = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#reasons li")]
+    assert len(reasons) == 3 and all(r[:2] in ("+ ", "− ") for r in reasons), reasons
+    curve = browser.find_element(By.CSS_SELECTOR, "#best-time svg polyline")
+    assert len(curve.get_attribute("points").split()) == 168 and curve.size["width"] > 300
+    slots = browser.find_elements(By.CSS_SELECTOR, "#best-slots li")
+    likes_best = [int(li.find_element(By.TAG_NAME, "b").text.replace(",", "")) for li in slots]
+    assert len(slots) == 3 and likes_best == sorted(likes_best, reverse=True)
 
     # the whole page as the README shows it
     height = int(browser.execute_script("return document.documentElement.scrollHeight"))

@@ -32,6 +32,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from tweetsim.explain import top_reasons
+
 DEFAULT_PORT = 8501
 MAX_UPLOAD_MB = 10         # larger request bodies are refused before they are read
 MAX_PIXELS = 40_000_000    # a decoded image above this is refused (decompression-bomb guard)
@@ -51,6 +53,8 @@ class Services:
     """What the app needs from the models. Any component may be None, with the reason in `missing`.
 
     predict_likes(table) -> (likes [n], bucket probabilities [n, K]), for rows in the normalised schema
+    explain(table) -> per row, {factor: contribution in log1p likes, "bias": ...} (tweetsim.explain)
+    best_time(table) -> (curve, best) for the table's first row (tweetsim.besttime.best_time)
     generate(table, n) -> up to n distinct tweets for the metadata of the table's one row
     caption(path) -> a description of the image file; ocr(path) -> the text found in it
     """
@@ -60,6 +64,8 @@ class Services:
     generate: Callable[[pd.DataFrame, int], list[str]] | None = None
     caption: Callable[[Path], str] | None = None
     ocr: Callable[[Path], str] | None = None
+    explain: Callable[[pd.DataFrame], list[dict]] | None = None
+    best_time: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]] | None = None
     missing: dict[str, str] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)  # component -> what was loaded (shown in the footer)
 
@@ -87,6 +93,16 @@ class LikesService:
         likes, probs = self.predictor.predict_with_probs(table)
         self.ranges = self.predictor.ranges if self.predictor.intervals is not None else None
         return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
+
+    def explain(self, table: pd.DataFrame) -> list[dict]:
+        from tweetsim.explain import explain
+
+        return explain(self.predictor, table)[1].to_dict("records")
+
+    def best_time(self, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from tweetsim.besttime import best_time
+
+        return best_time(self.predictor, table.iloc[:1], top=3)
 
 
 class WriterService:
@@ -204,7 +220,7 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
             log(f"tweetsim serve: {name} model NOT loaded: {s.missing[name]}")
             continue
         if name == "likes":
-            s.predict_likes, s.bucket_labels = svc, svc.labels
+            s.predict_likes, s.bucket_labels, s.explain, s.best_time = svc, svc.labels, svc.explain, svc.best_time
             b = svc.predictor.bundle
             s.info[name] = (f"{models}/likes/bundle.json (regime {models_of})" if models_of else
                             f"{models}/likes/deploy (fitted on all {b.get('n_rows', '?')} labelled rows, settings of {b.get('settings_from')})")
@@ -324,6 +340,7 @@ class Result:
     drafts: list[dict] = field(default_factory=list)   # generated: text, likes, bucket, best first
     timings: dict[str, float] = field(default_factory=dict)
     drafts_tried: bool = False                         # the writer ran (an empty list then means it wrote nothing)
+    best_time: dict | None = None                      # the post's 168-slot curve (chart geometry) and best slots
 
 
 def run_request(services: Services, lock: threading.Lock, values, upload: bytes | None,
@@ -369,14 +386,27 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
                 return res
             table = build_table(form, when, sha, [form.draft or None, *drafts], caption, ocr_text)
             out = _step(res, "predict_likes", lambda: services.predict_likes(table))
-            ranges = getattr(services.predict_likes, "ranges", None)  # (low, high) of that call, where the models have them
+            ranges = getattr(services.predict_likes, "ranges", None)  # (low, high) of that call, before the calls below predict again
+            # the post's reasons and best time: its row alone (the drafts share its date and context)
+            factors = slots = None
+            if out is not None and services.explain is not None:
+                factors = _step(res, "explain", lambda: services.explain(table.iloc[:1]))
+            if out is not None and services.best_time is not None:
+                slots = _step(res, "best_time", lambda: services.best_time(table.iloc[:1]))
     if out is None:
         res.drafts = [{"text": d, "likes": None, "probs": None} for d in drafts]
         return res
     likes, probs = np.asarray(out[0], dtype=float), np.asarray(out[1], dtype=float)
     labels = services.bucket_labels or [f"bucket {k}" for k in range(probs.shape[1])]
     res.post = {"text": form.draft or None, "likes": int(round(likes[0])), "buckets": list(zip(labels, probs[0].tolist())),
-                "top": labels[int(np.argmax(probs[0]))], **_range(ranges, 0)}
+                "top": labels[int(np.argmax(probs[0]))], **_range(ranges, 0),
+                "reasons": top_reasons(factors[0]) if factors else []}
+    if slots is not None:
+        from tweetsim.besttime import chart
+
+        curve, best = slots
+        res.best_time = {"chart": chart(curve, best), "best": [{"when": f"{r.date:%a %d %b, %H:00}", "likes": int(round(r.likes))}
+                                                               for r in best.itertuples()]}
     res.drafts = sorted(({"text": d, "likes": int(round(likes[i + 1])), "top": labels[int(np.argmax(probs[i + 1]))],
                           "p_top": float(probs[i + 1].max()), **_range(ranges, i + 1)} for i, d in enumerate(drafts)),
                         key=lambda d: -d["likes"])

@@ -244,20 +244,23 @@ class Predictor:
         for m in [*self.regs, *([self.gate] if self.gate is not None else [])]:
             m.set_threads(n)
 
-    def predict_with_probs(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_probs(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(likes (n,), bucket probabilities (n, K)): the probabilities the likes were mixed with (the
         tabular gate's, else the classifier's); each row sums to 1. `self.timings` then holds the
-        seconds of this call by step (features, classifier, embedding, trees)."""
+        seconds of this call by step (features, classifier, embedding, trees), `self.last_features`
+        the trees' feature matrix (tweetsim.explain reads it). `context`: the rows' context features
+        (features.context_features), instead of pooling them with each other (best-time: one post
+        at 168 dates is one tweet, not 168)."""
         small = len(rows) <= SMALL_CALL_ROWS
         if small:
             self._set_threads(1)
         try:
-            return self._predict(rows)
+            return self._predict(rows, context)
         finally:
             if small:
                 self._set_threads(self.num_threads)
 
-    def _predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
         from tweetsim.regressor import combine
 
         clock = time.perf_counter
@@ -268,7 +271,7 @@ class Predictor:
         if "ocr_text" not in rows:
             rows["ocr_text"] = None
         hist = F.history_features(rows, tables=self.state.tables)
-        ctx = F.context_features(rows, self.state.context)
+        ctx = F.context_features(rows, self.state.context) if context is None else context.reset_index(drop=True)
         texts = verbalise(rows, hist, int(self.p["max_chars"]), ctx)
         t1 = clock()
         probs = predict_proba(self.tok, self.model, texts, self.state.max_length, int(self.p["eval_batch_size"]),
@@ -278,6 +281,7 @@ class Predictor:
         t3 = clock()
         X = tabular(rows, hist, ctx, emb, self.state.pca, probs)
         t4 = clock()
+        self.last_features = X
         if self.gate is not None:
             probs = self.gate.predict(X)
         z = np.stack([r.predict_log(X) for r in self.regs], 1)
@@ -320,12 +324,17 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--explain", action="store_true", help="add a column `explain`: per row, JSON of each factor's "
+                    "contribution in log1p likes and the bias (tweetsim.explain); they sum to log1p(likes)")
     args = ap.parse_args(argv)
     try:
         output = io.check_output(args.output, args.input)
         rows, rejects = read_official(args.input)
     except (InputError, io.OutputError) as e:
         print(f"predict-likes: {e}", file=sys.stderr)
+        return 2
+    if args.explain and args.two_columns:
+        print("predict-likes: --explain adds a column to the default format; --two-columns writes id,likes only", file=sys.stderr)
         return 2
     io.report("predict-likes", rejects, "predicted without it")
     t0 = time.perf_counter()
@@ -346,13 +355,20 @@ def cli(argv: list[str]) -> int:
         predictor.state.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
         if args.two_columns:
             return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
-        likes, low, high = predictor.predict_with_range(chunk)
+        if args.explain:
+            ex = importlib.import_module("tweetsim.explain")  # by name, as cliio
+            likes, factors = ex.explain(predictor, chunk)
+            low, high = predictor.ranges  # set by the same prediction
+        else:
+            likes, low, high = predictor.predict_with_range(chunk)
         # the range is rounded outwards, so low <= likes <= high holds for the written integers too
         high = [int(h) if np.isfinite(h) else None for h in np.ceil(high)]
-        return list(zip(np.rint(likes).astype(np.int64).tolist(), np.floor(low).astype(np.int64).tolist(), high))
+        out = [np.rint(likes).astype(np.int64).tolist(), np.floor(low).astype(np.int64).tolist(), high]
+        return list(zip(*out, ex.to_json(factors))) if args.explain else list(zip(*out))
 
     try:
-        stats = io.run_chunked(rows, rejects, predict_chunk, output, ["likes", "likes_low", "likes_high"], args.two_columns,
+        columns = ["likes", "likes_low", "likes_high"] + (["explain"] if args.explain else [])
+        stats = io.run_chunked(rows, rejects, predict_chunk, output, columns, args.two_columns,
                                args.chunk_size, "predict-likes")
     except io.OutputError as e:
         print(f"predict-likes: {e}", file=sys.stderr)

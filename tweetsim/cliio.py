@@ -78,7 +78,8 @@ def run_chunked(rows: pd.DataFrame, rejects: pd.DataFrame, answer: Callable[[pd.
                 output: Path, value: str | list[str], two_columns: bool = False, chunk_size: int = 1000,
                 desc: str = "rows") -> dict:
     """Answer `rows` (read_official's table) with `answer(chunk) -> one value per chunk row`, for the
-    rows with a valid id, chunk by chunk; write the CSV atomically. Returns counts and rows/s."""
+    rows with a valid id, chunk by chunk; write the CSV atomically. Returns counts and rows/s.
+    `value` a list of column names: `answer` gives one tuple of that many values per row."""
     status, reason = row_status(rows, rejects)
     rows = rows.assign(_status=status, _reason=reason)
     tmp = output.parent / f".{output.name}.partial"
