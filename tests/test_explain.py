@@ -87,7 +87,7 @@ def test_predict_likes_explain_column(trained, rows, tmp_path, capsys):
     out = tmp_path / "likes.csv"
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models), "--explain"]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes", "explain", "status", "reason"]
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "explain", "status", "reason"]
     for likes, js in zip(got["likes"], got["explain"]):
         total = sum(json.loads(js).values())
         assert abs(np.expm1(total) - likes) <= 0.5 + 1e-3 * likes  # the likes column is rounded to a whole like
