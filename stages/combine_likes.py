@@ -105,7 +105,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     (Path(metrics_dir) / "like_buckets.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     bundle = {"regime": p["cli_regime"], "final": p["final"], "smearing": bool(p["smearing"]), "edges": edges, "gate": p["gate"],
               "history": p["cli_history"],
-              "params": {k: pc[k] for k in ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "inference_dtype")}}
+              "params": {k: pc[k] for k in ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "inference_dtype", "use_text")}}
     if bundle["regime"] not in params["split"]["regimes"]:
         raise SystemExit(f"combine_likes: regress_within_bucket.cli_regime {bundle['regime']!r} is not in split.regimes")
     (models / "likes").mkdir(parents=True, exist_ok=True)  # also holds gate/<regime>.{ubj,json}, intervals/<regime>.json

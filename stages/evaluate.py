@@ -1,4 +1,5 @@
-"""evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json.
+"""evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json,
+metrics/likes_text_rows.json (the likes models on the test rows with tweet text and on those without).
 
 Likes models are scored on the test rows with likes; a model with a range (`pred_low, pred_high`)
 also gets its coverage and median width (high / low) there. Text models, per regime: `all_rows` scores
@@ -55,12 +56,13 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
     likes_preds = {m: _predictions(data, "likes", m) for m in p["likes_models"]}
     text_preds = {m: _predictions(data, "text", m) for m in p["text_models"]}
     encode = lambda texts: embed.encode(texts, p["embed_model"])  # noqa: E731
-    likes_res, text_res = {}, {}
+    likes_res, text_res, text_rows_res = {}, {}, {}
     for regime in params["split"]["regimes"]:
         side = table[regime]
         train_median = float(table.loc[(side == "train") & table["likes"].notna(), "likes"].astype(float).median())
-        test = table[(side == "test") & table["likes"].notna()][["source", "id", "likes"]]
-        likes_res[regime] = {}
+        test = table[(side == "test") & table["likes"].notna()][["source", "id", "likes", "content"]]
+        has_text = (test["content"].fillna("").astype(str).str.strip() != "").to_numpy()
+        likes_res[regime], text_rows_res[regime] = {}, {}
         for name, pred in likes_preds.items():
             m = test.merge(pred[pred["regime"] == regime], on=["source", "id"], how="left")
             if m["pred_likes"].isna().any():
@@ -71,6 +73,9 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
                 r = interval_metrics(m["likes"].astype(float), m["pred_low"].astype(float), m["pred_high"].astype(float))
                 likes_res[regime][name].update({"interval_nominal": float(params["interval"]["coverage"]),
                                                 "interval_coverage": r["coverage"], "interval_width_ratio_median": r["width_ratio_median"]})
+            text_rows_res[regime][name] = {k: likes_metrics(m.loc[sel, "likes"].astype(float), m.loc[sel, "pred_likes"].astype(float),
+                                                            train_median) if sel.any() else {"n": 0}
+                                           for k, sel in (("with_text", has_text), ("without_text", ~has_text))}
         refs = table[(side == "test") & table["content"].notna()][["source", "id", "content"]]
         text_res[regime] = _text_blocks(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()}, encode)
         print(f"evaluate {regime}: " + "; ".join(
@@ -80,7 +85,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
             + " | " + "; ".join(f"{n} ROUGE-L {r['rougeL']:.3f} CIDEr {r['cider']:.3f}" for n, r in text_res[regime]["all_rows"].items()))
     out = Path(metrics_dir)
     out.mkdir(exist_ok=True)
-    for name, res in (("likes", likes_res), ("text", text_res)):
+    for name, res in (("likes", likes_res), ("text", text_res), ("likes_text_rows", text_rows_res)):
         (out / f"{name}.json").write_text(json.dumps(to_json_safe(res), indent=2, sort_keys=True) + "\n")
 
 

@@ -32,6 +32,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         if on and not path.exists():
             print(f"train_like_classifier: NOTE {path} not found: using {instead}")
     table = attach_media_text(table, cap if p["use_captions"] else None, ocr if p["use_ocr"] else None)
+    if not p["use_text"]:
+        table = F.blank_text(table)
     side_stats = F.side_stats_table(table)
     context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)

@@ -53,6 +53,22 @@ def test_shifted_history_uses_earlier_rows_only():
     assert h2.loc[0, "acct_hist_n"] == 3 and h2.loc[1, "acct_hist_n"] == 0 and np.isnan(h2.loc[1, "brand_hist_mean"])
 
 
+def test_crossfit_history_never_holds_the_rows_own_likes():
+    rng = np.random.default_rng(1)
+    n = 120
+    t = pd.DataFrame({"source": "s", "id": np.arange(n), "username": rng.choice(list("abcdef"), n),
+                      "company": rng.choice(list("xy"), n), "likes": rng.integers(0, 5000, n).astype(float),
+                      "date": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 900, n), "D")})
+    h = F.crossfit_history(t, 5, seed=13)
+    size = t.groupby("username")["id"].transform("size").to_numpy()
+    assert ((h["acct_hist_n"] >= 1) & (h["acct_hist_n"] <= size - 1)).all()  # others of the account, never itself
+    for i in (0, 7, 50):
+        t2 = t.copy()
+        t2.loc[i, "likes"] = 10**6  # a row's own likes change nothing of its own history
+        assert np.allclose(F.crossfit_history(t2, 5, seed=13).loc[i].to_numpy(float), h.loc[i].to_numpy(float), equal_nan=True)
+    assert not np.allclose(F.crossfit_history(t2, 5, seed=13)["acct_hist_mean"], h["acct_hist_mean"])
+
+
 def test_verbalise_and_combine():
     t = _toy().assign(content=[None, "hi <hyperlink>", "", None], n_photo=[1, 0, 0, 0], n_video=0, n_gif=0)
     texts = verbalise(t, F.history_features(t, train=t))
@@ -417,3 +433,49 @@ def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
         assert ("brand folds" in g["from"]) == (regime == "unseen_brand")
     deploy = json.loads((models / "likes" / "deploy" / "intervals.json").read_text())["groups"]
     assert deploy["new_brand"]["from"].startswith("unseen_brand") and deploy["known_brand"]["from"].startswith("unseen_time")
+
+
+def test_crossfit_folds_keep_each_account_on_one_side():
+    from tweetsim.likemodel import crossfit_folds
+
+    rng = np.random.default_rng(0)
+    groups = rng.choice([f"acct{i}" for i in range(40)], 500)
+    labels = rng.integers(0, 5, 500)
+    fold = crossfit_folds(groups, labels, 3, seed=13)
+    assert set(fold) == {0, 1, 2}  # every row in a fold
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1, f"account {g} on both sides of a fold"
+    assert (fold == crossfit_folds(groups, labels, 3, seed=13)).all()
+    with pytest.raises(ValueError, match="fewer than"):
+        crossfit_folds(["a", "a", "b"], [0, 1, 0], 3, seed=13)
+
+
+def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
+    """Each training row is predicted exactly once, by a classifier that saw none of its account's rows."""
+    import tweetsim.behaviour as B
+    import tweetsim.likemodel as LM
+
+    texts = [f"row{i}" for i in range(60)]
+    users = np.array([f"u{i % 9}" for i in range(60)])
+    labels = np.arange(60) % 3
+    tr, va = np.arange(60) < 45, np.arange(60) >= 45
+    predicted = {}
+
+    def fake_train(train_texts, *a, **k):
+        return None, set(train_texts), []
+
+    def fake_proba(tok, seen, batch, *a, **k):
+        for t in batch:
+            predicted.setdefault(t, []).append(seen)
+        return np.full((len(batch), 3), 1 / 3, np.float32)
+
+    monkeypatch.setattr(LM, "train_classifier", fake_train)
+    monkeypatch.setattr(B, "predict_proba", fake_proba)
+    p = {"seed": 13, "max_length": 8, "eval_batch_size": 4, "inference_dtype": None}
+    groups = B.account_groups(pd.DataFrame({"username": users}))
+    out = B.crossfit_probs(texts, labels, groups, tr, va, p, 3, 3, progress=False)
+    assert out.shape == (45, 3) and sorted(predicted) == sorted(texts[i] for i in np.flatnonzero(tr))
+    for i in np.flatnonzero(tr):
+        (seen,) = predicted[texts[i]]
+        same_account = {texts[j] for j in np.flatnonzero(users == users[i])}
+        assert not seen & same_account and not seen & {texts[j] for j in np.flatnonzero(va)}

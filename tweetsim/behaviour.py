@@ -97,7 +97,8 @@ def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.n
 def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFrame, dict]:
     """(history features of every row of `table`, the history tables a test row's come from).
 
-    A training row's history comes from earlier training rows, a val row's from the training rows
+    A training row's history comes from earlier training rows (in `history_crossfit_regimes`: from
+    the other folds' training rows, features.crossfit_history), a val row's from the training rows
     (val early-stops the models), a test row's from the labelled splits in `test_history` (default
     train and val: all likes known before the test rows are predicted; in the unseen-period regime
     this closes the six months between the training period and the test period). Regimes in
@@ -108,11 +109,38 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFr
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
     tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
-    hist = pd.concat([F.history_features(train, train=train), F.history_features(table[va], tables=tables),
+    own = (F.crossfit_history(train, p["history_folds"], p["seed"]) if regime in (p.get("history_crossfit_regimes") or [])
+           else F.history_features(train, train=train))
+    hist = pd.concat([own, F.history_features(table[va], tables=tables),
                       F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
     if regime in (p.get("hide_history") or []):
         hist = F.hide_history(hist)
     return hist, tables_test
+
+
+def account_groups(table: pd.DataFrame) -> np.ndarray:
+    """The cross-fitting group of each row: its account; a row without one is a group of its own."""
+    user = table["username"].fillna("").astype(str).to_numpy() if "username" in table else np.full(len(table), "")
+    return np.where(user != "", "@" + user, np.char.add("row:", np.arange(len(table)).astype(str)))
+
+
+def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, va: np.ndarray, p: dict,
+                   num_labels: int, folds: int, progress: bool = True) -> np.ndarray:
+    """Out-of-fold bucket probabilities of the training rows (tr) from `folds` classifiers, each trained
+    on the other folds' accounts (likemodel.crossfit_folds) with the full model's params and val rows.
+    The gate and the bucket trees then learn from probabilities like those they get on new rows."""
+    from tweetsim.likemodel import crossfit_folds, train_classifier
+
+    idx, vidx = np.flatnonzero(tr), np.flatnonzero(va)
+    fold = crossfit_folds(groups[idx], labels[idx], folds, int(p["seed"]))
+    out = np.zeros((len(idx), num_labels), np.float32)
+    for f in range(folds):
+        fit, held = idx[fold != f], fold == f
+        tok, model, _ = train_classifier([texts[i] for i in fit], labels[fit], [texts[i] for i in vidx], labels[vidx],
+                                         p, num_labels, None, progress)
+        out[held] = predict_proba(tok, model, [texts[i] for i in idx[held]], int(p["max_length"]),
+                                  int(p["eval_batch_size"]), p.get("inference_dtype"))
+    return out
 
 
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
@@ -137,7 +165,13 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     K = len(edges)
     tok, model, history = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
                                            [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
-    probs = predict_proba(tok, model, texts, int(p["max_length"]), int(p["eval_batch_size"]), p.get("inference_dtype"))
+    folds = int(p.get("crossfit_folds") or 0) if regime in (p.get("crossfit_regimes") or []) else 0
+    own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
+    probs = np.zeros((len(texts), K), np.float32)
+    probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),
+                               int(p["eval_batch_size"]), p.get("inference_dtype"))
+    if folds > 1:
+        probs[tr] = crossfit_probs(texts, labels, account_groups(table), tr, va, p, K, folds, progress)
     pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
     X = tabular(table, hist, ctx, emb, pca, probs)
     state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
@@ -152,7 +186,8 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     # the step whose checkpoint was kept (early stopping on val): the deploy fit trains this many steps
     (folder / "training.json").write_text(json.dumps({"best_step": best_step(history, int(p["max_steps"])),
                                                       "steps_run": history[-1]["step"] if history else 0}, indent=2) + "\n")
-    summary = {"steps": history[-1]["step"] if history else 0, "history": history,
+    summary = {"steps": history[-1]["step"] if history else 0, "history": history, "crossfit_folds": folds if folds > 1 else 0,
+               "train_accuracy": float(np.mean(pred[tr] == labels[tr])) if tr.any() else None,
                "test_accuracy": float(np.mean(pred[side == "test"] == labels[side == "test"])) if (side == "test").any() else None,
                "val_accuracy": float(np.mean(pred[va] == labels[va])) if va.any() else None}
     return pd.concat([meta, X], axis=1), summary
@@ -266,6 +301,8 @@ class Predictor:
         clock = time.perf_counter
         t0 = clock()
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
+        if not self.p.get("use_text", True):  # trained without the tweet text
+            rows = F.blank_text(rows)
         for col in ("company", "username"):
             rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
         if "ocr_text" not in rows:

@@ -69,7 +69,9 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
     emb = embed_texts(F.text_of(sup), p)
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
     steps = s["classifier_steps"]
-    feats, _ = fit_regime(sup.assign(**{SIDE: "train"}), SIDE, {**p, "max_steps": steps, "eval_every": steps}, out, emb,
+    # its rows' classifier probabilities and history are built as in the regime it takes its settings from
+    like = {k: [*(p.get(k) or []), SIDE] if src in (p.get(k) or []) else [] for k in ("crossfit_regimes", "history_crossfit_regimes")}
+    feats, _ = fit_regime(sup.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out, emb,
                           side_stats, context, progress=progress)
     names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
     y, b = F.log_likes(feats["likes"]), feats["bucket"].to_numpy()

@@ -77,6 +77,18 @@ def history_features(rows: pd.DataFrame, train: pd.DataFrame | None = None, tabl
     return out
 
 
+def crossfit_history(train: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
+    """history_features of training rows as a predicted row gets them: from every *other* training
+    row of the account / brand (any date), taken from the rows of the other `folds` - 1 seeded
+    random folds, so a row's own likes never enter its history (train_like_classifier.history_crossfit_regimes)."""
+    fold = np.random.default_rng(seed).permutation(len(train)) % int(folds)
+    parts = []
+    for f in range(int(folds)):
+        rest = train[fold != f]
+        parts.append(history_features(train[fold == f], tables={lv: history_table(rest, lv) for lv in LEVELS}))
+    return pd.concat(parts).loc[train.index]
+
+
 def known_splits_for_test(p: dict) -> list[str]:
     """The labelled splits a test row's account history may use (`train_like_classifier.test_history`,
     given as that params section): [train] or [train, val]; anything holding test rows is refused."""
@@ -175,6 +187,14 @@ def fill_side_stats(rows: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     for c in stats.columns:
         looked = rows["username"].map(stats[c])
         rows[c] = rows[c].astype(float).fillna(looked) if c in rows else looked
+    return rows
+
+
+def blank_text(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` without their tweet text (train_like_classifier.use_text: false): the classifier's line,
+    the embedding and the text statistics then see none; captions and OCR text stay."""
+    rows = rows.copy()
+    rows["content"] = None
     return rows
 
 

@@ -24,6 +24,21 @@ def bucketize(likes, edges) -> np.ndarray:
     return np.searchsorted(edges, np.asarray(likes, dtype=float), side="right") - 1
 
 
+def crossfit_folds(groups, labels, k: int, seed: int) -> np.ndarray:
+    """Fold (0..k-1) of each row for cross-fitting: every row of a group (an account) in one fold, so
+    no account's rows predict themselves; buckets spread over the folds as evenly as the groups allow."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups, labels = np.asarray(groups), np.asarray(labels)
+    if len(np.unique(groups)) < k:
+        raise ValueError(f"cross-fitting: {len(np.unique(groups))} accounts among the training rows, fewer than "
+                         f"train_like_classifier.crossfit_folds = {k}")
+    fold = np.full(len(groups), -1)
+    for f, (_, held) in enumerate(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(groups, labels, groups)):
+        fold[held] = f
+    return fold
+
+
 def _fmt_count(x: float) -> str:
     x = float(x)
     return f"{x / 1e6:.1f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
