@@ -23,15 +23,17 @@ import pandas as pd
 SLOTS = 7 * 24
 
 
+def _utc(t) -> pd.Timestamp:
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def first_slot(date=None, start=None) -> pd.Timestamp:
     """The first slot (UTC): `start` rounded up to a whole hour; else the next whole hour after the
     post's `date`; else the next whole hour from now."""
     if start is not None:
-        t = pd.Timestamp(start)
-        t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-        return t.ceil("h")
-    t = pd.Timestamp(date) if date is not None and pd.notna(date) else pd.Timestamp.now(tz="UTC")
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+        return _utc(start).ceil("h")
+    t = _utc(date) if date is not None and pd.notna(date) else pd.Timestamp.now(tz="UTC")
     return t.floor("h") + pd.Timedelta(hours=1)
 
 
