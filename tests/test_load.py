@@ -154,3 +154,16 @@ def test_large_ids_and_likes_keep_every_digit_beside_a_null(tmp_path):
     assert rows["id"].tolist()[0] == 1234567890123456789 and pd.isna(rows["id"][1])
     assert rows["likes"].tolist()[0] == 9223372036854775296 and rows["likes"].tolist()[2] == 7
     assert list(rejects["field"]) == ["id"]
+
+
+def test_a_labelled_tweet_in_two_files_is_kept_once_and_the_copy_rejected(tmp_path):
+    a, b = train_frame(2), train_frame(2)
+    b.loc[1, "content"] = "another tweet with the same id (ids are per-file row numbers in some files)"
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    table, rejects, read = load_sources(tmp_path)
+    assert read == 4 and len(table) == 3
+    assert sorted(zip(table["source"], table["id"])) == [("a", 1), ("a", 2), ("b", 2)]
+    [r] = rejects.to_dict("records")
+    assert r["source"].endswith("b.csv") and r["row"] == 2 and r["field"] == "id"
+    assert "a.csv row 2" in r["reason"]

@@ -324,16 +324,42 @@ def load_sources(sources, exclude=()) -> tuple[pd.DataFrame, pd.DataFrame, int]:
             rejects += [{"source": str(path), "row": 1, "id": None, "field": c, "reason": "missing column"} for c in missing] \
                 or [{"source": str(path), "row": None, "id": None, "field": "file", "reason": str(e)}]
             continue
+        rejected = {r["row"] for r in bad}
+        rows["_row"] = [n for n in range(2, len(df) + 2) if n not in rejected]
         parts.append(rows)
         rejects += bad
     if errors:
         raise InputError(errors[0] + (f" (and {len(errors) - 1} more file problems)" if len(errors) > 1 else ""),
                          pd.DataFrame(rejects, columns=REJECT_COLUMNS))
     table = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=SCHEMA.names)
-    table = _join_captions(table, inv.captions)
+    table, again = _drop_repeated_tweets(table, {p.stem: str(p) for p in inv.tweets})
+    rejects += again
+    table = _join_captions(table.drop(columns="_row", errors="ignore"), inv.captions)
     table = _join_accounts(table, inv.stats, inv.profiles)
     table = table.sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     return table, pd.DataFrame(rejects, columns=REJECT_COLUMNS), total
+
+
+def _drop_repeated_tweets(table: pd.DataFrame, paths: dict) -> tuple[pd.DataFrame, list[dict]]:
+    """A labelled tweet given in two files (same id, date, likes, account and text; ids alone are
+    per-file row numbers in some files) is one tweet: keep the first file's row.
+
+    Kept twice it would sit on both sides of a split and leak its likes into the test rows.
+    Unlabelled rows (the official test inputs) are each answered, so they all stay.
+    """
+    if not len(table):
+        return table, []
+    labelled = table[table["likes"].notna() & table["id"].notna()]
+    key = pd.Series([repr(t) for t in zip(*(labelled[c] for c in ("id", "date", "likes", "username", "content")))],
+                    index=labelled.index)
+    first = labelled[~key.duplicated()].set_index(key[~key.duplicated()])
+    again = labelled[key.duplicated()]
+    again_keys = key[key.duplicated()]
+    rejects = [{"source": paths[src], "row": int(row), "id": i, "field": "id",
+                "reason": f"the same labelled tweet (id, date, likes, username, content) as "
+                          f"{paths[first.at[k, 'source']]} row {int(first.at[k, '_row'])}; kept there only"}
+               for src, row, i, k in zip(again["source"], again["_row"], again["id"], again_keys)]
+    return table.drop(index=again.index).reset_index(drop=True), rejects
 
 
 def read_official(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
