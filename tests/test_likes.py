@@ -462,7 +462,7 @@ def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
     predicted = {}
 
     def fake_train(train_texts, *a, **k):
-        return None, set(train_texts), []
+        return None, set(train_texts), [], 0
 
     def fake_proba(tok, seen, batch, *a, **k):
         for t in batch:

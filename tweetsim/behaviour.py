@@ -136,7 +136,7 @@ def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr:
     out = np.zeros((len(idx), num_labels), np.float32)
     for f in range(folds):
         fit, held = idx[fold != f], fold == f
-        tok, model, _ = train_classifier([texts[i] for i in fit], labels[fit], [texts[i] for i in vidx], labels[vidx],
+        tok, model, _, _ = train_classifier([texts[i] for i in fit], labels[fit], [texts[i] for i in vidx], labels[vidx],
                                          p, num_labels, None, progress)
         out[held] = predict_proba(tok, model, [texts[i] for i in idx[held]], int(p["max_length"]),
                                   int(p["eval_batch_size"]), p.get("inference_dtype"))
@@ -163,7 +163,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     texts = verbalise(table, hist, int(p["max_chars"]), ctx)
     labels = bucketize(table["likes"].astype(float), edges)
     K = len(edges)
-    tok, model, history = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
+    tok, model, history, kept = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
                                            [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
     folds = int(p.get("crossfit_folds") or 0) if regime in (p.get("crossfit_regimes") or []) else 0
     own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
@@ -184,24 +184,13 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
                          "side": side, "likes": table["likes"].astype(float).to_numpy(), "bucket": labels})
     pred = probs.argmax(1)
     # the step whose checkpoint was kept (early stopping on val): the deploy fit trains this many steps
-    (folder / "training.json").write_text(json.dumps({"best_step": best_step(history, int(p["max_steps"])),
+    (folder / "training.json").write_text(json.dumps({"best_step": kept,
                                                       "steps_run": history[-1]["step"] if history else 0}, indent=2) + "\n")
     summary = {"steps": history[-1]["step"] if history else 0, "history": history, "crossfit_folds": folds if folds > 1 else 0,
                "train_accuracy": float(np.mean(pred[tr] == labels[tr])) if tr.any() else None,
                "test_accuracy": float(np.mean(pred[side == "test"] == labels[side == "test"])) if (side == "test").any() else None,
                "val_accuracy": float(np.mean(pred[va] == labels[va])) if va.any() else None}
     return pd.concat([meta, X], axis=1), summary
-
-
-def best_step(history: list[dict], max_steps: int) -> int:
-    """The step of the checkpoint likemodel.train_classifier keeps (its rule: the first evaluation with
-    the lowest val weighted loss, else train loss); max_steps when nothing was evaluated."""
-    best, step = float("inf"), max_steps
-    for rec in history:
-        score = rec.get("val_weighted_loss", rec["train_loss"])
-        if score < best - 1e-6:
-            best, step = score, rec["step"]
-    return int(step)
 
 
 def model_paths(models: Path, models_of: str | None) -> tuple[dict, dict]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tweetsim import features as F
 from tweetsim.behaviour import attach_media_text, embed_texts, fit_regime
 from tweetsim.intervals import Intervals
-from tweetsim.regressor import BucketGate, BucketRegressor, fit_bucket
+from tweetsim.params import ParamsError
+from tweetsim.regressor import BucketRegressor, fit_fixed_trees
 from tweetsim.schema import read_tweets
 
 SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
@@ -60,7 +60,7 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
     src = d["settings_from"]
     for key, regime in [("settings_from", src), *((f"intervals.{k}", v) for k, v in d["intervals"].items() if v)]:
         if regime not in regimes:
-            raise SystemExit(f"deploy_likes.{key}: {regime!r} is not in split.regimes {regimes}")
+            raise ParamsError(f"deploy_likes.{key}: {regime!r} is not in split.regimes {regimes}")
     base = json.loads((models / "likes" / "bundle.json").read_text())  # final mode, smearing, gate, CLI params
     edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
     s = validated_settings(models, src, edges, gate)
@@ -74,16 +74,12 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
     feats, _ = fit_regime(sup.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out, emb,
                           side_stats, context, progress=progress)
     names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
-    y, b = F.log_likes(feats["likes"]), feats["bucket"].to_numpy()
-    none = feats.iloc[:0]
-    no_es = {"min_val_rows": np.iinfo(np.int32).max}
-    for k, e in enumerate(edges):
-        reg = fit_bucket(feats, y, b == k, none, y[:0], np.zeros(0, bool), names,
-                         {**pr["xgb"], **no_es, "n_estimators": s["trees"][e]}, k)
+    regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [s["trees"][e] for e in edges],
+                                       s["gate_trees"] if gate else None)
+    for e, reg in zip(edges, regs):
         reg.save(out / "regressor" / e)
-    if gate:
-        BucketGate.fit(feats, b, none, b[:0], names, len(edges), {**pr["xgb"], **no_es, "n_estimators": s["gate_trees"]}
-                       ).save(out / "gate")
+    if gate_model is not None:
+        gate_model.save(out / "gate")
     known = Intervals.load(models / "likes" / "intervals" / f"{d['intervals']['known_brand']}.json")
     new = d["intervals"].get("new_brand")
     Intervals.for_deploy(known, Intervals.load(models / "likes" / "intervals" / f"{new}.json") if new else None

@@ -117,22 +117,15 @@ def brand_fold_rows(rows, groups, names: list[str], xgb: dict, trees: list[int],
     the other folds with the regime's tree counts. Returns (true likes, point, probs, bucket log preds)."""
     from sklearn.model_selection import GroupKFold
 
-    from tweetsim.regressor import BucketGate, combine, fit_bucket
+    from tweetsim.regressor import combine, fit_fixed_trees
 
-    y, b = np.log1p(rows["likes"].to_numpy(float)), rows["bucket"].to_numpy()
+    b = rows["bucket"].to_numpy()
     point, probs = np.zeros(len(rows)), np.zeros((len(rows), len(trees)))
     z = np.zeros((len(rows), len(trees)))
-    no_es = {"min_val_rows": np.iinfo(np.int32).max}
-    none = rows.iloc[:0]
     for fit_ix, held in GroupKFold(n_splits=folds).split(rows, groups=np.asarray(groups)):
         fit, out = rows.iloc[fit_ix].reset_index(drop=True), rows.iloc[held].reset_index(drop=True)
-        regs = [fit_bucket(fit, y[fit_ix], b[fit_ix] == k, none, y[:0], np.zeros(0, bool), names,
-                           {**xgb, **no_es, "n_estimators": n}, k) for k, n in enumerate(trees)]
-        if gate_trees is not None:
-            gate = BucketGate.fit(fit, b[fit_ix], none, b[:0], names, len(trees), {**xgb, **no_es, "n_estimators": gate_trees})
-            probs[held] = gate.predict(out)
-        else:
-            probs[held] = out[[f"p_bucket{k}" for k in range(len(trees))]].to_numpy(float)
+        regs, gate = fit_fixed_trees(fit, b[fit_ix], names, xgb, trees, gate_trees)
+        probs[held] = gate.predict(out) if gate is not None else out[[f"p_bucket{k}" for k in range(len(trees))]].to_numpy(float)
         z[held] = np.stack([r.predict_log(out) for r in regs], 1)
         point[held] = combine(probs[held], z[held], np.array([r.meta["smearing"] for r in regs]), final, smear)
     return rows["likes"].to_numpy(float), point, probs, z

@@ -136,7 +136,8 @@ def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int
 
 def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, num_labels: int, live=None,
                      progress: bool = True):
-    """Fine-tune; returns (tokenizer, best model, history list of dicts). `p`: train_like_classifier params."""
+    """Fine-tune; returns (tokenizer, best model, history list of dicts, the step of the kept checkpoint:
+    the first evaluation with the lowest val weighted loss, else train loss). `p`: train_like_classifier params."""
     import torch
     from tqdm import tqdm
 
@@ -160,7 +161,7 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
     # evaluate on a fixed, seeded subset of val: the full val split would cost more than training
     vsel = np.sort(rng.permutation(len(val_texts))[: int(p["max_eval_rows"])])
     vtexts, vlabels = [val_texts[i] for i in vsel], val_labels[vsel]
-    best, best_state, bad, history = math.inf, None, 0, []
+    best, best_state, best_step, bad, history = math.inf, None, steps, 0, []
     running = []
     bar = tqdm(range(steps), desc="like classifier", disable=not progress)
     for step in bar:
@@ -197,7 +198,7 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
             score = rec.get("val_weighted_loss", rec["train_loss"])
             bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "step"})
             if score < best - 1e-6:
-                best, bad = score, 0
+                best, best_step, bad = score, rec["step"], 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 bad += 1
@@ -206,4 +207,4 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return tok, model, history
+    return tok, model, history, best_step

@@ -90,6 +90,21 @@ def fit_bucket(X_tr: pd.DataFrame, y_tr: np.ndarray, in_bucket_tr: np.ndarray, X
     return BucketRegressor(model, features, meta)
 
 
+def fit_fixed_trees(X: pd.DataFrame, buckets: np.ndarray, features: list[str], p: dict, trees: list[int],
+                    gate_trees: int | None) -> tuple[list[BucketRegressor], "BucketGate | None"]:
+    """Bucket regressors (and the tabular gate, where `gate_trees` is given) fitted on every row of `X`
+    with tree counts chosen elsewhere (a validated run's best iterations): no early stopping, as no row
+    of X is held out. Used where the rows it trains on are all there is (the deploy fit, the
+    brand-grouped calibration folds)."""
+    y, fixed = np.log1p(X["likes"].to_numpy(float)), {**p, "min_val_rows": np.iinfo(np.int32).max}
+    none = X.iloc[:0]
+    regs = [fit_bucket(X, y, buckets == k, none, y[:0], np.zeros(0, bool), features, {**fixed, "n_estimators": n}, k)
+            for k, n in enumerate(trees)]
+    gate = None if gate_trees is None else BucketGate.fit(X, buckets, none, buckets[:0], features, len(trees),
+                                                         {**fixed, "n_estimators": gate_trees})
+    return regs, gate
+
+
 def combine(probs: np.ndarray, preds_log: np.ndarray, smearing: np.ndarray, mode: str, smear: bool) -> np.ndarray:
     """Final likes from bucket probabilities (n, K) and each bucket's log1p prediction (n, K).
 
