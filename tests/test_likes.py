@@ -238,6 +238,12 @@ def test_predict_with_probs(trained, fixture_data):
     likes, probs = pred.predict_with_probs(rows)
     assert probs.shape == (12, len(pred.state.edges)) and np.allclose(probs.sum(1), 1, atol=1e-5) and (probs >= 0).all()
     assert np.array_equal(likes, pred.predict(rows)) and set(pred.timings) == {"features", "classifier", "embedding", "trees"}
+    from tweetsim import embed
+
+    pred.overlap = False  # the two transformer passes one after the other (2 threads): the same predictions
+    embed.clear_cache()
+    assert np.array_equal(likes, pred.predict(rows))
+    pred.overlap = True
     # one row at a time gives the batched predictions: exactly in float32; in bfloat16 (the default)
     # each op's rounding depends on the batch's padding, so within 1e-2 in log1p
     one = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
