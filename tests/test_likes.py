@@ -485,3 +485,20 @@ def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
         (seen,) = predicted[texts[i]]
         same_account = {texts[j] for j in np.flatnonzero(users == users[i])}
         assert not seen & same_account and not seen & {texts[j] for j in np.flatnonzero(va)}
+
+
+def test_side_by_side_returns_both_results_and_raises_the_workers_error():
+    import torch
+
+    from tweetsim.behaviour import _side_by_side
+
+    before = torch.get_num_threads()
+    (a, _), (b, _) = _side_by_side(lambda: torch.get_num_threads(), lambda: "second")
+    assert (a, b) == (1, "second") and torch.get_num_threads() == before  # one thread each, restored after
+
+    def fail():
+        raise ValueError("encoder broke")
+
+    with pytest.raises(ValueError, match="encoder broke"):
+        _side_by_side(lambda: 1, fail)
+    assert torch.get_num_threads() == before

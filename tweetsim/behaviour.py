@@ -340,9 +340,11 @@ class Predictor:
         t1 = clock()
         classify = lambda: predict_proba(self.tok, self.model, texts, self.state.max_length,  # noqa: E731
                                          int(self.p["eval_batch_size"]), self.p.get("inference_dtype"))
-        embed = (lambda: embed_texts(F.text_of(rows), self.p)) if self.state.pca.components is not None and self.state.pca.k \
-            else (lambda: np.zeros((len(rows), 0)))
-        if self.overlap and self.num_threads >= 2 and len(rows) > SMALL_CALL_ROWS:
+        with_emb = self.state.pca.components is not None and self.state.pca.k
+        to_embed = F.text_of(rows) if with_emb else []
+        embed = (lambda: embed_texts(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
+        # side by side only when both passes have work (best-time: 168 lines, one text to embed)
+        if self.overlap and self.num_threads >= 2 and min(len(rows), len(set(to_embed))) > SMALL_CALL_ROWS:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)
