@@ -86,7 +86,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                 frame["pred_low"], frame["pred_high"] = low, high
             preds[name_of(mode, sm)].append(frame)
             summary[regime][f"{name_of(mode, sm)}_test_rmse_log1p"] = float(np.sqrt(np.mean((np.log1p(pred[test]) - y[test]) ** 2)))
-            if (mode, sm) == (p["final"], bool(p["smearing"])):
+            if (mode, sm) == final:
                 scatter.append(pd.DataFrame({"regime": regime, "actual_log1p": y[test].round(4),
                                              "predicted_log1p": np.log1p(pred[test]).round(4)}))
         confusion.append(pd.DataFrame({"regime": regime, "actual_bucket": f.loc[test, "bucket"].map(lambda k: edges[k]),
