@@ -1,8 +1,8 @@
-"""Benchmark of the behaviour LM (tweetsim.behaviour_lm), measured in one run, on this machine.
+"""Benchmark of the behaviour LM (tweetsim.likes.behaviour_lm), measured in one run, on this machine.
 
 Prints: seconds per training step (LoRA + projection, image prefix vs text only), predictions per
 second (batched vs one by one), and the frozen vision encoder's images per second. Then the same
-prefix for the tweet writer (train_llm.image_prefix: tweetsim.llm.train_lora's loop, train_llm's
+prefix for the tweet writer (train_llm.image_prefix: tweetsim.lm.model.train_lora's loop, train_llm's
 batch and max_length, tweet completions): s/step and generated tokens/s, image prefix vs text only.
 Run by hand: python bench/bench_behaviour_lm.py [params.yaml] [data] [--steps 4] [--rows 32] [--only likes|writer]
 Uses data/tweets.parquet rows with likes (real prompts) and generated images for the encoder; the
@@ -26,10 +26,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from tweetsim import behaviour_lm as B  # noqa: E402
 from tweetsim import image_prefix as IP  # noqa: E402
 from tweetsim import llm  # noqa: E402
-from tweetsim.generation import GenConfig, generate  # noqa: E402
-from tweetsim.params import load_params  # noqa: E402
-from tweetsim.prompts import join_side_tables  # noqa: E402
-from tweetsim.schema import read_tweets  # noqa: E402
+from tweetsim.lm.generate import GenConfig, generate  # noqa: E402
+from tweetsim.config.params import load_params  # noqa: E402
+from tweetsim.lm.prompts import join_side_tables  # noqa: E402
+from tweetsim.data.schema import read_tweets  # noqa: E402
 
 
 def main() -> None:
@@ -93,7 +93,7 @@ def likes_bench(p, args, enc, table, feats) -> None:
 
 def writer_bench(params, args, enc, table, feats) -> None:
     """The writer (train_llm params) with and without the image prefix, on the same prompts."""
-    from tweetsim.prompts import render, verbalise
+    from tweetsim.lm.prompts import render, verbalise
 
     t, ip = params["train_llm"], params["train_llm"]["image_prefix"]
     path = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])

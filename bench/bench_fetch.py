@@ -1,4 +1,4 @@
-"""Benchmark tweetsim.fetch.fetch_media against a local HTTP/1.1 server (run by hand).
+"""Benchmark tweetsim.data.fetch.fetch_media against a local HTTP/1.1 server (run by hand).
 
     python bench/bench_fetch.py [--n 500] [--kb 50] [--latency-ms 20]
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from httpserver import LocalServer, make_png  # noqa: E402
 
-from tweetsim.fetch import fetch_media, summarize  # noqa: E402
+from tweetsim.data.fetch import fetch_media, summarize  # noqa: E402
 
 
 def serve(n: int, side: int, latency_s: float, conn) -> None:

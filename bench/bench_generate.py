@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tweetsim import llm  # noqa: E402
-from tweetsim.generation import GenConfig, generate  # noqa: E402
-from tweetsim.params import load_params  # noqa: E402
+from tweetsim.lm.generate import GenConfig, generate  # noqa: E402
+from tweetsim.config.params import load_params  # noqa: E402
 
 
 def peak_mb() -> float:

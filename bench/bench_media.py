@@ -101,9 +101,9 @@ def main() -> None:
 
     import torch
 
-    from tweetsim import caption as cap
-    from tweetsim import images as imgs
-    from tweetsim import ocr
+    from tweetsim.vision import caption as cap
+    from tweetsim.vision import images as imgs
+    from tweetsim.vision import ocr
 
     torch.set_num_threads(args.threads)
     rows = []

@@ -31,8 +31,9 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
 
-    from tweetsim import behaviour, embed
-    from tweetsim.load import read_official
+    from tweetsim.likes import predictor as behaviour
+    from tweetsim.text import embed
+    from tweetsim.data.load import read_official
 
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores")
     t0 = time.perf_counter()

@@ -20,9 +20,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tweetsim.content import select_writer  # noqa: E402
-from tweetsim.load import read_official  # noqa: E402
-from tweetsim.params import load_params  # noqa: E402
+from tweetsim.writer.writers import select_writer  # noqa: E402
+from tweetsim.data.load import read_official  # noqa: E402
+from tweetsim.config.params import load_params  # noqa: E402
 
 
 def peak_mb(who=resource.RUSAGE_SELF) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tweetsim.features import known_splits_for_test
+from tweetsim.likes.features import known_splits_for_test
 
 
 def main(data_dir: str = "data", params_path: str = "params.yaml") -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tweetsim import embed
-from tweetsim.baselines import Retriever, likes_baselines
-from tweetsim.features import known_splits_for_test
-from tweetsim.schema import read_tweets
-from tweetsim.params import load_params
+from tweetsim.text import embed
+from tweetsim.likes.baselines import Retriever, likes_baselines
+from tweetsim.likes.features import known_splits_for_test
+from tweetsim.data.schema import read_tweets
+from tweetsim.config.params import load_params
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:

@@ -2,7 +2,7 @@
 
 Writes data/prompts.parquet: `regime,source,id,split,user,prompt,completion` for every row with
 content (train rows to learn from, val/test rows to generate for). Exemplar tweets come from the
-regime's training split only (tweetsim.prompts documents the format).
+regime's training split only (tweetsim.lm.prompts documents the format).
 usage: python stages/build_prompts.py [params.yaml] [data]
 """
 
@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from tweetsim import embed, llm
-from tweetsim.baselines import Retriever
-from tweetsim.params import load_params
-from tweetsim.prompts import build_examples, join_side_tables
-from tweetsim.schema import read_tweets
+from tweetsim.text import embed
+from tweetsim.lm import model as llm
+from tweetsim.likes.baselines import Retriever
+from tweetsim.config.params import load_params
+from tweetsim.lm.prompts import build_examples, join_side_tables
+from tweetsim.data.schema import read_tweets
 
 
 def _memo(encode):

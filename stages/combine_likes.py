@@ -5,7 +5,7 @@ each with and without smearing; plots; the bundle the `tweetsim predict-likes` C
 Writes data/predictions/likes/bucket_xgb_{argmax,mixture}[_nosmear].parquet (val + test rows),
 plots/likes/pred_vs_actual.csv, plots/likes/confusion.csv (test rows of every regime),
 metrics/like_buckets.json, models/likes/bundle.json and models/likes/intervals/<regime>.json (conformal
-ranges calibrated on the regime's val rows, tweetsim/intervals.py; the CLI's variant's predictions get
+ranges calibrated on the regime's val rows, tweetsim/likes/intervals.py; the CLI's variant's predictions get
 `pred_low, pred_high`).
 usage: python stages/combine_likes.py [params.yaml] [data] [models] [plots] [metrics]
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.intervals import Intervals, brand_fold_rows
-from tweetsim.params import load_params
-from tweetsim.regressor import BucketGate, BucketRegressor, combine
+from tweetsim.likes.intervals import Intervals, brand_fold_rows
+from tweetsim.config.params import load_params
+from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
 
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 VARIANTS = [(mode, smear) for mode in ("argmax", "mixture") for smear in (True, False)]

@@ -1,5 +1,5 @@
 """deploy_likes: refit the likes models (classifier, bucket regressors, tabular gate) on every labelled
-row, with the steps and trees of the validated regime `deploy_likes.settings_from` (tweetsim/deploy.py);
+row, with the steps and trees of the validated regime `deploy_likes.settings_from` (tweetsim/likes/deploy.py);
 the CLI and the web app load it by default.
 
 Writes models/likes/deploy/ (classifier/, regressor/<edge>.*, gate.*, intervals.json, bundle.json).
@@ -9,8 +9,8 @@ usage: python stages/deploy_likes.py [params.yaml] [data] [models]
 import sys
 from pathlib import Path
 
-from tweetsim.deploy import fit_deploy
-from tweetsim.params import load_params
+from tweetsim.likes.deploy import fit_deploy
+from tweetsim.config.params import load_params
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models") -> None:

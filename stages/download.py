@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tweetsim.load import REJECT_COLUMNS, InputError, load_sources, write_tweets
-from tweetsim.media import image_url
-from tweetsim.params import section
+from tweetsim.data.load import REJECT_COLUMNS, InputError, load_sources, write_tweets
+from tweetsim.data.media import image_url
+from tweetsim.config.params import section
 
 
 def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
@@ -34,7 +34,7 @@ def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
     urls = sorted({(image_url(m), m["kind"]) for items in table["media"] for m in items})
     media = out / "media"
     media.mkdir(exist_ok=True)
-    from tweetsim import fetch
+    from tweetsim.data import fetch
 
     if p["fetch_media"]:
         manifest = fetch.fetch_media(urls, media / "store", media / "manifest.csv", **p["fetch"])

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim import embed
-from tweetsim.schema import read_tweets
-from tweetsim.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
-from tweetsim.params import load_params
+from tweetsim.text import embed
+from tweetsim.data.schema import read_tweets
+from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
+from tweetsim.config.params import load_params
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from tweetsim import image_prefix as IP
-from tweetsim import llm
-from tweetsim.generation import GenConfig, generate
-from tweetsim.params import load_params
-from tweetsim.schema import read_tweets
+from tweetsim.lm import prefix as IP
+from tweetsim.lm import model as llm
+from tweetsim.lm.generate import GenConfig, generate
+from tweetsim.config.params import load_params
+from tweetsim.data.schema import read_tweets
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:

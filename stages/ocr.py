@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from tweetsim import images as imgs
-from tweetsim import ocr
-from tweetsim.params import section
-from tweetsim.schema import read_tweets
+from tweetsim.vision import images as imgs
+from tweetsim.vision import ocr
+from tweetsim.config.params import section
+from tweetsim.data.schema import read_tweets
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.features import log_likes
-from tweetsim.params import load_params
-from tweetsim.regressor import fit_bucket
+from tweetsim.likes.features import log_likes
+from tweetsim.config.params import load_params
+from tweetsim.likes.regressor import fit_bucket
 
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 

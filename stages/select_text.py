@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim import embed
-from tweetsim.metrics import to_json_safe
-from tweetsim.params import load_params
-from tweetsim.prompts import join_side_tables
-from tweetsim.schema import read_tweets
+from tweetsim.text import embed
+from tweetsim.text.metrics import to_json_safe
+from tweetsim.config.params import load_params
+from tweetsim.lm.prompts import join_side_tables
+from tweetsim.data.schema import read_tweets
 from tweetsim.writer import TweetWriter, origin
 from tweetsim.writer import select as S
 from tweetsim.writer.pools import SOURCES
@@ -40,7 +40,7 @@ def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> 
     lm = params["writer"]["lm"]
     if int(lm["candidates"]) <= 0:
         return {}
-    from tweetsim.content import lm_drafter
+    from tweetsim.writer.writers import lm_drafter
 
     drafter = lm_drafter(params, adapter, pool)
     out = {}

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from tweetsim.schema import read_tweets
-from tweetsim.params import section
-from tweetsim.splits import assign, summary
+from tweetsim.data.schema import read_tweets
+from tweetsim.config.params import section
+from tweetsim.data.splits import assign, summary
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: str = "metrics") -> None:

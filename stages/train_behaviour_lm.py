@@ -1,4 +1,4 @@
-"""train_behaviour_lm: the image-conditioned language model that predicts likes (tweetsim.behaviour_lm).
+"""train_behaviour_lm: the image-conditioned language model that predicts likes (tweetsim.likes.behaviour_lm).
 
 Per trained regime (`train_behaviour_lm.regimes`, default a subset of split.regimes to keep CPU
 cost low): instruction-tune LoRA + the image projection on that regime's train rows with likes,
@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim import behaviour_lm as B
-from tweetsim import features as F
-from tweetsim import llm
-from tweetsim.image_prefix import say_no_images
-from tweetsim.metrics import likes_metrics
-from tweetsim.params import load_params
-from tweetsim.prompts import join_side_tables
-from tweetsim.schema import read_tweets
+from tweetsim.likes import behaviour_lm as B
+from tweetsim.likes import features as F
+from tweetsim.lm import model as llm
+from tweetsim.lm.prefix import say_no_images
+from tweetsim.text.metrics import likes_metrics
+from tweetsim.config.params import load_params
+from tweetsim.lm.prompts import join_side_tables
+from tweetsim.data.schema import read_tweets
 
 MAIN = int(os.environ.get("RANK", "0")) == 0
 
@@ -136,7 +136,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(preds).sort_values(["regime", "source", "id"]).reset_index(drop=True).to_parquet(out, index=False)
     Path(metrics_dir).mkdir(exist_ok=True)
-    from tweetsim.metrics import to_json_safe
+    from tweetsim.text.metrics import to_json_safe
 
     (Path(metrics_dir) / "train_behaviour_lm.json").write_text(json.dumps(to_json_safe(report), indent=2, sort_keys=True) + "\n")
     answered = sum(r["lm_answered_rows"] for r in report.values())

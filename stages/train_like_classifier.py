@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tweetsim import features as F
-from tweetsim.behaviour import attach_media_text, embed_texts, fit_regime
-from tweetsim.params import load_params
-from tweetsim.schema import read_tweets
+from tweetsim.likes import features as F
+from tweetsim.likes.predictor import attach_media_text, embed_texts, fit_regime
+from tweetsim.config.params import load_params
+from tweetsim.data.schema import read_tweets
 
 
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models",

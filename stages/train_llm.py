@@ -5,7 +5,7 @@ Reads data/prompts.parquet (train rows of each regime), writes the adapter to mo
 and metrics/train_llm.json. Checkpoints live under `checkpoint_dir` keyed by a fingerprint of the
 model, params and data, so an interrupted run resumes where it stopped and a changed run starts over.
 With `image_prefix.enabled`, each row's image (data/media manifest) becomes prefix embeddings in
-front of the prompt (tweetsim.image_prefix); rows without a readable image are text-only, counted
+front of the prompt (tweetsim.lm.prefix); rows without a readable image are text-only, counted
 in the metrics and in models/llm/<regime>/image_prefix.json beside projector.pt.
 Several GPUs: `accelerate launch --config_file configs/accelerate/multi_gpu.yaml stages/train_llm.py`.
 usage: python stages/train_llm.py [params.yaml] [data] [models] [metrics]
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tweetsim import image_prefix as IP
-from tweetsim import llm
-from tweetsim.params import load_params
-from tweetsim.schema import read_tweets
+from tweetsim.lm import prefix as IP
+from tweetsim.lm import model as llm
+from tweetsim.config.params import load_params
+from tweetsim.data.schema import read_tweets
 
 MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process writes the files
 

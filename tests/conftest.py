@@ -13,7 +13,7 @@ SAMPLE = ROOT / "data" / "sample"
 @pytest.fixture(scope="session")
 def sample_table():
     """The embedded sample, loaded once through the real loader."""
-    from tweetsim.load import load_sources
+    from tweetsim.data.load import load_sources
 
     table, rejects, total = load_sources(SAMPLE)
     return table

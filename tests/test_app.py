@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from tweetsim import app as A
-from tweetsim.schema import SCHEMA
+from tweetsim.apps import serve as A
+from tweetsim.data.schema import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["0–9", "10–99", "100+"]
@@ -49,8 +49,8 @@ class Fakes:
                  "classifier": 0.0, "bias": 2.0}] * len(table)
 
     def best_time(self, table):
-        """The real tweetsim.besttime.best_time over a fake predictor whose likes peak at 17h."""
-        from tweetsim.besttime import best_time
+        """The real tweetsim.likes.besttime.best_time over a fake predictor whose likes peak at 17h."""
+        from tweetsim.likes.besttime import best_time
 
         class Hourly:
             state = type("State", (), {"context": None})()
@@ -288,10 +288,10 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     import yaml
 
     from stages_helper import stage, write_params
-    from tweetsim import llm
-    from tweetsim.prompts import build_examples
-    from tweetsim.schema import write_tweets
-    from tweetsim.splits import assign
+    from tweetsim.lm import model as llm
+    from tweetsim.lm.prompts import build_examples
+    from tweetsim.data.schema import write_tweets
+    from tweetsim.data.splits import assign
 
     tmp = tmp_path_factory.mktemp("app_real")
     t = sample_table

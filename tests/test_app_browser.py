@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from tweetsim import app as A
+from tweetsim.apps import serve as A
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -66,7 +66,7 @@ def fake_services() -> A.Services:
             return 60 + 30 * np.cos((d.dt.hour.to_numpy() - 19) / 24 * 2 * np.pi) + 8 * (d.dt.day_of_week.to_numpy() >= 5), None
 
     def best_time(table):
-        from tweetsim.besttime import best_time
+        from tweetsim.likes.besttime import best_time
 
         return best_time(Hourly(), table, top=3)
 

@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stages_helper import ROOT, run_download, stage, write_params
 
-from tweetsim import cliio
-from tweetsim.cli import main
-from tweetsim.load import REQUIRED, normalise, read_official
-from tweetsim.media import MediaParseError, parse_media
-from tweetsim.params import ParamsError, load_params, section
-from tweetsim.schema import pa_roundtrip, to_arrow
+from tweetsim.apps import io as cliio
+from tweetsim.apps.cli import main
+from tweetsim.data.load import REQUIRED, normalise, read_official
+from tweetsim.data.media import MediaParseError, parse_media
+from tweetsim.config.params import ParamsError, load_params, section
+from tweetsim.data.schema import pa_roundtrip, to_arrow
 
 GOOD = {"id": "11", "date": "2021-05-03 10:00:00", "likes": "5", "content": "Big launch <hyperlink>", "username": "nike",
         "media": "[Photo(previewUrl='https://x/a.jpg', fullUrl='https://x/a.jpg')]", "inferred company": "nike"}
@@ -130,7 +130,7 @@ class FakeWriter:
         return None, None, {}
 
     def prompts(self, rows):
-        from tweetsim.prompts import verbalise  # the real metadata lines (media_phrase included)
+        from tweetsim.lm.prompts import verbalise  # the real metadata lines (media_phrase included)
 
         return [verbalise(r) for r in rows.to_dict("records")]
 
@@ -152,7 +152,9 @@ def tiny_select_writer(params, writer_dir, pool, selector="reranked", context=No
 
 @pytest.fixture
 def fakes(monkeypatch):
-    from tweetsim import behaviour, content, generation
+    from tweetsim.likes import predictor as behaviour
+    from tweetsim.writer import writers as content
+    from tweetsim.lm import generate as generation
 
     monkeypatch.setattr(behaviour, "Predictor", FakePredictor)
     monkeypatch.setattr(content, "Writer", FakeWriter)
@@ -251,7 +253,7 @@ def test_download_rejects_the_bad_row_only(case, tmp_path):
     out = run_download(tmp_path, src, max_reject_fraction=0.5)
     rejects = pd.read_csv(out / "rejects.csv")
     assert rejects["row"].tolist() == [3] and rejects["field"].tolist() == [field] and rejects["reason"].notna().all()
-    from tweetsim.schema import read_tweets
+    from tweetsim.data.schema import read_tweets
 
     assert read_tweets(out / "tweets.parquet")["id"].tolist() == [11, 13]
 
@@ -296,7 +298,7 @@ def test_unknown_params_key_names_section_key_and_closest(key, value, hint, tmp_
 def client():
     from test_app import Fakes
 
-    from tweetsim import app as A
+    from tweetsim.apps import serve as A
 
     return A.create_app(Fakes().services(), max_upload_mb=1, max_pixels=1_000_000).test_client()
 

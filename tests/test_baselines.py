@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tweetsim.baselines import Retriever, likes_baselines
-from tweetsim.features import known_splits_for_test
+from tweetsim.likes.baselines import Retriever, likes_baselines
+from tweetsim.likes.features import known_splits_for_test
 
 T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
 

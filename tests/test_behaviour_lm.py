@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from stages_helper import stage, write_params
-from tweetsim import behaviour_lm as B
-from tweetsim import llm
+from tweetsim.likes import behaviour_lm as B
+from tweetsim.lm import model as llm
 
 SMOL_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
                  "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -243,7 +243,7 @@ def _jpeg(im: Image.Image) -> bytes:
 @pytest.fixture(scope="module")
 def stage_data(tmp_path_factory, sample_table):
     """~60 real sample rows with likes; a third of them with generated image files in the store."""
-    from tweetsim.schema import write_tweets
+    from tweetsim.data.schema import write_tweets
 
     d = tmp_path_factory.mktemp("blm_data")
     t = sample_table[sample_table["likes"].notna()].sort_values(["source", "id"]).head(60).reset_index(drop=True)
@@ -296,8 +296,8 @@ def test_stage_end_to_end(stage_data, tiny_base, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "dvclive" / "train_behaviour_lm" / "random").is_dir()
 
     # tweetsim predict-likes --model lm on an official file: images where the manifest has them
-    from tweetsim.cli import main as tweetsim_main
-    from tweetsim.load import read_official
+    from tweetsim.apps.cli import main as tweetsim_main
+    from tweetsim.data.load import read_official
 
     src = Path(__file__).resolve().parents[1] / "data" / "sample" / "official" / "behaviour_simulation_test_time.xlsx"
     pd.read_excel(src, nrows=4).to_csv(tmp_path / "in.csv", index=False)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from stages_helper import stage, write_params
 from test_ocr import gif_bytes, make_dataset, text_image, to_bytes
-from tweetsim import caption as cap
-from tweetsim import images as imgs
+from tweetsim.vision import caption as cap
+from tweetsim.vision import images as imgs
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "a the photo of cat dog man on with logo red blue".split() + list("bdefghijklmnopqrstuvwxyz")
 TARGET = "cat"

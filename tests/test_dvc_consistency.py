@@ -31,7 +31,13 @@ def tweetsim_imports(path: Path) -> set[str]:
             found |= {_module_file(f"{node.module}.{a.name}") for a in node.names}
         elif isinstance(node, ast.Import):
             found |= {_module_file(a.name) for a in node.names if a.name.startswith("tweetsim.")}
-    return {f for f in found if (ROOT / f).exists() and f != "tweetsim/__init__.py"}
+    return {f for f in found if (ROOT / f).exists() and not _docstring_only(ROOT / f)}
+
+
+def _docstring_only(path: Path) -> bool:
+    """A package's __init__.py that holds only its docstring is no code a stage depends on."""
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
 
 
 def closure(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""Reasons (tweetsim.explain) and the best time to post (tweetsim.besttime) on the tiny trained
+"""Reasons (tweetsim.likes.explain) and the best time to post (tweetsim.likes.besttime) on the tiny trained
 likes models of tests/test_likes.py (the same fixture, trained again for this module)."""
 
 import json
@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from test_likes import TINY, _run_pipeline, fixture_data, trained  # noqa: F401 (fixtures)
-from tweetsim import besttime as B
-from tweetsim import explain as E
-from tweetsim import features as F
-from tweetsim.regressor import combine
+from tweetsim.likes import besttime as B
+from tweetsim.likes import explain as E
+from tweetsim.likes import features as F
+from tweetsim.likes.regressor import combine
 
 
 def test_every_feature_column_has_a_factor(trained):
-    from tweetsim.behaviour import Predictor
+    from tweetsim.likes.predictor import Predictor
 
     rows = pd.DataFrame({"source": "s", "id": [1], "username": ["a"], "company": ["x"], "date": pd.to_datetime(["2021-01-01"], utc=True), "likes": [3]})
     tabs = {lv: F.history_table(rows, lv) for lv in F.LEVELS}
@@ -31,7 +31,7 @@ def test_every_feature_column_has_a_factor(trained):
 
 @pytest.fixture(scope="module")
 def predictor(trained):
-    from tweetsim.behaviour import Predictor
+    from tweetsim.likes.predictor import Predictor
 
     _, models = trained
     return Predictor(models)
@@ -79,7 +79,7 @@ def test_explain_matches_the_served_prediction(predictor, rows):
 
 
 def test_predict_likes_explain_column(trained, rows, tmp_path, capsys):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     _, models = trained
     path = tmp_path / "in.csv"
@@ -124,7 +124,7 @@ def test_best_time_slots(predictor, rows):
 
 
 def test_best_time_cli(trained, rows, tmp_path, capsys):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     _, models = trained
     one, many = tmp_path / "one.csv", tmp_path / "many.csv"

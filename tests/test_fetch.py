@@ -1,4 +1,4 @@
-"""tweetsim.fetch against a real HTTP server on 127.0.0.1 (tests/httpserver.py)."""
+"""tweetsim.data.fetch against a real HTTP server on 127.0.0.1 (tests/httpserver.py)."""
 
 import hashlib
 import json

@@ -14,10 +14,10 @@ import torch
 from test_behaviour_lm import _jpeg, photo, stage_data, tiny_base  # noqa: F401  (fixtures: tiny Llama, sample rows + generated images)
 
 from stages_helper import stage, write_params
-from tweetsim import image_prefix as IP
-from tweetsim import llm
-from tweetsim.generation import GenConfig, generate
-from tweetsim.prompts import render, verbalise
+from tweetsim.lm import prefix as IP
+from tweetsim.lm import model as llm
+from tweetsim.lm.generate import GenConfig, generate
+from tweetsim.lm.prompts import render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
@@ -82,7 +82,7 @@ def test_writer_trains_resumes_reloads_and_text_rows_match(tiny_base, tmp_path):
 @pytest.fixture(scope="module")
 def writer_data(stage_data, tiny_base):  # noqa: F811
     """stage_data (a third of the rows with generated images) + prompts.parquet for regime random."""
-    from tweetsim.schema import read_tweets
+    from tweetsim.data.schema import read_tweets
 
     tok = llm.load_tokenizer(str(tiny_base))
     t = read_tweets(stage_data / "tweets.parquet").merge(pd.read_parquet(stage_data / "splits.parquet"), on=["source", "id"])
@@ -116,8 +116,8 @@ def test_train_llm_and_generate_text_stages_with_images(writer_data, tiny_base, 
     assert "image-conditioned writer" in capsys.readouterr().out
 
     # tweetsim generate --media: the image-prefix adapter reads the rows' images through the manifest
-    from tweetsim.cli import main
-    from tweetsim.load import read_official
+    from tweetsim.apps.cli import main
+    from tweetsim.data.load import read_official
 
     src = ROOT / "data" / "sample" / "official" / "content_simulation_test_time.xlsx"
     pd.read_excel(src, nrows=4).to_csv(tmp_path / "in.csv", index=False)

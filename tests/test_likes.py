@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from stages_helper import stage, write_params
-from tweetsim import features as F
-from tweetsim.likemodel import bucketize, class_weights, verbalise
-from tweetsim.regressor import combine
-from tweetsim.schema import write_tweets
-from tweetsim.splits import assign
+from tweetsim.likes import features as F
+from tweetsim.likes.classifier import bucketize, class_weights, verbalise
+from tweetsim.likes.regressor import combine
+from tweetsim.data.schema import write_tweets
+from tweetsim.data.splits import assign
 
 TINY = {
     "train_like_classifier.model_name": "tiny-random", "train_like_classifier.max_steps": 6,
@@ -179,7 +179,7 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
 
 
 def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     _, models = trained
     # no media, no date column; empty content; an unknown account and brand; ids out of order
@@ -203,7 +203,7 @@ def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
 
 
 def test_predict_likes_cli_errors(tmp_path, capsys):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     path = tmp_path / "in.csv"
     pd.DataFrame({"id": [1]}).to_csv(path, index=False)
@@ -229,7 +229,7 @@ def test_base_features_text_and_dates():
 
 
 def test_predict_with_probs(trained, fixture_data):
-    from tweetsim.behaviour import Predictor
+    from tweetsim.likes.predictor import Predictor
 
     _, models = trained
     tmp, _ = fixture_data
@@ -238,7 +238,7 @@ def test_predict_with_probs(trained, fixture_data):
     likes, probs = pred.predict_with_probs(rows)
     assert probs.shape == (12, len(pred.state.edges)) and np.allclose(probs.sum(1), 1, atol=1e-5) and (probs >= 0).all()
     assert np.array_equal(likes, pred.predict(rows)) and set(pred.timings) == {"features", "classifier", "embedding", "trees"}
-    from tweetsim import embed
+    from tweetsim.text import embed
 
     pred.overlap = False  # the two transformer passes one after the other (2 threads): the same predictions
     embed.clear_cache()
@@ -256,8 +256,8 @@ def test_predict_with_probs(trained, fixture_data):
 
 
 def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
-    from tweetsim import embed
-    from tweetsim.behaviour import embed_texts
+    from tweetsim.text import embed
+    from tweetsim.likes.predictor import embed_texts
 
     texts = ["New drop today <hyperlink>", "Thank you for 1M followers!", ""]
     p = {"embed_components": 2, "embed_model": None, "embed_max_length": 48}
@@ -275,7 +275,7 @@ def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
     as xgboost's own DataFrame path (which checks feature names), even with the columns shuffled."""
     import xgboost as xgb
 
-    from tweetsim.behaviour import Predictor
+    from tweetsim.likes.predictor import Predictor
 
     _, models = trained
     tmp, _ = fixture_data
@@ -331,7 +331,7 @@ def test_context_features_pool_known_and_input_rows_without_likes():
 
 
 def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
-    from tweetsim.behaviour import regime_history
+    from tweetsim.likes.predictor import regime_history
 
     d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-02-01", "2020-02-02", "2020-03-01", "2020-03-02"], utc=True)
     t = pd.DataFrame({"source": "s", "id": range(6), "date": d, "likes": [9, 99, 999, 9999, 1, 1], "username": "a",
@@ -360,8 +360,8 @@ def test_deploy_fit_trains_on_every_labelled_row(trained, fixture_data, tmp_path
     are the random regime's early-stopped ones; a second fit reloads with identical predictions."""
     import shutil
 
-    from tweetsim.behaviour import Predictor
-    from tweetsim.regressor import BucketGate, BucketRegressor
+    from tweetsim.likes.predictor import Predictor
+    from tweetsim.likes.regressor import BucketGate, BucketRegressor
 
     root, models = trained
     tmp, params = fixture_data
@@ -402,7 +402,7 @@ def test_deploy_fit_trains_on_every_labelled_row(trained, fixture_data, tmp_path
 
 
 def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     _, models = trained
     src = pd.DataFrame({"id": [5, 1, 9, 2], "content": ["New drop <hyperlink>", "", "Thanks!", None],
@@ -442,7 +442,7 @@ def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
 
 
 def test_crossfit_folds_keep_each_account_on_one_side():
-    from tweetsim.likemodel import crossfit_folds
+    from tweetsim.likes.classifier import crossfit_folds
 
     rng = np.random.default_rng(0)
     groups = rng.choice([f"acct{i}" for i in range(40)], 500)
@@ -458,8 +458,8 @@ def test_crossfit_folds_keep_each_account_on_one_side():
 
 def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
     """Each training row is predicted exactly once, by a classifier that saw none of its account's rows."""
-    import tweetsim.behaviour as B
-    import tweetsim.likemodel as LM
+    import tweetsim.likes.predictor as B
+    import tweetsim.likes.classifier as LM
 
     texts = [f"row{i}" for i in range(60)]
     users = np.array([f"u{i % 9}" for i in range(60)])
@@ -490,7 +490,7 @@ def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
 def test_side_by_side_returns_both_results_and_raises_the_workers_error():
     import torch
 
-    from tweetsim.behaviour import _side_by_side
+    from tweetsim.likes.predictor import _side_by_side
 
     before = torch.get_num_threads()
     (a, _), (b, _) = _side_by_side(lambda: torch.get_num_threads(), lambda: "second")

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from tweetsim import llm
-from tweetsim.generation import GenConfig, generate, postprocess
+from tweetsim.lm import model as llm
+from tweetsim.lm.generate import GenConfig, generate, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOL_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -53,7 +53,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def _examples(tok, n=12, max_length=96):
-    from tweetsim.prompts import render, verbalise
+    from tweetsim.lm.prompts import render, verbalise
 
     rows = [{"company": "nike", "username": "nike", "date": pd.Timestamp("2021-05-03", tz="UTC"), "likes": 10 * i,
              "n_photo": 1} for i in range(n)]
@@ -117,7 +117,7 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     for k, v in reloaded.state_dict().items():
         if "lora_" in k:
             assert torch.allclose(v, trained_sd[k])
-    from tweetsim.prompts import render
+    from tweetsim.lm.prompts import render
 
     prompts = [render(tok, f"Brand: nike\nTarget likes: {n}\nWrite the tweet.") for n in (1, 22, 333)]
     gcfg = GenConfig(max_new_tokens=6, batch_size=3)
@@ -176,7 +176,7 @@ def test_4bit_fails_clearly_without_cuda(monkeypatch, tmp_path):
 
 
 def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys):
-    from tweetsim.cli import main
+    from tweetsim.apps.cli import main
 
     tok = llm.load_tokenizer(str(tiny_base))
     model = llm.add_lora(llm.load_model(str(tiny_base), "none", "float32"), rank=4, alpha=8, dropout=0.0,
@@ -192,13 +192,13 @@ def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys)
     pd.DataFrame({"id": [30, 10, 20], "date": ["2021-05-03 10:00:00", "not a date", "2022-01-01"],
                   "username": ["nike", "adidas", None]}).to_csv(tmp_path / "in.csv", index=False)
     # a pool of earlier tweets for the exemplars
-    from tweetsim.load import normalise
-    from tweetsim.schema import write_tweets
+    from tweetsim.data.load import normalise
+    from tweetsim.data.schema import write_tweets
 
     pool, _ = normalise(pd.DataFrame({"id": ["1"], "date": ["2021-01-01"], "likes": ["5"], "username": ["nike"],
                                       "media": ["[]"], "inferred company": ["nike"], "content": ["Just do it <hyperlink>"]}),
                         "train", "train.csv")
-    from tweetsim.load import _join_accounts
+    from tweetsim.data.load import _join_accounts
 
     write_tweets(_join_accounts(pool, [], []), tmp_path / "pool.parquet")
     rc = main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tweetsim.load import InputError, load_sources, read_official, read_table, read_tweets, write_tweets
+from tweetsim.data.load import InputError, load_sources, read_official, read_table, read_tweets, write_tweets
 
 from conftest import SAMPLE
 

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tweetsim.media import MediaParseError, image_url, parse_media, summarise
+from tweetsim.data.media import MediaParseError, image_url, parse_media, summarise
 
 from conftest import SAMPLE
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from tweetsim.metrics import likes_metrics, text_metrics, to_json_safe, tokenize
+from tweetsim.text.metrics import likes_metrics, text_metrics, to_json_safe, tokenize
 
 # ---------------------------------------------------------------- likes
 
@@ -147,7 +147,7 @@ def test_to_json_safe_rounds_and_nulls():
 
 
 def test_target_figures_equal_text_metrics_for_every_list():
-    from tweetsim.metrics import target_figures
+    from tweetsim.text.metrics import target_figures
 
     refs = ["new shoes out now <hyperlink>", "happy holidays from all of us", "join the live stream tonight",
             "shop zeta phones now", "brand x news", "the live stream is on"]

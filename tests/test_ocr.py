@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from stages_helper import stage, write_params
-from tweetsim import images as imgs
-from tweetsim import ocr
+from tweetsim.vision import images as imgs
+from tweetsim.vision import ocr
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core
 if not FONT.exists():

@@ -6,14 +6,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tweetsim.baselines import Retriever
-from tweetsim.prompts import build_examples, media_phrase, render, verbalise
+from tweetsim.likes.baselines import Retriever
+from tweetsim.lm.prompts import build_examples, media_phrase, render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _table() -> pd.DataFrame:
-    from tweetsim.load import _join_accounts, normalise
+    from tweetsim.data.load import _join_accounts, normalise
 
     photo = "[Photo(previewUrl='https://pbs.twimg.com/media/a.jpg', fullUrl='https://pbs.twimg.com/media/a.jpg')]"
     raw = pd.DataFrame({
@@ -82,7 +82,7 @@ def test_build_prompts_stage(tmp_path):
     from stages_helper import stage
     from test_llm import _tiny_tokenizer
 
-    from tweetsim.schema import write_tweets
+    from tweetsim.data.schema import write_tweets
 
     data = tmp_path / "data"
     data.mkdir()

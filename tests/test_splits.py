@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tweetsim.splits import assign
+from tweetsim.data.splits import assign
 
 PARAMS = {"seed": 13, "regimes": ["random", "unseen_brand", "unseen_time"],
           "random": {"val": 0.1, "test": 0.2}, "unseen_brand": {"val": 0.15, "test": 0.2},

@@ -197,8 +197,8 @@ def test_drafts_are_distinct_and_best_first():
 
 
 def test_select_text_stage(tmp_path, sample_table):
-    from tweetsim.schema import write_tweets
-    from tweetsim.splits import assign
+    from tweetsim.data.schema import write_tweets
+    from tweetsim.data.splits import assign
 
     t = sample_table
     table = t[t["company"].isin(sorted(t.loc[t["content"].notna(), "company"].unique())[:12])].reset_index(drop=True)
@@ -228,7 +228,7 @@ def test_lm_drafts_join_the_pool_as_candidates(tmp_path):
     """A tiny real Llama writes drafts: they enter the pool flagged `lm`, with their log-probability."""
     from test_app import _tiny_llama
 
-    from tweetsim.content import Writer
+    from tweetsim.writer.writers import Writer
     from tweetsim.writer.lm import Drafter
 
     full = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -249,8 +249,8 @@ def test_lm_drafts_join_the_pool_as_candidates(tmp_path):
 
 
 def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys):
-    from tweetsim.cli import main
-    from tweetsim.schema import write_tweets
+    from tweetsim.apps.cli import main
+    from tweetsim.data.schema import write_tweets
 
     pool = tmp_path / "tweets.parquet"
     write_tweets(POOL, pool)

@@ -1,3 +1,3 @@
-from tweetsim.cli import main
+from tweetsim.apps.cli import main
 
 raise SystemExit(main())

@@ -47,7 +47,7 @@ def resampled_worst_gain(new_rows: dict, baseline_rows: dict[str, dict], draws: 
     """`worst_gain` averaged over bootstrap resamples of the val rows (`draws`: [k, n] indices), the
     writer and the baselines scored on the same draw: a choice that beats them only on the rows val
     happens to hold scores lower than one that beats them on most draws."""
-    from tweetsim.metrics import figures_from_rows
+    from tweetsim.text.metrics import figures_from_rows
 
     return float(np.mean(worst_gain(figures_from_rows(new_rows, draws),
                                     {n: figures_from_rows(r, draws) for n, r in baseline_rows.items()})))
@@ -134,7 +134,7 @@ class TweetWriter:
         "length_bonus": [...]}), the best taken (ties: the best mean gain; then the earlier, i.e.
         smaller, values).
         An edit is kept only where it raises that (or, equal, the mean gain). Returns every figure tried."""
-        from tweetsim.metrics import target_figures
+        from tweetsim.text.metrics import target_figures
 
         refs = rows["content"].astype(str).tolist()
         names = list(baselines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from tweetsim.metrics import PLACEHOLDERS
+from tweetsim.text.metrics import PLACEHOLDERS
 
 EDITS = ("placeholders", "brand", "pool_placeholders")
 HIGH, LOW = 0.7, 0.05

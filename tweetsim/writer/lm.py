@@ -1,5 +1,5 @@
 """The language model's drafts as candidates (`writer.lm.candidates` > 0): n samples per row from
-the fine-tuned writer, prompted with retrieved exemplars as in training (tweetsim.prompts), each
+the fine-tuned writer, prompted with retrieved exemplars as in training (tweetsim.lm.prompts), each
 with its mean token log-probability (a reranker feature). Off by default: on 2 CPU cores the
 135M writer samples ~50 tokens/s, so a draft costs about a second, where selection costs ~5 ms.
 """
@@ -10,12 +10,12 @@ from dataclasses import replace
 
 import pandas as pd
 
-from tweetsim.generation import GenConfig, generate
-from tweetsim.prompts import build_examples
+from tweetsim.lm.generate import GenConfig, generate
+from tweetsim.lm.prompts import build_examples
 
 
 class Drafter:
-    """`lm_writer`: tweetsim.content.Writer (model, tokenizer, exemplar retriever over the pool).
+    """`lm_writer`: tweetsim.writer.writers.Writer (model, tokenizer, exemplar retriever over the pool).
     Prompts are built as in training; a row of the pool never gets itself as exemplar."""
 
     def __init__(self, lm_writer, p: dict, generate_params: dict):

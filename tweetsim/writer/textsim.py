@@ -1,7 +1,7 @@
 """Similarity between tweets, computed for whole pools at once: the utility of consensus (MBR)
 selection, the reranker's features and its labels.
 
-Every text is tokenised as the metrics tokenise it (`tweetsim.metrics.tokenize`) and encoded once
+Every text is tokenised as the metrics tokenise it (`tweetsim.text.metrics.tokenize`) and encoded once
 into sparse rows, so the similarity of every pair in a pool is one sparse matrix product:
 
 - `unigram`, `bigram`: Dice overlap of the n-gram sets, 2|A∩B| / (|A| + |B|) (BLEU-1 / ROUGE-1
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tweetsim.metrics import tokenize
+from tweetsim.text.metrics import tokenize
 
 COMPONENTS = ("unigram", "unigram_long", "bigram", "rougeL", "cider")
 CIDER_N = 4

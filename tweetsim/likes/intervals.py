@@ -117,7 +117,7 @@ def brand_fold_rows(rows, groups, names: list[str], xgb: dict, trees: list[int],
     the other folds with the regime's tree counts. Returns (true likes, point, probs, bucket log preds)."""
     from sklearn.model_selection import GroupKFold
 
-    from tweetsim.regressor import combine, fit_fixed_trees
+    from tweetsim.likes.regressor import combine, fit_fixed_trees
 
     b = rows["bucket"].to_numpy()
     point, probs = np.zeros(len(rows)), np.zeros((len(rows), len(trees)))

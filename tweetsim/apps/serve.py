@@ -9,7 +9,7 @@ tests run on small fakes and `tweetsim serve` on the artefacts `dvc repro` produ
 loaded once (at start, or on the first request with `create_app(factory)`) and reused by every
 request; inference runs under one lock (torch models are not made for concurrent calls).
 
-Every form row goes through `tweetsim.load.normalise`, the loader of the official files, so the
+Every form row goes through `tweetsim.data.load.normalise`, the loader of the official files, so the
 models see exactly the schema they were trained on (an uploaded image is one Photo item).
 """
 
@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tweetsim.explain import top_reasons
+from tweetsim.likes.explain import top_reasons
 
 DEFAULT_PORT = 8501
 MAX_UPLOAD_MB = 10         # larger request bodies are refused before they are read
@@ -53,8 +53,8 @@ class Services:
     """What the app needs from the models. Any component may be None, with the reason in `missing`.
 
     predict_likes(table) -> (likes [n], bucket probabilities [n, K]), for rows in the normalised schema
-    explain(table) -> per row, {factor: contribution in log1p likes, "bias": ...} (tweetsim.explain)
-    best_time(table) -> (curve, best) for the table's first row (tweetsim.besttime.best_time)
+    explain(table) -> per row, {factor: contribution in log1p likes, "bias": ...} (tweetsim.likes.explain)
+    best_time(table) -> (curve, best) for the table's first row (tweetsim.likes.besttime.best_time)
     generate(table, n) -> up to n distinct tweets for the metadata of the table's one row
     caption(path) -> a description of the image file; ocr(path) -> the text found in it
     """
@@ -79,11 +79,11 @@ def bucket_labels(edges) -> list[str]:
 
 # ---------------------------------------------------------------- real services (dvc repro artefacts)
 class LikesService:
-    """tweetsim.behaviour.Predictor (the deploy fit, or `models_of`'s regime): likes and the bucket
+    """tweetsim.likes.predictor.Predictor (the deploy fit, or `models_of`'s regime): likes and the bucket
     probabilities they were mixed with; `ranges`: the last call's (low, high), None without intervals."""
 
     def __init__(self, models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
-        from tweetsim.behaviour import Predictor
+        from tweetsim.likes.predictor import Predictor
 
         self.predictor = Predictor(models_dir, num_threads, models_of)
         self.labels = bucket_labels(self.predictor.state.edges)
@@ -95,24 +95,24 @@ class LikesService:
         return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
 
     def explain(self, table: pd.DataFrame) -> list[dict]:
-        from tweetsim.explain import explain
+        from tweetsim.likes.explain import explain
 
         return explain(self.predictor, table)[1].to_dict("records")
 
     def best_time(self, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        from tweetsim.besttime import best_time
+        from tweetsim.likes.besttime import best_time
 
         return best_time(self.predictor, table.iloc[:1], top=3)
 
 
 class WriterService:
-    """The tweet writer of `tweetsim generate` (tweetsim.content.Writer); N drafts are N samples of
+    """The tweet writer of `tweetsim generate` (tweetsim.writer.writers.Writer); N drafts are N samples of
     the same prompt."""
 
     def __init__(self, params: dict, adapter: Path | None, pool: Path | None, temperature: float = DRAFT_TEMPERATURE,
                  top_p: float = DRAFT_TOP_P, log=print):
-        from tweetsim.content import Writer
-        from tweetsim.generation import GenConfig
+        from tweetsim.writer.writers import Writer
+        from tweetsim.lm.generate import GenConfig
 
         self.writer = Writer(params, adapter, pool, log=lambda m: log(f"tweetsim serve: {m}"))
         self.cfg = GenConfig.from_params({**params["generate"], "temperature": temperature, "top_p": top_p,
@@ -122,7 +122,7 @@ class WriterService:
     def __call__(self, table: pd.DataFrame, n: int) -> list[str]:
         from dataclasses import replace
 
-        from tweetsim.generation import generate
+        from tweetsim.lm.generate import generate
 
         if n <= 0:
             return []
@@ -136,7 +136,7 @@ class SelectWriterService:
     distinct candidates of the post's pool, by the reranker (or consensus)."""
 
     def __init__(self, params: dict, writer_dir: Path, pool: Path | None):
-        from tweetsim.content import select_writer
+        from tweetsim.writer.writers import select_writer
 
         self.writer = select_writer(params, writer_dir, pool if pool is not None else "none")
         kind = "reranker" if self.writer.reranker is not None else "consensus"
@@ -151,7 +151,7 @@ class CaptionService:
     """The caption stage's captioner (params `caption`) on one file, as the stage words it."""
 
     def __init__(self, params: dict):
-        from tweetsim import caption
+        from tweetsim.vision import caption
 
         caption.set_threads(params.get("num_threads"))
         # the app needs no image embedding: skip CLIP
@@ -160,8 +160,8 @@ class CaptionService:
         self.name = getattr(self.captioner, "id", self.captioner.name)
 
     def __call__(self, path: Path) -> str:
-        from tweetsim import caption
-        from tweetsim import images as imgs
+        from tweetsim.vision import caption
+        from tweetsim.vision import images as imgs
 
         frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
                                   max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
@@ -175,15 +175,15 @@ class OcrService:
     """The ocr stage's backend (params `ocr`) on one file; lines joined as in data/ocr.parquet."""
 
     def __init__(self, params: dict):
-        from tweetsim import ocr
+        from tweetsim.vision import ocr
 
         self.backend = ocr.load_backend(params)
         self.params = params
         self.name = self.backend.id
 
     def __call__(self, path: Path) -> str:
-        from tweetsim import images as imgs
-        from tweetsim import ocr
+        from tweetsim.vision import images as imgs
+        from tweetsim.vision import ocr
 
         frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
                                   max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
@@ -197,7 +197,7 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
                   models_of: str | None = None) -> Services:
     """Every model from the artefacts of `dvc repro`; a component that cannot load is left out and
     its reason shown on the page (the rest of the app still works)."""
-    from tweetsim.params import load_params
+    from tweetsim.config.params import load_params
 
     params = load_params(params_path)
     models = Path(models)
@@ -270,7 +270,7 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
     if not f.date:
         problems.append("Date: required.")
     else:
-        from tweetsim.load import parse_date  # the official files' date rule: a calendar date, 2006 to 2099
+        from tweetsim.data.load import parse_date  # the official files' date rule: a calendar date, 2006 to 2099
 
         try:
             when = parse_date(f"{f.date} {f.time}")
@@ -282,9 +282,9 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
 
 
 def check_image(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
-    """Decode an upload once (through tweetsim.images, as the pipeline reads media) and return
+    """Decode an upload once (through tweetsim.vision.images, as the pipeline reads media) and return
     (sha256, width, height); FormError says why a file is refused."""
-    from tweetsim import images as imgs
+    from tweetsim.vision import images as imgs
 
     if not data:
         raise FormError("Image: the file is empty (0 bytes).")
@@ -315,8 +315,8 @@ def thumbnail_uri(path: Path, side: int = 360) -> str:
 def build_table(form: Form, when: pd.Timestamp, sha: str | None, contents: list[str | None],
                 caption: str | None, ocr_text: str | None) -> pd.DataFrame:
     """One row per content (the same post metadata), through the official loader's normalisation."""
-    from tweetsim.load import normalise
-    from tweetsim.schema import pa_roundtrip
+    from tweetsim.data.load import normalise
+    from tweetsim.data.schema import pa_roundtrip
 
     media = f"[Photo(previewUrl='upload:{sha}', fullUrl='upload:{sha}')]" if sha else "[]"
     df = pd.DataFrame({"id": [str(i) for i in range(len(contents))], "date": when.isoformat(), "content": contents,
@@ -402,7 +402,7 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
                 "top": labels[int(np.argmax(probs[0]))], **_range(ranges, 0),
                 "reasons": top_reasons(factors[0]) if factors else []}
     if slots is not None:
-        from tweetsim.besttime import chart
+        from tweetsim.likes.besttime import chart
 
         curve, best = slots
         res.best_time = {"chart": chart(curve, best), "best": [{"when": f"{r.date:%a %d %b, %H:00}", "likes": int(round(r.likes))}

@@ -10,8 +10,8 @@ Artefacts (all under `models/`, DVC outputs):
   views: features.context_features pools the input rows with them).
 - `like_regressor/<lower edge>/<regime>.{ubj,json}`: the bucket's XGBoost and its metadata.
 - `likes/bundle.json`: the final mode and smearing of the regimes' models (`--models-of REGIME`);
-  `likes/gate/<regime>.*`, `likes/intervals/<regime>.json` (conformal ranges, tweetsim/intervals.py).
-- `likes/deploy/`: the deploy fit (tweetsim/deploy.py, stage deploy_likes) that the CLI and the web app
+  `likes/gate/<regime>.*`, `likes/intervals/<regime>.json` (conformal ranges, tweetsim/likes/intervals.py).
+- `likes/deploy/`: the deploy fit (tweetsim/likes/deploy.py, stage deploy_likes) that the CLI and the web app
   load by default: `classifier/` (as like_classifier/<regime>/), `regressor/<edge>.*`, `gate.*`,
   `intervals.json`, `bundle.json` (with the paths of those, relative to `models/`).
 """
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim import features as F
-from tweetsim.hf import save_tokenizer
-from tweetsim.likemodel import bucketize, predict_proba, verbalise
+from tweetsim.likes import features as F
+from tweetsim.lm.save import save_tokenizer
+from tweetsim.likes.classifier import bucketize, predict_proba, verbalise
 
 
 def attach_media_text(table: pd.DataFrame, captions: Path | None, ocr: Path | None) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def attach_media_text(table: pd.DataFrame, captions: Path | None, ocr: Path | No
 def embed_texts(texts: list[str], p: dict) -> np.ndarray:
     if int(p["embed_components"]) <= 0:
         return np.zeros((len(texts), 0), np.float32)
-    from tweetsim import embed
+    from tweetsim.text import embed
 
     return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
                         dtype=p.get("inference_dtype") or "float32")
@@ -129,7 +129,7 @@ def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr:
     """Out-of-fold bucket probabilities of the training rows (tr) from `folds` classifiers, each trained
     on the other folds' accounts (likemodel.crossfit_folds) with the full model's params and val rows.
     The gate and the bucket trees then learn from probabilities like those they get on new rows."""
-    from tweetsim.likemodel import crossfit_folds, train_classifier
+    from tweetsim.likes.classifier import crossfit_folds, train_classifier
 
     idx, vidx = np.flatnonzero(tr), np.flatnonzero(va)
     fold = crossfit_folds(groups[idx], labels[idx], folds, int(p["seed"]))
@@ -150,7 +150,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
     `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
     """
-    from tweetsim.likemodel import train_classifier
+    from tweetsim.likes.classifier import train_classifier
 
     edges = p["bucket_edges"]
     side = table[regime].to_numpy()
@@ -264,15 +264,15 @@ def _side_by_side(first, second):
 
 
 class Predictor:
-    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.load.read_official).
+    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.data.load.read_official).
     Default: the deploy fit (models/likes/deploy); `models_of`: that regime's models."""
 
     def __init__(self, models_dir: str | Path = "models", num_threads: int = 2, models_of: str | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from tweetsim.intervals import Intervals
-        from tweetsim.regressor import BucketGate, BucketRegressor
+        from tweetsim.likes.intervals import Intervals
+        from tweetsim.likes.regressor import BucketGate, BucketRegressor
 
         self.bundle, paths = model_paths(Path(models_dir), models_of)
         self.num_threads = num_threads
@@ -310,7 +310,7 @@ class Predictor:
         """(likes (n,), bucket probabilities (n, K)): the probabilities the likes were mixed with (the
         tabular gate's, else the classifier's); each row sums to 1. `self.timings` then holds the
         seconds of this call by step (features, classifier, embedding, trees), `self.last_features`
-        the trees' feature matrix (tweetsim.explain reads it). `context`: the rows' context features
+        the trees' feature matrix (tweetsim.likes.explain reads it). `context`: the rows' context features
         (features.context_features), instead of pooling them with each other (best-time: one post
         at 168 dates is one tweet, not 168)."""
         small = len(rows) <= SMALL_CALL_ROWS
@@ -323,7 +323,7 @@ class Predictor:
                 self._set_threads(self.num_threads)
 
     def _predict(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from tweetsim.regressor import combine
+        from tweetsim.likes.regressor import combine
 
         clock = time.perf_counter
         t0 = clock()
@@ -365,8 +365,8 @@ class Predictor:
 
 
 def cli(argv: list[str]) -> int:
-    # --model lm: the image-conditioned behaviour LM (tweetsim.behaviour_lm, issue 7); bucket (default): below.
-    # Imported by name, as tweetsim.cli does, so the stages importing this module do not depend on the LM's code.
+    # --model lm: the image-conditioned behaviour LM (tweetsim.likes.behaviour_lm, issue 7); bucket (default): below.
+    # Imported by name, as tweetsim.apps.cli does, so the stages importing this module do not depend on the LM's code.
     model_arg = next((a for a in argv if a == "--model" or a.startswith("--model=")), None)
     if model_arg is not None:
         i = argv.index(model_arg)
@@ -375,15 +375,15 @@ def cli(argv: list[str]) -> int:
         if choice == "lm":
             import importlib
 
-            return importlib.import_module("tweetsim.behaviour_lm").cli(argv)
+            return importlib.import_module("tweetsim.likes.behaviour_lm").cli(argv)
         if choice != "bucket":
             print(f"predict-likes: --model {choice!r}: choose bucket (default) or lm", file=sys.stderr)
             return 2
     import importlib
 
-    from tweetsim.load import InputError, read_official
+    from tweetsim.data.load import InputError, read_official
 
-    io = importlib.import_module("tweetsim.cliio")  # by name: the stages importing this module do not depend on it
+    io = importlib.import_module("tweetsim.apps.io")  # by name: the stages importing this module do not depend on it
     ap = argparse.ArgumentParser(prog="tweetsim predict-likes",
                                  description="Predict likes for an official behaviour-simulation file (xlsx, csv or parquet).")
     ap.add_argument("--input", required=True, help="id, date, content, username, media, inferred company (only id required)")
@@ -396,7 +396,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--explain", action="store_true", help="add a column `explain`: per row, JSON of each factor's "
-                    "contribution in log1p likes and the bias (tweetsim.explain); they sum to log1p(likes)")
+                    "contribution in log1p likes and the bias (tweetsim.likes.explain); they sum to log1p(likes)")
     args = ap.parse_args(argv)
     try:
         output = io.check_output(args.output, args.input)
@@ -427,7 +427,7 @@ def cli(argv: list[str]) -> int:
         if args.two_columns:
             return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
         if args.explain:
-            ex = importlib.import_module("tweetsim.explain")  # by name, as cliio
+            ex = importlib.import_module("tweetsim.likes.explain")  # by name, as cliio
             likes, factors = ex.explain(predictor, chunk)
             low, high = predictor.ranges  # set by the same prediction
         else:

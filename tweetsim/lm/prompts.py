@@ -121,7 +121,7 @@ def join_side_tables(table: pd.DataFrame, data_dir: str | Path) -> pd.DataFrame:
 
 
 def exemplars_for(rows: pd.DataFrame, retriever, k: int) -> list[list[tuple[str, str]]]:
-    """k exemplar (who, text) pairs per row from a `tweetsim.baselines.Retriever` over training rows."""
+    """k exemplar (who, text) pairs per row from a `tweetsim.likes.baselines.Retriever` over training rows."""
     if k <= 0 or retriever is None:
         return [[] for _ in range(len(rows))]
     pool = retriever.pool

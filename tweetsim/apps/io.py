@@ -55,7 +55,7 @@ def check_output(output: str | Path, input_path: str | Path) -> Path:
 
 
 def row_status(rows: pd.DataFrame, rejects: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(status, reason) per row of tweetsim.load.read_official's table, from its rejects."""
+    """(status, reason) per row of tweetsim.data.load.read_official's table, from its rejects."""
     reasons: dict[int, list[str]] = {}
     for r in rejects.itertuples():
         reasons.setdefault(int(r.row), []).append(f"{r.field}: {r.reason}")

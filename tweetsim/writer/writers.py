@@ -2,7 +2,7 @@
 
     tweetsim generate --input content_simulation_test_time.xlsx --output tweets.csv
 
-The input is parsed by `tweetsim.load.read_official` (id required; date, likes, username, media,
+The input is parsed by `tweetsim.data.load.read_official` (id required; date, likes, username, media,
 inferred company and caption optional: a missing column or unparsable cell becomes unknown, with
 the problem printed). The output CSV has `id,content`, one row for every input row, in input order.
 
@@ -12,7 +12,7 @@ brands for an unseen brand), with the reranker and edits of `select_text`'s run 
 `writer.cli_regime` (models/writer/<regime>/; `--selector consensus` for consensus alone). A row
 with no account, brand or date still gets a tweet from the widest pool; their count is printed.
 
-`--writer lm` writes with the language model instead. Prompts are built as in training (tweetsim.prompts),
+`--writer lm` writes with the language model instead. Prompts are built as in training (tweetsim.lm.prompts),
 with exemplars retrieved from the rows with content of `--pool` (default data/tweets.parquet,
 when it exists); the model is the base model of params.yaml plus the adapter of
 `generate.adapter_regime` (models/llm/<regime>/), or the base model alone with --base-model.
@@ -32,7 +32,7 @@ import pandas as pd
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tweetsim generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
-    ap.add_argument("--output", required=True, help="CSV to write: id,content,status,reason (tweetsim.cliio)")
+    ap.add_argument("--output", required=True, help="CSV to write: id,content,status,reason (tweetsim.apps.io)")
     ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,content only (problems on stderr)")
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="rows written at a time (bounds memory; default 512 with --writer select, 64 with --writer lm)")
@@ -60,7 +60,7 @@ class Writer:
     def __init__(self, params: dict, adapter: Path | None, pool: Path | str | pd.DataFrame | None, log=print):
         import torch
 
-        from tweetsim import llm
+        from tweetsim.lm import model as llm
 
         t, bp = params["train_llm"], params["build_prompts"]
         quant = llm.check_quantization(t["quantization"])  # QuantizationUnavailable before any loading
@@ -71,9 +71,9 @@ class Writer:
         self.retriever = None
         given = isinstance(pool, pd.DataFrame)  # a table (the pipeline's training split) or a tweets.parquet path
         if (given or (pool is not None and str(pool) != "none" and Path(pool).is_file())) and self.k > 0:
-            from tweetsim import embed
-            from tweetsim.baselines import Retriever
-            from tweetsim.schema import read_tweets
+            from tweetsim.text import embed
+            from tweetsim.likes.baselines import Retriever
+            from tweetsim.data.schema import read_tweets
 
             tweets = pool if given else read_tweets(pool)
             if tweets["content"].notna().any():
@@ -89,7 +89,7 @@ class Writer:
                       else llm.load_model(base, quant, t["model"]["dtype"]).eval())
         self.image_meta, self.encoder = None, None
         if adapter is not None:  # an image-prefix adapter: PrefixLM + the vision encoder it was trained on
-            from tweetsim import image_prefix as IP
+            from tweetsim.lm import prefix as IP
 
             self.model, self.image_meta = IP.with_projector(self.model, adapter)
             if self.image_meta is not None:
@@ -101,12 +101,12 @@ class Writer:
         """(feats, has_image, reasons) for an image-conditioned writer, (None, None, {}) otherwise."""
         if self.encoder is None:
             return None, None, {}
-        from tweetsim.image_prefix import image_features
+        from tweetsim.lm.prefix import image_features
 
         return image_features(rows, media_dir, self.encoder, int(self.image_meta["vision"]["max_images"]), progress=False)
 
     def prompts(self, rows: pd.DataFrame) -> list[str]:
-        from tweetsim.prompts import build_examples
+        from tweetsim.lm.prompts import build_examples
 
         # the pool's own rows must not retrieve themselves: give the input rows a source of their own
         query = rows.assign(source="__input__" + rows["source"].astype(str))
@@ -116,8 +116,8 @@ class Writer:
 
 def load_pool(pool: str | Path) -> pd.DataFrame:
     """The rows of `pool` (a tweets.parquet), with data/captions.parquet's captions where it lies beside it."""
-    from tweetsim.prompts import join_side_tables
-    from tweetsim.schema import read_tweets
+    from tweetsim.lm.prompts import join_side_tables
+    from tweetsim.data.schema import read_tweets
 
     path = Path(pool)
     if str(pool) == "none" or not path.is_file():
@@ -134,7 +134,7 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
     kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written). With
     `writer.lm.candidates` > 0, the LM (`adapter`, default models/llm/<generate.adapter_regime>)
     adds its drafts to every pool."""
-    from tweetsim import embed
+    from tweetsim.text import embed
     from tweetsim.writer import TweetWriter
 
     p = params["writer"]
@@ -159,11 +159,11 @@ def lm_drafter(params: dict, adapter: str | Path, pool: pd.DataFrame):
 
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from tweetsim import cliio as io
-    from tweetsim import llm
-    from tweetsim.generation import GenConfig, generate
-    from tweetsim.load import InputError, read_official
-    from tweetsim.params import ParamsError, load_params
+    from tweetsim.apps import io as io
+    from tweetsim.lm import model as llm
+    from tweetsim.lm.generate import GenConfig, generate
+    from tweetsim.data.load import InputError, read_official
+    from tweetsim.config.params import ParamsError, load_params
 
     try:
         output = io.check_output(args.output, args.input)
@@ -216,7 +216,7 @@ def cli(argv: list[str]) -> int:
 def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, output: Path) -> int:
     import time
 
-    from tweetsim import cliio as io
+    from tweetsim.apps import io as io
 
     writer_dir = Path(args.writer_dir or Path("models") / "writer" / params["writer"]["cli_regime"])
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tweetsim import images as imgs
+from tweetsim.vision import images as imgs
 
 DET_NAME = "PP-OCRv6_small_det"
 REC_NAME = "PP-OCRv6_small_rec"

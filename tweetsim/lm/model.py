@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tweetsim.hf import save_adapter, save_tokenizer
+from tweetsim.lm.save import save_adapter, save_tokenizer
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tweetsim.media import INT64_MAX, MediaParseError, parse_media, summarise
-from tweetsim.schema import SCHEMA, STATS_COLUMNS, pa_roundtrip, read_tweets, write_tweets  # noqa: F401 (re-exported)
+from tweetsim.data.media import INT64_MAX, MediaParseError, parse_media, summarise
+from tweetsim.data.schema import SCHEMA, STATS_COLUMNS, pa_roundtrip, read_tweets, write_tweets  # noqa: F401 (re-exported)
 
 SUFFIXES = (".xlsx", ".csv", ".parquet")
 REQUIRED = ("id", "date", "username", "media", "inferred company")
@@ -189,7 +189,7 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
     """Parse each row into the schema; return (rows, rejects). `required` columns must exist.
 
     Every cell is parsed or rejected with (file, row, field, reason): ids and likes are whole numbers
-    from 0 to int64's maximum, dates lie in [DATE_MIN, DATE_MAX), media go through tweetsim.media.
+    from 0 to int64's maximum, dates lie in [DATE_MIN, DATE_MAX), media go through tweetsim.data.media.
     Missing optional columns become nulls. With `required=("id",)` (the CLIs, the web app) every
     row is kept, in input order: an unparsable date or media becomes unknown (null date / no
     media) and an unparsable id a null id, each still reported in rejects, so that every input

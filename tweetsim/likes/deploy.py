@@ -8,7 +8,7 @@ stopping of its own. It reuses behaviour.fit_regime: every row is a training row
 "regime", so the account and brand history (shifted on its rows, over every labelled row for new
 ones) and the context come from every labelled row.
 
-Its ranges are the regimes' conformal quantiles (tweetsim/intervals.py): a deployed model has no
+Its ranges are the regimes' conformal quantiles (tweetsim/likes/intervals.py): a deployed model has no
 held-out rows of its own, so no figure of it can be measured on its rows; evaluate's per-regime
 tables are the measure.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from tweetsim import features as F
-from tweetsim.behaviour import attach_media_text, embed_texts, fit_regime
-from tweetsim.intervals import Intervals
-from tweetsim.params import ParamsError
-from tweetsim.regressor import BucketRegressor, fit_fixed_trees
-from tweetsim.schema import read_tweets
+from tweetsim.likes import features as F
+from tweetsim.likes.predictor import attach_media_text, embed_texts, fit_regime
+from tweetsim.likes.intervals import Intervals
+from tweetsim.config.params import ParamsError
+from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
+from tweetsim.data.schema import read_tweets
 
 SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
 META = ["regime", "source", "id", "side", "likes", "bucket"]

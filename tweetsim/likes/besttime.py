@@ -47,10 +47,10 @@ def slot_rows(row: pd.DataFrame, start: pd.Timestamp, slots: int = SLOTS) -> pd.
 
 
 def best_time(predictor, row: pd.DataFrame, start=None, top: int = 5, slots: int = SLOTS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(curve, best) for one post (`row`: one normalised row, tweetsim.load). curve: one row per
+    """(curve, best) for one post (`row`: one normalised row, tweetsim.data.load). curve: one row per
     hourly slot (slot, date, weekday, hour, likes, log1p_likes), in time order; best: its `top`
     rows with the most likes, most first (ties: the earlier slot)."""
-    from tweetsim import features as F
+    from tweetsim.likes import features as F
 
     row = row.reset_index(drop=True)
     t0 = first_slot(row["date"].iloc[0] if "date" in row else None, start)
@@ -95,7 +95,7 @@ def describe(best: pd.DataFrame) -> list[str]:
 
 
 def cli(argv: list[str]) -> int:
-    from tweetsim.load import InputError, read_official
+    from tweetsim.data.load import InputError, read_official
 
     ap = argparse.ArgumentParser(prog="tweetsim best-time",
                                  description="Predicted likes of one post at every hour of the next 7 days (UTC); prints the best slots.")
@@ -127,7 +127,7 @@ def cli(argv: list[str]) -> int:
     if args.top < 1:
         print("best-time: --top must be at least 1", file=sys.stderr)
         return 2
-    from tweetsim.behaviour import Predictor
+    from tweetsim.likes.predictor import Predictor
 
     try:
         predictor = Predictor(args.models, args.threads)

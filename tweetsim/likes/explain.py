@@ -67,7 +67,7 @@ def factor_of(column: str) -> str:
     for pat, factor in _PATTERNS:
         if pat.fullmatch(column):
             return factor
-    raise KeyError(f"feature column {column!r} has no factor: add it to tweetsim/explain.py _EXACT")
+    raise KeyError(f"feature column {column!r} has no factor: add it to tweetsim/likes/explain.py _EXACT")
 
 
 def _iteration_range(model) -> tuple[int, int]:
@@ -81,7 +81,7 @@ def _iteration_range(model) -> tuple[int, int]:
 def _contribs(booster, X: pd.DataFrame, features: list[str], iteration_range) -> np.ndarray:
     import xgboost as xgb
 
-    from tweetsim.regressor import _matrix
+    from tweetsim.likes.regressor import _matrix
 
     names = list(features) if booster.feature_names is not None else None  # fitted on a DataFrame: names checked
     return booster.predict(xgb.DMatrix(_matrix(X, features), feature_names=names), pred_contribs=True,

@@ -3,11 +3,11 @@
     image files --frozen vision encoder--> pooled feature (mean over the tweet's images)
                 --trainable projection (linear | MLP)--> N prefix embeddings
     [prefix][chat-templated prompt: metadata + account history + tweet + caption + OCR][answer]
-                --causal LM with LoRA (tweetsim.llm)--> "high, about 1200 likes"
+                --causal LM with LoRA (tweetsim.lm.model)--> "high, about 1200 likes"
 
 - Vision encoder (`vision.backend`): `clip` (CLIP image features, where the weights load offline;
   otherwise EfficientNet-Lite0 stands in, said loudly), `efficientnet_lite0` (default: the pooled
-  1280-d features of tweetsim.caption's backbone), `tiny-random` (tests). It is frozen, so each
+  1280-d features of tweetsim.vision.caption's backbone), `tiny-random` (tests). It is frozen, so each
   row's feature is computed once, before training.
 - A row without a readable image file gets no prefix: its prefix positions are masked out of
   attention, so it is exactly the text-only model on its caption text. Which rows had an image is
@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tweetsim import llm
-from tweetsim import prompts as P
-from tweetsim.hf import save_adapter, save_tokenizer
+from tweetsim.lm import model as llm
+from tweetsim.lm import prompts as P
+from tweetsim.lm.save import save_adapter, save_tokenizer
 # the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
-from tweetsim.image_prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
+from tweetsim.lm.prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
                                    image_features)
 
 NAME = "behaviour_lm"  # model name in evaluate.likes_models and the predictions file
@@ -95,7 +95,7 @@ def _fmt(x: float) -> str:
 
 
 def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: int = 280) -> str:
-    """The user turn: tweetsim.prompts' metadata lines (likes removed: they are the answer), the
+    """The user turn: tweetsim.lm.prompts' metadata lines (likes removed: they are the answer), the
     account's typical likes from earlier training rows, the tweet text, and the question."""
     meta = P.verbalise({**row, "likes": None}, (), max_field_chars).splitlines()[:-1]  # drop "Write the tweet."
     lines = list(meta)
@@ -115,7 +115,7 @@ def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: 
 
 def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> list[dict]:
     """features.history_features as one dict per row (shifted for training rows, see GUIDE)."""
-    from tweetsim import features as F
+    from tweetsim.likes import features as F
 
     h = F.history_features(rows, train=train, tables=tables)
     return h.to_dict("records")
@@ -124,7 +124,7 @@ def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict 
 # ---------------------------------------------------------------------------------------- model
 
 def load_base(p: dict, for_training: bool):
-    """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.llm."""
+    """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.lm.model."""
     q = llm.check_quantization(p.get("quantization"))
     path = llm.resolve_model(p["model"]["name"], p["model"].get("cache_dir", ".cache/models"))
     return llm.load_tokenizer(path), llm.load_model(path, q, p["model"].get("dtype", "auto"), for_training=for_training)
@@ -169,7 +169,7 @@ def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir
           accelerator=None, progress: bool = True, checkpoint_dir: str | Path | None = None, resume: bool = True) -> dict:
     """Instruction-tune LoRA + projection; returns steps, seconds_per_step, final_loss, losses, resumed_from,
     projection_grad_norm (of the first step run: the image path is really trained when > 0).
-    Checkpoints (LoRA, projector, optimizer, scheduler, RNG) as tweetsim.llm's, in `checkpoint_dir`."""
+    Checkpoints (LoRA, projector, optimizer, scheduler, RNG) as tweetsim.lm.model's, in `checkpoint_dir`."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -379,7 +379,7 @@ def cli(argv: list[str]) -> int:
     import argparse
     import sys
 
-    from tweetsim.load import InputError, read_official
+    from tweetsim.data.load import InputError, read_official
 
     ap = argparse.ArgumentParser(prog="tweetsim predict-likes --model lm")
     ap.add_argument("--input", required=True)
@@ -392,7 +392,7 @@ def cli(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     import importlib
 
-    io = importlib.import_module("tweetsim.cliio")  # by name: the stage importing this module does not depend on it
+    io = importlib.import_module("tweetsim.apps.io")  # by name: the stage importing this module does not depend on it
     try:
         output = io.check_output(args.output, args.input)
     except io.OutputError as e:
@@ -424,7 +424,7 @@ def cli(argv: list[str]) -> int:
     fallback = np.full(len(rows), float(state["train_median"]))
     fb_name = "train median"
     try:
-        from tweetsim.behaviour import Predictor
+        from tweetsim.likes.predictor import Predictor
 
         fallback = Predictor(args.models, args.threads).predict(rows)
         fb_name = "bucket model"

@@ -5,10 +5,10 @@ import sys
 
 # name -> (module, help); each module exposes cli(argv) -> int
 COMMANDS = {
-    "predict-likes": ("tweetsim.behaviour", "predict likes for an official behaviour-simulation file"),
-    "best-time": ("tweetsim.besttime", "predicted likes of one post at every hour of the next 7 days; the best slots"),
-    "generate": ("tweetsim.content", "write tweets for an official content-simulation file"),
-    "serve": ("tweetsim.app", "start the web app on 127.0.0.1"),
+    "predict-likes": ("tweetsim.likes.predictor", "predict likes for an official behaviour-simulation file"),
+    "best-time": ("tweetsim.likes.besttime", "predicted likes of one post at every hour of the next 7 days; the best slots"),
+    "generate": ("tweetsim.writer.writers", "write tweets for an official content-simulation file"),
+    "serve": ("tweetsim.apps.serve", "start the web app on 127.0.0.1"),
 }
 
 

@@ -119,7 +119,7 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
       x10). Its IDF comes from the references of *this* corpus, so scores depend on the set
       scored together and a single pair always scores 0; compare models on the same rows.
     - `embedding_cosine`: mean cosine of sentence embeddings (`encode`, default
-      `tweetsim.embed.encode`, unit vectors); None when `embed` is False.
+      `tweetsim.text.embed.encode`, unit vectors); None when `embed` is False.
     Empty hypotheses are valid and score 0 on every measure (the embedding cosine included: the
     encoder would otherwise give an empty string a non-zero similarity). None counts as empty.
     """
@@ -153,7 +153,7 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
     cosine = None
     if embed:
         if encode is None:
-            from tweetsim.embed import encode
+            from tweetsim.text.embed import encode
         # The slow part: encode each distinct text once (generations repeat), ordered by length
         # so each batch pads to a similar length.
         uniq = sorted(set(refs) | {str(h) for h, t in zip(hyps, hyp_toks) if t}, key=lambda s: (len(s), s))

@@ -1,5 +1,5 @@
-"""The image prefix shared by the behaviour LM (tweetsim.behaviour_lm) and the tweet writer
-(tweetsim.llm with `train_llm.image_prefix.enabled`):
+"""The image prefix shared by the behaviour LM (tweetsim.likes.behaviour_lm) and the tweet writer
+(tweetsim.lm.model with `train_llm.image_prefix.enabled`):
 
     image files --frozen VisionEncoder--> pooled feature (mean over a tweet's images)
                 --trainable Projector--> N prefix embeddings in front of the prompt (PrefixLM)
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tweetsim import llm
+from tweetsim.lm import model as llm
 
 PROJECTOR_FILE, META_FILE = "projector.pt", "image_prefix.json"
 
@@ -46,11 +46,11 @@ class TinyRandomEncoder(nn.Module):
 
 
 class VisionEncoder:
-    """Frozen encoder: PIL images -> float32 [n, dim]. Wraps tweetsim.caption's models."""
+    """Frozen encoder: PIL images -> float32 [n, dim]. Wraps tweetsim.vision.caption's models."""
 
     def __init__(self, backend: str = "efficientnet_lite0", clip_model: str | None = None, device: str = "cpu",
                  batch_size: int = 16, log=print):
-        from tweetsim import caption as cap
+        from tweetsim.vision import caption as cap
 
         self.batch_size = batch_size
         if backend == "tiny-random":
@@ -91,7 +91,7 @@ def image_features(rows: pd.DataFrame, media_dir: str | Path, encoder: VisionEnc
     counted, never fatal. With no manifest (no download stage output) every row is text-only."""
     from tqdm.auto import tqdm
 
-    from tweetsim import images as imgs
+    from tweetsim.vision import images as imgs
 
     n = len(rows)
     reasons: dict[str, int] = {}

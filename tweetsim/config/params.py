@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "params.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 class ParamsError(SystemExit):

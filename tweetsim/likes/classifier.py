@@ -88,7 +88,7 @@ def load_classifier(name: str | None, num_labels: int, seed: int = 0):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from tweetsim.embed import default_model_path
+    from tweetsim.text.embed import default_model_path
 
     torch.manual_seed(seed)
     if name in (None, "", "minilm"):
@@ -122,7 +122,7 @@ def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
     out = []
-    from tweetsim.embed import inference_autocast
+    from tweetsim.text.embed import inference_autocast
 
     with torch.inference_mode(), inference_autocast(dtype):
         for _, batch in _batches(tok, [texts[i] for i in order], max_length, batch_size):

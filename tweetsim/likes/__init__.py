@@ -1,0 +1,2 @@
+"""Layer 4: behaviour simulation. Features, the like classifier, bucket regressors, per-regime
+fitting, the deploy fit, ranges, reasons, best time, the behaviour LM, and the Predictor."""

@@ -1,0 +1,2 @@
+"""Layer 3: language models. Loading, quantization, LoRA, the training loop, prompts, the image
+prefix, generation."""

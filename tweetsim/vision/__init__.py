@@ -1,0 +1,1 @@
+"""Layer 2: images. Image files and frames, the per-image result cache, shards, captioning, OCR."""
