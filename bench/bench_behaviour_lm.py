@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from tweetsim import behaviour_lm as B  # noqa: E402
-from tweetsim import image_prefix as IP  # noqa: E402
-from tweetsim import llm  # noqa: E402
+from tweetsim.likes import behaviour_lm as B  # noqa: E402
+from tweetsim.lm import prefix as IP  # noqa: E402
+from tweetsim.lm import model as llm  # noqa: E402
 from tweetsim.lm.generate import GenConfig, generate  # noqa: E402
 from tweetsim.config.params import load_params  # noqa: E402
-from tweetsim.lm.prompts import join_side_tables  # noqa: E402
+from tweetsim.data.sides import join_from  # noqa: E402
 from tweetsim.data.schema import read_tweets  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     enc_ips = len(ims) / (time.perf_counter() - t)
 
     table = read_tweets(Path(args.data) / "tweets.parquet")
-    table = join_side_tables(table[table["likes"].notna()].sort_values(["source", "id"]).head(200), args.data)
+    table = join_from(table[table["likes"].notna()].sort_values(["source", "id"]).head(200), args.data)
     table = table.sample(n=min(args.rows, len(table)), random_state=0)
     n = len(table)
     feats = feats16[np.arange(n) % len(feats16)]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tweetsim import llm  # noqa: E402
+from tweetsim.lm import model as llm  # noqa: E402
 from tweetsim.lm.generate import GenConfig, generate  # noqa: E402
 from tweetsim.config.params import load_params  # noqa: E402
 

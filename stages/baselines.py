@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim.text import embed
-from tweetsim.likes.baselines import Retriever, likes_baselines
+from tweetsim.likes.baselines import likes_baselines
+from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import load_params

@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 from tweetsim.text import embed
 from tweetsim.lm import model as llm
-from tweetsim.likes.baselines import Retriever
+from tweetsim.text.retrieval import Retriever
 from tweetsim.config.params import load_params
-from tweetsim.lm.prompts import build_examples, join_side_tables
+from tweetsim.data.sides import join_from
+from tweetsim.lm.prompts import build_examples
 from tweetsim.data.schema import read_tweets
 
 
@@ -39,7 +40,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     p, m = params["build_prompts"], params["train_llm"]["model"]
     data = Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
-    table = join_side_tables(table, data)
+    table = join_from(table, data)
     tok = llm.load_tokenizer(llm.resolve_model(m["name"], m["cache_dir"]))
     embed_fn = _memo(lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     parts = []

@@ -28,7 +28,7 @@ import pandas as pd
 from tweetsim.text import embed
 from tweetsim.text.metrics import to_json_safe
 from tweetsim.config.params import load_params
-from tweetsim.lm.prompts import join_side_tables
+from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets
 from tweetsim.writer import TweetWriter, origin
 from tweetsim.writer import select as S
@@ -68,7 +68,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     params = load_params(params_path)
     p, data = params["writer"], Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
-    table = join_side_tables(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     has_content = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
     retrieval = pd.read_parquet(data / "predictions" / "text" / "retrieval.parquet")

@@ -25,7 +25,7 @@ from tweetsim.lm import model as llm
 from tweetsim.lm.prefix import say_no_images
 from tweetsim.text.metrics import likes_metrics
 from tweetsim.config.params import load_params
-from tweetsim.lm.prompts import join_side_tables
+from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets
 
 MAIN = int(os.environ.get("RANK", "0")) == 0
@@ -47,7 +47,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     trained = [r for r in (p["regimes"] or all_regimes) if r in all_regimes]
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     table = table[table["likes"].notna()].sort_values(["source", "id"]).reset_index(drop=True)
-    table = join_side_tables(table, data)
+    table = join_from(table, data)
     for col in ("company", "username"):
         table[col] = table[col].fillna("").astype(str)
     fb_path = data / "predictions" / "likes" / f"{p['fallback_model']}.parquet"
@@ -90,10 +90,10 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                           checkpoint_dir=ckpt, resume=bool(p.get("resume", True)))
             out = Path(models_dir) / B.NAME / regime
             if MAIN:
+                # history: every row with likes, the account history the CLI uses
                 B.save(model, tok, out, {"params": p, "feat_dim": enc.dim, "vision": enc.id, "threshold": threshold,
-                                         "train_median": train_median, "regime": regime})
-                for lv in F.LEVELS:  # every row with likes: the account history the CLI uses
-                    F.history_table(table, lv).to_parquet(out / f"history_{lv}.parquet")
+                                         "train_median": train_median, "regime": regime},
+                       {lv: F.history_table(table, lv) for lv in F.LEVELS})
             # predict: a seeded cap per split keeps CPU cost bounded; the rest keep the fallback
             pick = np.concatenate([_cap(np.flatnonzero(side[ev] == s), p.get("max_eval_rows"), cfg.seed) for s in ("val", "test")])
             rows_ev = table.iloc[ev[pick]]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim.likes import features as F
-from tweetsim.likes.predictor import attach_media_text, embed_texts, fit_regime
+from tweetsim.data.sides import join_side_tables
+from tweetsim.likes.fit import embed_texts, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 
@@ -31,7 +32,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     for path, on, instead in ((cap, p["use_captions"], "the tweets' own caption column only"), (ocr, p["use_ocr"], "no OCR text")):
         if on and not path.exists():
             print(f"train_like_classifier: NOTE {path} not found: using {instead}")
-    table = attach_media_text(table, cap if p["use_captions"] else None, ocr if p["use_ocr"] else None)
+    table = join_side_tables(table, cap if p["use_captions"] else None, ocr if p["use_ocr"] else None)
     if not p["use_text"]:
         table = F.blank_text(table)
     side_stats = F.side_stats_table(table)

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tweetsim.likes.baselines import Retriever, likes_baselines
+from tweetsim.likes.baselines import likes_baselines
+from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
 
 T = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731

@@ -72,6 +72,10 @@ def test_script_and_library_modules_are_deps(name):
     # a folder dep (a package) covers every file under it
     missing = {f for f in needed - deps if not any(f.startswith(d.rstrip("/") + "/") for d in deps)}
     assert not missing, f"stage {name}: add to deps: {sorted(missing)}"
+    # a library module the stage does not import is no dep: editing it must not re-run the stage
+    extra = {d for d in deps if d.startswith("tweetsim/") and d.endswith(".py")} - needed
+    assert not extra, f"stage {name}: not imported, drop from deps: {sorted(extra)}"
+    assert len(stage.get("deps", [])) == len(deps), f"stage {name}: a dep is listed twice"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

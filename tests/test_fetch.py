@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from httpserver import LocalServer, make_jpeg, make_png  # noqa: E402
 
-from tweetsim import fetch  # noqa: E402
+from tweetsim.data import fetch  # noqa: E402
 
 # Tiny timeouts so the whole file runs in seconds; /slow sleeps well past READ_TIMEOUT.
 FAST = dict(concurrency=4, per_host=2, connect_timeout=0.5, read_timeout=0.3, retries=2,

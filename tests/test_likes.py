@@ -257,7 +257,7 @@ def test_predict_with_probs(trained, fixture_data):
 
 def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
     from tweetsim.text import embed
-    from tweetsim.likes.predictor import embed_texts
+    from tweetsim.likes.fit import embed_texts
 
     texts = ["New drop today <hyperlink>", "Thank you for 1M followers!", ""]
     p = {"embed_components": 2, "embed_model": None, "embed_max_length": 48}
@@ -331,7 +331,7 @@ def test_context_features_pool_known_and_input_rows_without_likes():
 
 
 def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
-    from tweetsim.likes.predictor import regime_history
+    from tweetsim.likes.fit import regime_history
 
     d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-02-01", "2020-02-02", "2020-03-01", "2020-03-02"], utc=True)
     t = pd.DataFrame({"source": "s", "id": range(6), "date": d, "likes": [9, 99, 999, 9999, 1, 1], "username": "a",
@@ -458,7 +458,7 @@ def test_crossfit_folds_keep_each_account_on_one_side():
 
 def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
     """Each training row is predicted exactly once, by a classifier that saw none of its account's rows."""
-    import tweetsim.likes.predictor as B
+    import tweetsim.likes.fit as B
     import tweetsim.likes.classifier as LM
 
     texts = [f"row{i}" for i in range(60)]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tweetsim.likes.baselines import Retriever
+from tweetsim.text.retrieval import Retriever
 from tweetsim.lm.prompts import build_examples, media_phrase, render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]

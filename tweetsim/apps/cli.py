@@ -5,9 +5,9 @@ import sys
 
 # name -> (module, help); each module exposes cli(argv) -> int
 COMMANDS = {
-    "predict-likes": ("tweetsim.likes.predictor", "predict likes for an official behaviour-simulation file"),
-    "best-time": ("tweetsim.likes.besttime", "predicted likes of one post at every hour of the next 7 days; the best slots"),
-    "generate": ("tweetsim.writer.writers", "write tweets for an official content-simulation file"),
+    "predict-likes": ("tweetsim.apps.predict_likes", "predict likes for an official behaviour-simulation file"),
+    "best-time": ("tweetsim.apps.best_time", "predicted likes of one post at every hour of the next 7 days; the best slots"),
+    "generate": ("tweetsim.apps.generate", "write tweets for an official content-simulation file"),
     "serve": ("tweetsim.apps.serve", "start the web app on 127.0.0.1"),
 }
 

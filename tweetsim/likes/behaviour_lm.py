@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tweetsim.likes import features as F
 from tweetsim.lm import model as llm
 from tweetsim.lm import prompts as P
 from tweetsim.lm.save import save_adapter, save_tokenizer
@@ -115,8 +116,6 @@ def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: 
 
 def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> list[dict]:
     """features.history_features as one dict per row (shifted for training rows, see GUIDE)."""
-    from tweetsim.likes import features as F
-
     h = F.history_features(rows, train=train, tables=tables)
     return h.to_dict("records")
 
@@ -239,14 +238,26 @@ def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir
             "final_loss": float(np.mean(losses[-5:])), "projection_grad_norm": proj_grad}
 
 
-def save(model: PrefixLM, tok, folder: str | Path, state: dict) -> None:
-    """adapter/ (LoRA + tokenizer), projector.pt, state.json (what loading and prompting need)."""
+def save(model: PrefixLM, tok, folder: str | Path, state: dict, history_tables: dict[str, pd.DataFrame]) -> None:
+    """adapter/ (LoRA + tokenizer), projector.pt, state.json (what loading and prompting need), and
+    history_<level>.parquet (the account and brand history a new row's prompt is built from)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_adapter(model.lm, folder / "adapter")
     save_tokenizer(tok, folder / "adapter")
     torch.save(model.projector.state_dict(), folder / "projector.pt")
     (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    for level, table in history_tables.items():
+        table.to_parquet(folder / f"history_{level}.parquet")
+
+
+def load_history(folder: str | Path) -> dict[str, pd.DataFrame]:
+    return {lv: pd.read_parquet(Path(folder) / f"history_{lv}.parquet") for lv in F.LEVELS}
+
+
+def trained_regimes(models: str | Path) -> list[str]:
+    root = Path(models) / NAME
+    return sorted(d.name for d in root.glob("*") if (d / "state.json").is_file()) if root.is_dir() else []
 
 
 def load(folder: str | Path):
@@ -369,73 +380,3 @@ def make_examples(tok, rows: pd.DataFrame, hists: list[dict], feats: np.ndarray,
         ex.update(feat=feats[i], has_image=bool(has[i]))
         out.append(ex)
     return out
-
-
-# ---------------------------------------------------------------------------- tweetsim predict-likes
-
-def cli(argv: list[str]) -> int:
-    """`tweetsim predict-likes --model lm`: the behaviour LM of `--regime` (default: the first
-    trained), falling back to the bucket model (models/likes bundle) where an answer is unparsable."""
-    import argparse
-    import sys
-
-    from tweetsim.data.load import InputError, read_official
-
-    ap = argparse.ArgumentParser(prog="tweetsim predict-likes --model lm")
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--output", required=True)
-    ap.add_argument("--models", default="models")
-    ap.add_argument("--media", default="data/media", help="media folder with manifest.csv (images used where fetched)")
-    ap.add_argument("--regime", default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
-    args = ap.parse_args(argv)
-    import importlib
-
-    io = importlib.import_module("tweetsim.apps.io")  # by name: the stage importing this module does not depend on it
-    try:
-        output = io.check_output(args.output, args.input)
-    except io.OutputError as e:
-        print(f"predict-likes: {e}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    root = Path(args.models) / NAME
-    regimes = sorted(d.name for d in root.glob("*") if (d / "state.json").is_file()) if root.is_dir() else []
-    regime = args.regime or (regimes[0] if regimes else None)
-    if regime is None or not (root / regime / "state.json").is_file():
-        print(f"predict-likes: no behaviour LM under {root}/{regime or '<regime>'}: run `dvc repro train_behaviour_lm`",
-              file=sys.stderr)
-        return 2
-    try:
-        rows, rejects = read_official(args.input)
-    except InputError as e:
-        print(f"predict-likes: {e}", file=sys.stderr)
-        return 2
-    io.report("predict-likes", rejects, "predicted without it")
-    tok, model, state = load(root / regime)
-    p = state["params"]
-    tables = {lv: pd.read_parquet(root / regime / f"history_{lv}.parquet") for lv in ("username", "company")}
-    for col in ("company", "username"):
-        rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
-    enc = VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
-    feats, has, _ = image_features(rows, args.media, enc, int(p["vision"]["max_images"]), progress=False)
-    examples = make_examples(tok, rows, history(rows, tables=tables), feats, has, int(p["max_length"]),
-                             max_field_chars=int(p["max_field_chars"]))
-    fallback = np.full(len(rows), float(state["train_median"]))
-    fb_name = "train median"
-    try:
-        from tweetsim.likes.predictor import Predictor
-
-        fallback = Predictor(args.models, args.threads).predict(rows)
-        fb_name = "bucket model"
-    except FileNotFoundError as e:
-        print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
-              file=sys.stderr)
-    likes, _, used = predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False,
-                             constrain=bool(p.get("constrain", True)))
-    answers = pd.Series(np.rint(likes).astype(np.int64), index=rows.index)
-    stats = io.run_chunked(rows, rejects, lambda chunk: answers[chunk.index].tolist(), output, "likes", args.two_columns,
-                           max(len(rows), 1), "predict-likes")  # one chunk: the LM has answered every row already
-    print(f"predict-likes --model lm ({regime}): {io.summary(stats)} -> {output}; {int(has.sum())} with an image, "
-          f"{int((~has).sum())} text only; {int(used.sum())} unparsable answers took the {fb_name}")
-    return 0

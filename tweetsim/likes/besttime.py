@@ -1,5 +1,5 @@
 """Best time to post: one post's predicted likes at every hour of the next 7 days (UTC), and
-`tweetsim best-time`.
+the best slots.
 
 The post is copied into 168 rows, one per hourly slot, and predicted in one behaviour.Predictor
 call. What depends on the date is recomputed for each slot by the Predictor's own feature code:
@@ -9,13 +9,10 @@ the classifier's line, which names the month, weekday and hour (likemodel.verbal
 features (features.context_features) are computed once for the post and given to every slot: the
 168 copies are one tweet, and pooled they would count as 168 tweets of the account. The sentence
 embedding does not depend on the date and is computed once (embed.encode memoises by text).
+The command is apps/best_time.py.
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -92,58 +89,3 @@ def chart(curve: pd.DataFrame, best: pd.DataFrame, width: int = 560, height: int
 
 def describe(best: pd.DataFrame) -> list[str]:
     return [f"{r.date:%a %Y-%m-%d %H:00} UTC  {r.likes:,.0f} likes" for r in best.itertuples()]
-
-
-def cli(argv: list[str]) -> int:
-    from tweetsim.data.load import InputError, read_official
-
-    ap = argparse.ArgumentParser(prog="tweetsim best-time",
-                                 description="Predicted likes of one post at every hour of the next 7 days (UTC); prints the best slots.")
-    ap.add_argument("--input", required=True, help="a file of the official format (xlsx, csv or parquet) holding the post")
-    ap.add_argument("--id", default=None, help="which row of the file (by id) when it holds several")
-    ap.add_argument("--top", type=int, default=5, help="slots printed (default 5)")
-    ap.add_argument("--start", default=None, help="first slot (UTC, e.g. '2024-05-06 09:00'; default: the next whole "
-                    "hour after the post's date, or after now when it has none)")
-    ap.add_argument("--output", default=None, help="CSV of the whole curve (slot,date,weekday,hour,likes,log1p_likes)")
-    ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    try:
-        rows, rejects = read_official(args.input)
-        start = None if args.start is None else first_slot(start=args.start)
-    except InputError as e:
-        print(f"best-time: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"best-time: --start {args.start!r}: {e}", file=sys.stderr)
-        return 2
-    rows = rows[rows["id"].notna()]
-    if args.id is not None:
-        rows = rows[rows["id"].astype(str) == str(args.id)]
-    if len(rows) != 1:
-        which = f"with id {args.id}" if args.id is not None else "with a valid id (give --id when the file holds several)"
-        print(f"best-time: {args.input}: {len(rows)} rows {which}; one post is needed", file=sys.stderr)
-        return 2
-    if args.top < 1:
-        print("best-time: --top must be at least 1", file=sys.stderr)
-        return 2
-    from tweetsim.likes.predictor import Predictor
-
-    try:
-        predictor = Predictor(args.models, args.threads)
-    except FileNotFoundError as e:
-        print(f"best-time: {e}", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    curve, best = best_time(predictor, rows, start, args.top)
-    seconds = time.perf_counter() - t0
-    if args.output:
-        curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
-                     log1p_likes=curve["log1p_likes"].round(4)).to_csv(args.output, index=False)
-    print(f"best-time: id {rows['id'].iloc[0]}, {len(curve)} hourly slots from {curve['date'].iloc[0]:%Y-%m-%d %H:00} UTC "
-          f"({seconds:.2f}s); median slot {curve['likes'].median():,.0f} likes; best:")
-    for line in describe(best):
-        print(f"  {line}")
-    if args.output:
-        print(f"best-time: curve -> {args.output}")
-    return 0

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim.likes import features as F
-from tweetsim.likes.predictor import attach_media_text, embed_texts, fit_regime
+from tweetsim.data.sides import join_side_tables
+from tweetsim.likes.fit import embed_texts, fit_regime
 from tweetsim.likes.intervals import Intervals
 from tweetsim.config.params import ParamsError
 from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
@@ -35,7 +36,7 @@ def labelled_rows(data: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
     """(every row with likes, in train_like_classifier's order and with its media text; organiser side
     statistics; context rows of every tweet), as train_like_classifier builds them, without the splits."""
     table = read_tweets(data / "tweets.parquet")
-    table = attach_media_text(table, data / "captions.parquet" if p["use_captions"] else None,
+    table = join_side_tables(table, data / "captions.parquet" if p["use_captions"] else None,
                               data / "ocr.parquet" if p["use_ocr"] else None)
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     return sup, F.side_stats_table(table), F.context_rows(table)

@@ -24,7 +24,6 @@ chosen model's tokenizer (a plain `### role` layout where a tokenizer has none).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
@@ -96,32 +95,8 @@ def render(tok, user: str, system: str = SYSTEM) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template)
 
 
-def join_side_tables(table: pd.DataFrame, data_dir: str | Path) -> pd.DataFrame:
-    """Add `caption` from data/captions.parquet (where it has one) and `ocr_text` from data/ocr.parquet.
-
-    Both are optional (issue 3's stages); without them the input files' own captions are used.
-    """
-    data = Path(data_dir)
-    table = table.copy()
-    if "caption" not in table:
-        table["caption"] = None
-    cap_path = data / "captions.parquet"
-    if cap_path.is_file():
-        cap = pd.read_parquet(cap_path, columns=["source", "id", "caption"]).rename(columns={"caption": "_cap"})
-        table = table.merge(cap.drop_duplicates(["source", "id"]), on=["source", "id"], how="left")
-        table["caption"] = table["_cap"].where(table["_cap"].notna(), table["caption"])
-        table = table.drop(columns="_cap")
-    ocr_path = data / "ocr.parquet"
-    if ocr_path.is_file() and "ocr_text" not in table:
-        ocr = pd.read_parquet(ocr_path, columns=["source", "id", "ocr_text"])
-        table = table.merge(ocr.drop_duplicates(["source", "id"]), on=["source", "id"], how="left")
-    if "ocr_text" not in table:
-        table["ocr_text"] = None
-    return table
-
-
 def exemplars_for(rows: pd.DataFrame, retriever, k: int) -> list[list[tuple[str, str]]]:
-    """k exemplar (who, text) pairs per row from a `tweetsim.likes.baselines.Retriever` over training rows."""
+    """k exemplar (who, text) pairs per row from a `tweetsim.text.retrieval.Retriever` over training rows."""
     if k <= 0 or retriever is None:
         return [[] for _ in range(len(rows))]
     pool = retriever.pool

@@ -1,0 +1,60 @@
+"""`tweetsim best-time`: one post's predicted likes at every hour of the next 7 days; the best slots."""
+
+import argparse
+import sys
+import time
+
+from tweetsim.data.load import InputError, read_official
+from tweetsim.likes.besttime import best_time, describe, first_slot
+from tweetsim.likes.predictor import Predictor
+
+
+def cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tweetsim best-time",
+                                 description="Predicted likes of one post at every hour of the next 7 days (UTC); prints the best slots.")
+    ap.add_argument("--input", required=True, help="a file of the official format (xlsx, csv or parquet) holding the post")
+    ap.add_argument("--id", default=None, help="which row of the file (by id) when it holds several")
+    ap.add_argument("--top", type=int, default=5, help="slots printed (default 5)")
+    ap.add_argument("--start", default=None, help="first slot (UTC, e.g. '2024-05-06 09:00'; default: the next whole "
+                    "hour after the post's date, or after now when it has none)")
+    ap.add_argument("--output", default=None, help="CSV of the whole curve (slot,date,weekday,hour,likes,log1p_likes)")
+    ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    try:
+        rows, rejects = read_official(args.input)
+        start = None if args.start is None else first_slot(start=args.start)
+    except InputError as e:
+        print(f"best-time: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"best-time: --start {args.start!r}: {e}", file=sys.stderr)
+        return 2
+    rows = rows[rows["id"].notna()]
+    if args.id is not None:
+        rows = rows[rows["id"].astype(str) == str(args.id)]
+    if len(rows) != 1:
+        which = f"with id {args.id}" if args.id is not None else "with a valid id (give --id when the file holds several)"
+        print(f"best-time: {args.input}: {len(rows)} rows {which}; one post is needed", file=sys.stderr)
+        return 2
+    if args.top < 1:
+        print("best-time: --top must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor(args.models, args.threads)
+    except FileNotFoundError as e:
+        print(f"best-time: {e}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    curve, best = best_time(predictor, rows, start, args.top)
+    seconds = time.perf_counter() - t0
+    if args.output:
+        curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
+                     log1p_likes=curve["log1p_likes"].round(4)).to_csv(args.output, index=False)
+    print(f"best-time: id {rows['id'].iloc[0]}, {len(curve)} hourly slots from {curve['date'].iloc[0]:%Y-%m-%d %H:00} UTC "
+          f"({seconds:.2f}s); median slot {curve['likes'].median():,.0f} likes; best:")
+    for line in describe(best):
+        print(f"  {line}")
+    if args.output:
+        print(f"best-time: curve -> {args.output}")
+    return 0

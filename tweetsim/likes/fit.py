@@ -1,0 +1,130 @@
+"""Per-regime fitting of the behaviour models: the classifier's lines and probabilities, the history
+and context features, the trees' feature table (stages train_like_classifier and deploy_likes)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim.likes import features as F
+from tweetsim.likes.artefacts import FeatureState, write_training
+from tweetsim.likes.classifier import bucketize, predict_proba, verbalise
+from tweetsim.lm.save import save_tokenizer
+
+
+def embed_texts(texts: list[str], p: dict) -> np.ndarray:
+    if int(p["embed_components"]) <= 0:
+        return np.zeros((len(texts), 0), np.float32)
+    from tweetsim.text import embed
+
+    return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
+                        dtype=p.get("inference_dtype") or "float32")
+
+
+def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,
+            probs: np.ndarray) -> pd.DataFrame:
+    """The regressors' feature matrix (row order of `rows`)."""
+    X = pd.concat([F.base_features(rows).reset_index(drop=True), hist.reset_index(drop=True), ctx.reset_index(drop=True),
+                   pca.transform(emb).reset_index(drop=True)], axis=1)
+    for k in range(probs.shape[1]):
+        X[f"p_bucket{k}"] = probs[:, k].astype(float)
+    return X
+
+
+def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFrame, dict]:
+    """(history features of every row of `table`, the history tables a test row's come from).
+
+    A training row's history comes from earlier training rows (in `history_crossfit_regimes`: from
+    the other folds' training rows, features.crossfit_history), a val row's from the training rows
+    (val early-stops the models), a test row's from the labelled splits in `test_history` (default
+    train and val: all likes known before the test rows are predicted; in the unseen-period regime
+    this closes the six months between the training period and the test period). Regimes in
+    `hide_history` get none on any row."""
+    side = table[regime].to_numpy()
+    tr, va = side == "train", side == "val"
+    known = table[np.isin(side, F.known_splits_for_test(p))]
+    train = table[tr]
+    tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
+    tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
+    own = (F.crossfit_history(train, p["history_folds"], p["seed"]) if regime in (p.get("history_crossfit_regimes") or [])
+           else F.history_features(train, train=train))
+    hist = pd.concat([own, F.history_features(table[va], tables=tables),
+                      F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
+    if regime in (p.get("hide_history") or []):
+        hist = F.hide_history(hist)
+    return hist, tables_test
+
+
+def account_groups(table: pd.DataFrame) -> np.ndarray:
+    """The cross-fitting group of each row: its account; a row without one is a group of its own."""
+    user = table["username"].fillna("").astype(str).to_numpy() if "username" in table else np.full(len(table), "")
+    return np.where(user != "", "@" + user, np.char.add("row:", np.arange(len(table)).astype(str)))
+
+
+def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, va: np.ndarray, p: dict,
+                   num_labels: int, folds: int, progress: bool = True) -> np.ndarray:
+    """Out-of-fold bucket probabilities of the training rows (tr) from `folds` classifiers, each trained
+    on the other folds' accounts (likemodel.crossfit_folds) with the full model's params and val rows.
+    The gate and the bucket trees then learn from probabilities like those they get on new rows."""
+    from tweetsim.likes.classifier import crossfit_folds, train_classifier
+
+    idx, vidx = np.flatnonzero(tr), np.flatnonzero(va)
+    fold = crossfit_folds(groups[idx], labels[idx], folds, int(p["seed"]))
+    out = np.zeros((len(idx), num_labels), np.float32)
+    for f in range(folds):
+        fit, held = idx[fold != f], fold == f
+        tok, model, _, _ = train_classifier([texts[i] for i in fit], labels[fit], [texts[i] for i in vidx], labels[vidx],
+                                         p, num_labels, None, progress)
+        out[held] = predict_proba(tok, model, [texts[i] for i in idx[held]], int(p["max_length"]),
+                                  int(p["eval_batch_size"]), p.get("inference_dtype"))
+    return out
+
+
+def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
+               context: pd.DataFrame, live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
+
+    `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
+    `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
+    """
+    from tweetsim.likes.classifier import train_classifier
+
+    edges = p["bucket_edges"]
+    side = table[regime].to_numpy()
+    tr = side == "train"
+    va = side == "val"
+    if regime in (p.get("hide_like_stats") or []):
+        table = F.hide_like_stats(table)
+    hist, tables_test = regime_history(table, regime, p)
+    ctx = F.context_features(table, context)
+    texts = verbalise(table, hist, int(p["max_chars"]), ctx)
+    labels = bucketize(table["likes"].astype(float), edges)
+    K = len(edges)
+    tok, model, history, kept = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
+                                           [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
+    folds = int(p.get("crossfit_folds") or 0) if regime in (p.get("crossfit_regimes") or []) else 0
+    own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
+    probs = np.zeros((len(texts), K), np.float32)
+    probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),
+                               int(p["eval_batch_size"]), p.get("inference_dtype"))
+    if folds > 1:
+        probs[tr] = crossfit_probs(texts, labels, account_groups(table), tr, va, p, K, folds, progress)
+    pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
+    X = tabular(table, hist, ctx, emb, pca, probs)
+    state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
+    folder = out / regime
+    model.save_pretrained(folder, safe_serialization=True)
+    save_tokenizer(tok, folder)
+    tables_all = {lv: F.history_table(table, lv) for lv in F.LEVELS}
+    state.save(folder, tables_all)
+    meta = pd.DataFrame({"regime": regime, "source": table["source"].to_numpy(), "id": table["id"].to_numpy(),
+                         "side": side, "likes": table["likes"].astype(float).to_numpy(), "bucket": labels})
+    pred = probs.argmax(1)
+    # the step whose checkpoint was kept (early stopping on val): the deploy fit trains this many steps
+    write_training(folder, kept, history[-1]["step"] if history else 0)
+    summary = {"steps": history[-1]["step"] if history else 0, "history": history, "crossfit_folds": folds if folds > 1 else 0,
+               "train_accuracy": float(np.mean(pred[tr] == labels[tr])) if tr.any() else None,
+               "test_accuracy": float(np.mean(pred[side == "test"] == labels[side == "test"])) if (side == "test").any() else None,
+               "val_accuracy": float(np.mean(pred[va] == labels[va])) if va.any() else None}
+    return pd.concat([meta, X], axis=1), summary
+
