@@ -49,11 +49,11 @@ def main() -> None:
     texts = rows["prompt"].tolist()
     gen = {**{k: g[k] for k in ("temperature", "top_p", "repetition_penalty", "seed", "max_prompt_tokens")},
            "max_new_tokens": args.new_tokens}
-    generate(model, tok, texts[:2], GenConfig(**{**gen, "batch_size": 2}))  # warm-up
-    _, b = generate(model, tok, texts, GenConfig(**{**gen, "batch_size": args.batch}))
+    generate(model, tok, texts[:2], GenConfig.from_params({**gen, "batch_size": 2}))  # warm-up
+    _, b = generate(model, tok, texts, GenConfig.from_params({**gen, "batch_size": args.batch}))
     one = {"new_tokens": 0, "seconds": 0.0}
     for x in texts:
-        _, s = generate(model, tok, [x], GenConfig(**{**gen, "batch_size": 1}))
+        _, s = generate(model, tok, [x], GenConfig.from_params({**gen, "batch_size": 1}))
         one = {k: one[k] + s[k] for k in one}
     tps_b, tps_1 = b["new_tokens"] / b["seconds"], one["new_tokens"] / one["seconds"]
     print(f"generation ({t['model']['name']}, {device}, {len(texts)} prompts, max {args.new_tokens} new tokens): "

@@ -16,8 +16,10 @@ from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import load_params
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     params = load_params(params_path)
     p = params["baselines"]

@@ -20,6 +20,7 @@ from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.lm.prompts import build_examples
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 
 def _memo(encode):
@@ -35,6 +36,7 @@ def _memo(encode):
     return fn
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     params = load_params(params_path)
     p, m = params["build_prompts"], params["train_llm"]["model"]

@@ -17,8 +17,10 @@ from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
 from tweetsim.config.params import section
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
     p = section("caption", params_path)
     data = Path(data_dir)

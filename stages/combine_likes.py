@@ -20,6 +20,7 @@ import pandas as pd
 from tweetsim.likes.intervals import Intervals, brand_fold_rows
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
+from tweetsim.apps.entry import stage
 
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 VARIANTS = [(mode, smear) for mode in ("argmax", "mixture") for smear in (True, False)]
@@ -29,6 +30,7 @@ def name_of(mode: str, smear: bool) -> str:
     return f"bucket_xgb_{mode}" + ("" if smear else "_nosmear")
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models",
          plots_dir: str = "plots/likes", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)

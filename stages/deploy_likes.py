@@ -11,8 +11,10 @@ from pathlib import Path
 
 from tweetsim.likes.deploy import fit_deploy
 from tweetsim.config.params import load_params
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models") -> None:
     params = load_params(params_path)
     d = params["deploy_likes"]

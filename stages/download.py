@@ -11,8 +11,10 @@ import pandas as pd
 from tweetsim.data.load import REJECT_COLUMNS, InputError, load_sources, write_tweets
 from tweetsim.data.media import image_url
 from tweetsim.config.params import section
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
     p = section("download", params_path)
     out = Path(out_dir)

@@ -20,6 +20,7 @@ from tweetsim.text import embed
 from tweetsim.data.schema import read_tweets
 from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
 from tweetsim.config.params import load_params
+from tweetsim.apps.entry import stage
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
@@ -49,6 +50,7 @@ def _text_blocks(refs: pd.DataFrame, preds: dict[str, pd.DataFrame], encode) -> 
     return out
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p, data = params["evaluate"], Path(data_dir)

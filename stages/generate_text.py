@@ -22,8 +22,10 @@ from tweetsim.lm import model as llm
 from tweetsim.lm.generate import GenConfig, generate
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     g, t = params["generate"], params["train_llm"]

@@ -14,10 +14,12 @@ import pandas as pd
 from tweetsim.likes.features import log_likes
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import fit_bucket
+from tweetsim.apps.entry import stage
 
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 
 
+@stage
 def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
     params = load_params(params_path)
     p = params["regress_within_bucket"]["xgb"]

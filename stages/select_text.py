@@ -30,9 +30,10 @@ from tweetsim.text.metrics import to_json_safe
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets
-from tweetsim.writer import TweetWriter, origin
+from tweetsim.writer.tweet_writer import TweetWriter, origin
 from tweetsim.writer import select as S
 from tweetsim.writer.pools import SOURCES
+from tweetsim.apps.entry import stage
 
 def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> dict:
     """{split: per row [(draft, log-prob)]} for a seeded draw of `writer.lm.max_rows` rows of each
@@ -64,6 +65,7 @@ def _val_texts(retrieval: pd.DataFrame, regime: str, rows: pd.DataFrame) -> list
     return got.reindex(keys).fillna("").astype(str).tolist()
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p, data = params["writer"], Path(data_dir)

@@ -10,8 +10,10 @@ from pathlib import Path
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import section
 from tweetsim.data.splits import assign, summary
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: str = "metrics") -> None:
     p = section("split", params_path)
     table = read_tweets(Path(data_dir) / "tweets.parquet")

@@ -27,6 +27,7 @@ from tweetsim.text.metrics import likes_metrics
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 MAIN = int(os.environ.get("RANK", "0")) == 0
 
@@ -37,6 +38,7 @@ def _cap(idx: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(idx, size=n, replace=False))
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p = params["train_behaviour_lm"]

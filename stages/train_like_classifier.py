@@ -18,8 +18,10 @@ from tweetsim.data.sides import join_side_tables
 from tweetsim.likes.fit import embed_texts, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models",
          live_dir: str = "dvclive/like_classifier", metrics_dir: str = "metrics") -> None:
     from dvclive import Live

@@ -23,10 +23,12 @@ from tweetsim.lm import prefix as IP
 from tweetsim.lm import model as llm
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
+from tweetsim.apps.entry import stage
 
 MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process writes the files
 
 
+@stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
     p = params["train_llm"]

@@ -17,3 +17,12 @@ def sample_table():
 
     table, rejects, total = load_sources(SAMPLE)
     return table
+
+
+def gen_config(**overrides):
+    """A GenConfig from the shipped params.yaml's `generate` section, with the test's changes."""
+    import yaml
+
+    from tweetsim.lm.generate import GenConfig
+
+    return GenConfig.from_params({**yaml.safe_load((ROOT / "params.yaml").read_text())["generate"], **overrides})

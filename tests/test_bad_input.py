@@ -141,7 +141,7 @@ def fake_generate(model, tok, prompts, cfg, progress=False, feats=None, has_imag
 
 def tiny_select_writer(params, writer_dir, pool, selector="reranked", context=None, adapter=None):
     """The real default writer (consensus) over a three-tweet pool, instead of models/writer and data/."""
-    from tweetsim.writer import TweetWriter
+    from tweetsim.writer.tweet_writer import TweetWriter
 
     FakeWriter.made += 1
     table = pd.DataFrame({"source": "pool", "id": [1, 2, 3], "date": pd.to_datetime(["2021-01-01"] * 3, utc=True),

@@ -16,7 +16,8 @@ from test_behaviour_lm import _jpeg, photo, stage_data, tiny_base  # noqa: F401 
 from stages_helper import stage, write_params
 from tweetsim.lm import prefix as IP
 from tweetsim.lm import model as llm
-from tweetsim.lm.generate import GenConfig, generate
+from conftest import gen_config
+from tweetsim.lm.generate import generate
 from tweetsim.lm.prompts import render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +67,14 @@ def test_writer_trains_resumes_reloads_and_text_rows_match(tiny_base, tmp_path):
     prompts = [render(tok, f"Brand: nike\nTarget likes: {n}\nWrite the tweet.") for n in (1, 22, 333, 4)]
     feats = np.stack([e["feat"] for e in ex[:4]])
     has = np.array([e["has_image"] for e in ex[:4]])
-    g = GenConfig(max_new_tokens=6, batch_size=4, repetition_penalty=1.2)
+    g = gen_config(max_new_tokens=6, batch_size=4, repetition_penalty=1.2)
     got, _ = generate(reloaded, tok, prompts, g, feats=feats, has_image=has)
     assert got == generate(model, tok, prompts, g, feats=feats, has_image=has)[0]
     # a row without media writes exactly what the text-only model (same adapter, no prefix) writes
     text_only, _ = generate(reloaded.lm, tok, prompts, g)
     assert got[3] == text_only[3]
     assert generate(reloaded, tok, prompts, g)[0] == text_only  # no features given: every row text-only
-    beams, _ = generate(reloaded, tok, prompts, GenConfig(max_new_tokens=4, num_candidates=2), feats=feats, has_image=has)
+    beams, _ = generate(reloaded, tok, prompts, gen_config(max_new_tokens=4, num_candidates=2), feats=feats, has_image=has)
     assert len(beams) == 4
     # a text-only adapter folder loads as the plain model
     assert IP.with_projector(reloaded.lm, tmp_path / "nothing")[1] is None

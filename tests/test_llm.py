@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from tweetsim.lm import model as llm
-from tweetsim.lm.generate import GenConfig, generate, postprocess
+from conftest import gen_config
+from tweetsim.lm.generate import generate, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOL_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -120,15 +121,15 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     from tweetsim.lm.prompts import render
 
     prompts = [render(tok, f"Brand: nike\nTarget likes: {n}\nWrite the tweet.") for n in (1, 22, 333)]
-    gcfg = GenConfig(max_new_tokens=6, batch_size=3)
+    gcfg = gen_config(max_new_tokens=6, batch_size=3)
     texts, stats = generate(reloaded, tok, prompts, gcfg)
-    one_by_one = [generate(reloaded, tok, [p], GenConfig(max_new_tokens=6, batch_size=1))[0][0] for p in prompts]
+    one_by_one = [generate(reloaded, tok, [p], gen_config(max_new_tokens=6, batch_size=1))[0][0] for p in prompts]
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert texts == one_by_one  # left padding + sorting by length must not change greedy outputs
     assert all("<|im_start|>" not in t and "Write the tweet" not in t for t in texts)  # the prompt is stripped
     assert 0 < stats["new_tokens"] <= 3 * 6
-    beams, _ = generate(reloaded, tok, prompts, GenConfig(max_new_tokens=4, num_candidates=2))
-    sampled, _ = generate(reloaded, tok, prompts, GenConfig(max_new_tokens=4, num_candidates=2, temperature=0.8))
+    beams, _ = generate(reloaded, tok, prompts, gen_config(max_new_tokens=4, num_candidates=2))
+    sampled, _ = generate(reloaded, tok, prompts, gen_config(max_new_tokens=4, num_candidates=2, temperature=0.8))
     assert len(beams) == len(sampled) == 3
 
 

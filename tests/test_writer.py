@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from stages_helper import ROOT, override, stage, write_params
-from tweetsim.writer import TweetWriter, edits as E, select as S, textsim
+from tweetsim.writer import edits as E, select as S, textsim
+from tweetsim.writer.tweet_writer import TweetWriter
 from tweetsim.writer.pools import SOURCES
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())["writer"]
@@ -152,7 +153,7 @@ def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp
 
 
 def test_worst_gain_and_tune_take_the_rule_that_beats_the_baselines_most_evenly():
-    from tweetsim.writer import worst_gain
+    from tweetsim.writer.tweet_writer import worst_gain
 
     retrieval, typical = {"bleu1": 0.2, "rougeL": 0.1, "cider": 0.1}, {"bleu1": 0.1, "rougeL": 0.2, "cider": 0.05}
     assert worst_gain({"bleu1": 0.3, "rougeL": 0.22, "cider": 0.1}, {"r": retrieval, "t": typical}) == pytest.approx(0.0)

@@ -3,6 +3,8 @@
 import importlib
 import sys
 
+from tweetsim.config.params import StageError
+
 # name -> (module, help); each module exposes cli(argv) -> int
 COMMANDS = {
     "predict-likes": ("tweetsim.apps.predict_likes", "predict likes for an official behaviour-simulation file"),
@@ -20,4 +22,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:15s} {help_}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.cli(argv[1:]) or 0)
+    try:
+        return int(module.cli(argv[1:]) or 0)
+    except StageError as e:  # a bad params file: its one line, no traceback
+        print(f"tweetsim {argv[0]}: {e}", file=sys.stderr)
+        return 2

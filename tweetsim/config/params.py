@@ -1,10 +1,15 @@
 """params.yaml access: stages read their section straight from the file (no DVC needed).
 
-Strict: a key that the repository's own params.yaml (the file that ships with the code, the schema)
-does not have is an error naming the section, the key and the closest known one, so a misspelt
-`split.sed` stops the run at once instead of being ignored. Missing keys are not checked here.
+Strict, with the repository's own params.yaml (the file that ships with the code) as the one schema
+and the one set of defaults: a key it does not have is an error naming the section, the key and the
+closest known one (a misspelt `split.sed` stops the run at once instead of being ignored); a key it
+has must be there, with a value of the same type (an int where it has an int, a list where it has a
+list; null is allowed anywhere, and where the schema has null any value is). The typed configs of
+the code (config dataclasses) are built from a checked section by `from_section`, which takes every
+field from it: no second set of defaults in code.
 """
 
+import dataclasses
 import difflib
 from pathlib import Path
 
@@ -13,12 +18,13 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
-class ParamsError(SystemExit):
-    """A params file that cannot be used. A SystemExit, so a stage or command ends with this one line
-    (no traceback); its text is `str(e)`."""
+class StageError(Exception):
+    """An error that a stage or command reports as its one line (`str(e)`), with no traceback: the
+    entry points (tweetsim.apps.entry, tweetsim.apps.cli) turn it into the exit status."""
 
-    def __str__(self) -> str:
-        return str(self.code)
+
+class ParamsError(StageError):
+    """A params file that cannot be used."""
 
 
 def _read(path: str | Path) -> dict:
@@ -49,11 +55,43 @@ def unknown_keys(params: dict, schema: dict, prefix: str = "") -> list[str]:
     return problems
 
 
+def _type_name(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _same_type(value, schema) -> bool:
+    if value is None or schema is None:
+        return True
+    if isinstance(schema, bool) or isinstance(value, bool):
+        return isinstance(schema, bool) and isinstance(value, bool)
+    if isinstance(schema, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(schema))
+
+
+def type_problems(params: dict, schema: dict, prefix: str = "") -> list[str]:
+    """One message per key of `schema` that `params` lacks, or holds with a value of another type."""
+    problems = []
+    for key, expected in schema.items():
+        where = f"{prefix}{key}"
+        if key not in params:
+            problems.append(f"missing key '{where}' (params.yaml of the code has it)")
+        elif not _same_type(params[key], expected):
+            problems.append(f"'{where}' is {_type_name(params[key])} ({params[key]!r}), expected {_type_name(expected)} "
+                            f"like {expected!r}")
+        elif isinstance(expected, dict) and isinstance(params[key], dict):
+            problems += type_problems(params[key], expected, f"{where}.")
+    return problems
+
+
 def check(params: dict, path: str | Path = "params.yaml", schema_path: str | Path = SCHEMA_PATH) -> None:
-    """Raise ParamsError for the first unknown key (and count the others); no-op without a schema file."""
+    """Raise ParamsError for the first unknown, missing or mistyped key (and count the others); no-op
+    without a schema file (an installed package run outside the repository)."""
     if not Path(schema_path).is_file():
         return
-    problems = unknown_keys(params, _read(schema_path))
+    schema = _read(schema_path)
+    problems = unknown_keys(params, schema) + type_problems(params, schema)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ParamsError(f"params: {path}: {problems[0]}{more}")
@@ -70,3 +108,19 @@ def section(name: str, path: str | Path = "params.yaml") -> dict:
     if name not in params:
         raise ParamsError(f"params: {path}: no '{name}' section")
     return params[name]
+
+
+def from_section(cls, section_name: str, p: dict, ignore: tuple[str, ...] = ()):
+    """The config dataclass `cls` from a (checked) params section: every field from `p`, none from code.
+    Keys of `p` that are not fields are errors unless listed in `ignore` (keys of the section that
+    other code reads), so a config cannot silently drop a key."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in p]
+    if missing:
+        raise ParamsError(f"params: section '{section_name}' lacks {missing} ({cls.__name__} needs them)")
+    unknown = sorted(set(p) - set(names) - set(ignore))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.5)
+        hint = f"; did you mean '{section_name}.{close[0]}'?" if close else ""
+        raise ParamsError(f"params: unknown key '{section_name}.{unknown[0]}' for {cls.__name__}{hint}")
+    return cls(**{n: p[n] for n in names})

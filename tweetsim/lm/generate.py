@@ -20,23 +20,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tweetsim.config.params import from_section
+
 TURN_MARKERS = ("<|im_start|>", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>", "<|endoftext|>", "</s>", "### ")
 
 
 @dataclass
 class GenConfig:
-    max_new_tokens: int = 48
-    batch_size: int = 16
-    temperature: float = 0.0      # 0: greedy
-    top_p: float = 0.9
-    repetition_penalty: float = 1.2   # greedy SmolLM2 loops on emoji without it
-    num_candidates: int = 1
-    seed: int = 13
-    max_prompt_tokens: int = 384  # longer prompts are cut from the left
+    """Section `generate` of params.yaml (its values and comments are the defaults)."""
+
+    max_new_tokens: int
+    batch_size: int
+    temperature: float           # 0: greedy
+    top_p: float
+    repetition_penalty: float    # greedy SmolLM2 loops on emoji without it
+    num_candidates: int
+    seed: int
+    max_prompt_tokens: int       # longer prompts are cut from the left
 
     @classmethod
     def from_params(cls, p: dict) -> "GenConfig":
-        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+        return from_section(cls, "generate", p, ignore=("splits", "max_eval_rows", "adapter_regime"))
 
 
 def stop_token_ids(tok) -> list[int]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageSequence
 
+from tweetsim.config.params import StageError
+
 # Bump when a change in reading or in a backend's post-processing alters cached results.
 CACHE_VERSION = 1
 
@@ -31,6 +33,10 @@ NO_MEDIA = "no_media"  # the tweet has no media item
 NO_IMAGE_FILE = "no_image_file"  # an item exists but no fetched file (manifest status not ok)
 UNREADABLE = "unreadable"  # every file of the row failed to decode
 OK = "ok"
+
+
+class ShardError(StageError):
+    """Shard outputs that cannot be merged into one stage output."""
 
 
 class ImageError(Exception):
@@ -358,10 +364,10 @@ def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, sh
     parts = [data / "shards" / f"{stem}-{k}-of-{shards}.parquet" for k in range(shards)]
     missing = [str(p) for p in parts if not p.exists()]
     if missing:
-        raise SystemExit(f"{stage} --merge: missing shard outputs {missing}")
+        raise ShardError(f"{stage} --merge: missing shard outputs {missing}")
     table = merge_shards([pq.read_table(p) for p in parts], schema=schema)
     if table.num_rows != n_tweets:
-        raise SystemExit(f"{stage} --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
+        raise ShardError(f"{stage} --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
     pq.write_table(table, data / f"{stem}.parquet")
     merge_rejects([data / "shards" / f"{rejects_stem}-{k}-of-{shards}.csv" for k in range(shards)],
                   data / f"{rejects_stem}.csv")

@@ -24,11 +24,12 @@ so that their pools look like those of a held-out brand).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from tweetsim.config.params import from_section
 from tweetsim.writer import textsim
 
 SOURCES = ("account", "brand", "caption", "similar_brand", "typical", "lm")
@@ -49,14 +50,7 @@ class PoolConfig:
 
     @classmethod
     def from_params(cls, p: dict) -> "PoolConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(p) - names)
-        if unknown:
-            raise ValueError(f"writer.pool: unknown key(s) {unknown}; known: {sorted(names)}")
-        missing = sorted(names - set(p))
-        if missing:
-            raise ValueError(f"writer.pool: missing key(s) {missing}")
-        return cls(**{k: int(v) for k, v in p.items()})
+        return from_section(cls, "writer.pool", p)
 
 
 def media_kind(table: pd.DataFrame) -> np.ndarray:

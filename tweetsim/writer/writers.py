@@ -1,6 +1,6 @@
 """The two tweet writers as the command and the web app load them: `Writer`, the language model
 (base model of params.yaml + the adapter of a regime, exemplars retrieved from a pool as in training),
-and `select_writer`, tweetsim.writer.TweetWriter with the reranker and edits that select_text kept."""
+and `select_writer`, tweetsim.writer.tweet_writer.TweetWriter with the reranker and edits that select_text kept."""
 
 from __future__ import annotations
 
@@ -87,12 +87,12 @@ def load_pool(pool: str | Path) -> pd.DataFrame:
 
 def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, selector: str = "reranked",
                   context: pd.DataFrame | None = None, adapter: str | Path | None = None):
-    """tweetsim.writer.TweetWriter over every row with content of `pool`, with the reranker and the
+    """tweetsim.writer.tweet_writer.TweetWriter over every row with content of `pool`, with the reranker and the
     kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written). With
     `writer.lm.candidates` > 0, the LM (`adapter`, default models/llm/<generate.adapter_regime>)
     adds its drafts to every pool."""
     from tweetsim.text import embed
-    from tweetsim.writer import TweetWriter
+    from tweetsim.writer.tweet_writer import TweetWriter
 
     p = params["writer"]
     table = load_pool(pool)

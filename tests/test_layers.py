@@ -1,0 +1,87 @@
+"""The library's packages are layers and imports point one way: a module imports from its own
+package or from a lower layer, never from a sibling or a higher one, and no modules import each
+other in a cycle. Dynamic imports (importlib.import_module("tweetsim...")) count too. Below apps/
+(the commands and the stages' entry), no module ends the process."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "tweetsim"
+# lower number = lower layer; packages of one layer are siblings and must not import each other
+LAYERS = {"config": 0, "data": 1, "vision": 2, "text": 2, "lm": 3, "likes": 4, "writer": 4, "apps": 5}
+MODULES = sorted(p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def dotted(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Dotted tweetsim names imported by the file: modules, packages, and `from package import module`."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tweetsim"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("tweetsim")}
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("tweetsim")):
+            found.add(node.args[0].value)
+    known = {dotted(p) for p in MODULES}
+    return {name for name in found if name in known and name != "tweetsim"}
+
+
+def package(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_every_module_is_in_a_layer():
+    top = [p.name for p in LIB.glob("*.py")]
+    assert sorted(top) == ["__init__.py", "__main__.py"], f"modules outside the packages: {top}"
+    pkgs = {p.parent.name for p in LIB.glob("*/__init__.py")}
+    assert pkgs == set(LAYERS), f"packages without a layer, or layers without a package: {pkgs ^ set(LAYERS)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_point_down(path):
+    own = package(dotted(path))
+    if own not in LAYERS:  # tweetsim/__main__.py: the entry point, above everything
+        return
+    bad = [name for name in imports(path)
+           if package(name) != own and LAYERS[package(name)] >= LAYERS[own]]
+    assert not bad, f"{path.relative_to(ROOT)} (layer {own}) imports {bad}: same-layer or higher"
+
+
+def test_no_import_cycles():
+    graph = {dotted(p): {n for n in imports(p) if n != dotted(p)} for p in MODULES}
+    done, stack = set(), []
+
+    def visit(node):
+        if node in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(node):] + [node]))
+        if node in done:
+            return
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt)
+        stack.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_library_never_exits_the_process(path):
+    if package(dotted(path)) not in LAYERS or package(dotted(path)) == "apps":  # the entry points end the process
+        return
+    for node in ast.walk(ast.parse(path.read_text())):
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        assert name not in ("SystemExit", "exit", "_exit"), (
+            f"{path.relative_to(ROOT)}:{node.lineno} uses {name}: raise an error and let the command or stage end")

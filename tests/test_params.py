@@ -1,0 +1,64 @@
+"""params.yaml is the one schema and the one set of defaults: every typed config is built from the
+shipped file alone, and an unknown, missing or mistyped key stops a run with a line naming it."""
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from tweetsim.config.params import ParamsError, check, load_params
+
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def configs():
+    """(section name, config class, section dict) of every typed config the stages and commands build."""
+    from tweetsim.lm.generate import GenConfig
+    from tweetsim.writer.pools import PoolConfig
+
+    return [("generate", GenConfig, SHIPPED["generate"]), ("writer.pool", PoolConfig, SHIPPED["writer"]["pool"])]
+
+
+def test_shipped_params_pass_their_own_check():
+    assert load_params(ROOT / "params.yaml") == SHIPPED
+
+
+@pytest.mark.parametrize("name,cls,section", configs(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_config_builds_from_params_yaml_alone(name, cls, section):
+    cfg = cls.from_params(section)
+    for field, value in vars(cfg).items():
+        assert value == section[field], f"{name}.{field}: {value!r} is not params.yaml's {section[field]!r}"
+    # no second set of defaults: a field left out is an error, not a value from code
+    first = next(iter(vars(cfg)))
+    with pytest.raises(ParamsError, match=f"lacks \\['{first}'\\]"):
+        cls.from_params({k: v for k, v in section.items() if k != first})
+
+
+def test_config_refuses_a_misspelt_key_with_the_closest():
+    from tweetsim.lm.generate import GenConfig
+
+    with pytest.raises(ParamsError, match="unknown key 'generate.max_new_tokes'.*did you mean 'generate.max_new_tokens'"):
+        GenConfig.from_params({**SHIPPED["generate"], "max_new_tokes": 8})
+
+
+@pytest.mark.parametrize("change,message", [
+    (("train_llm", "steps", "6"), "'train_llm.steps' is a string ('6'), expected an integer"),
+    (("split", "regimes", "random"), "'split.regimes' is a string ('random'), expected a list"),
+    (("generate", "temperature", True), "'generate.temperature' is a boolean"),
+])
+def test_mistyped_key_names_section_key_and_type(change, message, tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    sec, key, value = change
+    params[sec][key] = value
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check(params, "p.yaml")
+
+
+def test_missing_key_is_an_error_and_null_and_int_for_float_are_not(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["split"]["seed"]
+    with pytest.raises(ParamsError, match="missing key 'split.seed'"):
+        check(params, "p.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"]["temperature"] = 1           # an int where the schema has a float
+    params["generate"]["max_eval_rows"] = None      # null: "no limit" where the schema has a number
+    check(params, "p.yaml")
