@@ -29,7 +29,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
         shard = int(flags[flags.index("--shard") + 1])
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
-        return imgs.merge_shard_outputs(data, "caption", "captions", "caption_rejects", shards, len(tweets), cap.schema())
+        print(imgs.merge_shard_outputs(data, "caption", "captions", "caption_rejects", shards, len(tweets), cap.schema()))
+        return
 
     rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
     loud = imgs.loud_missing("caption", rows)
@@ -37,10 +38,11 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
         print(loud, file=sys.stderr, flush=True)
     cap.set_threads(p["num_threads"])
     if any(r.files for r in rows):
-        captioner, embedder = cap.load_models(p, log=cap.log)
+        captioner, embedder = cap.load_models(p)
     else:
         captioner = embedder = None
-        cap.log("caption: no image file in this run, so no model was loaded; captions come from the input only")
+        print("caption: no image file in this run, so no model was loaded; captions come from the input only",
+              file=sys.stderr, flush=True)
     cache = imgs.ResultCache(p["cache_dir"])
     records, rejects, counts = cap.caption_rows(rows, p, captioner, embedder, cache, progress=p["progress"])
 

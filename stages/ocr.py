@@ -27,7 +27,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
         shard = int(flags[flags.index("--shard") + 1])
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
-        return imgs.merge_shard_outputs(data, "ocr", "ocr", "ocr_rejects", shards, len(tweets), ocr.schema())
+        print(imgs.merge_shard_outputs(data, "ocr", "ocr", "ocr_rejects", shards, len(tweets), ocr.schema()))
+        return
 
     rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
     loud = imgs.loud_missing("ocr", rows)

@@ -90,8 +90,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
         scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist(), drafts.get(s),
                                    progress=f"select_text {regime} {s}") for s, rows in parts.items()}
         if p["reranker"]["enabled"]:  # else `reranked` is the consensus choice, and the CLI uses consensus
-            writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"],
-                                               log=lambda m: print(f"select_text {regime}: {m}"))
+            writer.reranker = S.train_reranker(scored["train"], scored["val"], p["reranker"])
         base = {s: writer.base_scores(scored[s]) for s in ("val", "test")}
         typical = writer.pool.texts[writer.pool.typical[0]]
         against = {"retrieval": _val_texts(retrieval, regime, parts["val"])}

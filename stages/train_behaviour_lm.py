@@ -22,7 +22,7 @@ import pandas as pd
 from tweetsim.likes import behaviour_lm as B
 from tweetsim.likes import features as F
 from tweetsim.lm import model as llm
-from tweetsim.lm.prefix import say_no_images
+from tweetsim.lm.prefix import no_images_notice
 from tweetsim.text.metrics import likes_metrics
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
@@ -120,7 +120,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                 "example_answers": raw[:3]})
             n_img = int(has.sum() + h_ev.sum())
             if n_img == 0:
-                say_no_images("train_behaviour_lm", regime, f"train: {why}; predicted: {why_ev}", "tests/test_behaviour_lm.py")
+                print(no_images_notice("train_behaviour_lm", regime, f"train: {why}; predicted: {why_ev}", "tests/test_behaviour_lm.py"))
             print(f"train_behaviour_lm {regime}: {len(examples)} train rows ({int(has.sum())} with image), {cfg.steps} steps, "
                   f"{res['seconds_per_step']:.2f} s/step, loss {res['final_loss']:.3f}; LM answered {len(pick)} of {len(ev)} "
                   f"val+test rows ({int(h_ev.sum())} with image), {int(used.sum())} unparsable -> {p['fallback_model']}; "

@@ -64,7 +64,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             images = {"train_with_image": int(has.sum()), "train_text_only": int((~has).sum()), "train_no_image_reasons": why}
             meta = {"vision": ip["vision"], "vision_id": enc.id, **images}
             if not has.any():
-                IP.say_no_images("train_llm", regime, why, "tests/test_image_writer.py")
+                print(IP.no_images_notice("train_llm", regime, why, "tests/test_image_writer.py"))
         keyed = {"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "data": llm.fingerprint([{k: ex[k] for k in ("input_ids", "labels")} for ex in examples])}
         keyed["cfg"] = {k: v for k, v in cfg.__dict__.items() if enc is not None or k != "projection_lr"}
         if enc is not None:  # text-only keys stay as before, so their checkpoints still resume

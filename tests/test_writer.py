@@ -131,7 +131,7 @@ def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp
     rows = POOL.iloc[:6]
     scored = w.scored(rows, truths=rows["content"].tolist())
     assert all(x.label is not None and len(x.label) == len(x.texts) for x in scored)
-    w.reranker = S.train_reranker(scored, scored[:3], p["reranker"], log=lambda m: None)
+    w.reranker = S.train_reranker(scored, scored[:3], p["reranker"])
     w.save(tmp_path / "w", {"note": "tiny"})
     again = TweetWriter.load(tmp_path / "w", POOL, p)
     for a, b in zip(w.ranking(scored), again.ranking(scored)):
@@ -163,7 +163,7 @@ def test_worst_gain_and_tune_take_the_rule_that_beats_the_baselines_most_evenly(
     w = TweetWriter(POOL, p)
     rows = POOL.iloc[1:6]
     scored = w.scored(rows, truths=rows["content"].tolist())
-    w.reranker = S.train_reranker(scored, scored, p["reranker"], log=lambda m: None)
+    w.reranker = S.train_reranker(scored, scored, p["reranker"])
     out = w.tune(rows, scored, w.base_scores(scored), {"consensus_mix": [0, 0.5], "typicality_weight": [0], "length_bonus": [0, 0.05]},
                  ["placeholders"],
                  {"retrieval": POOL["content"].iloc[:5].tolist(), "typical": [POOL["content"].iloc[0]] * 5})
@@ -258,7 +258,7 @@ def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys
     p = params(**{"reranker.n_estimators": 5, "caption_similarity": False})
     w = TweetWriter(POOL, p)
     scored = w.scored(POOL, truths=POOL["content"].tolist())
-    w.reranker = S.train_reranker(scored, [], p["reranker"], log=lambda m: None)
+    w.reranker = S.train_reranker(scored, [], p["reranker"])
     w.save(tmp_path / "writer", {})
     path = write_params(tmp_path, **{"writer.caption_similarity": False})
     src = tmp_path / "in.csv"  # no date, no likes, no media, no username; one unknown brand, one row with nothing

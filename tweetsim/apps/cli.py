@@ -3,6 +3,7 @@
 import importlib
 import sys
 
+from tweetsim.apps.entry import configure_logging
 from tweetsim.config.params import StageError
 
 # name -> (module, help); each module exposes cli(argv) -> int
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_, help_) in COMMANDS.items():
             print(f"  {name:15s} {help_}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
+    configure_logging()
     module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
         return int(module.cli(argv[1:]) or 0)

@@ -1,16 +1,44 @@
-"""The stages' entry: an error the library reports in one line (config.params.StageError: a bad
-params file, shard outputs that do not merge) ends the stage with that line and no traceback."""
+"""The entry of the stages and commands: the library's log records shown as a stage's output lines,
+and an error the library reports in one line (config.params.StageError: a bad params file, shard
+outputs that do not merge) ending the stage with that line and no traceback."""
 
 import functools
+import logging
+import sys
 
 from tweetsim.config.params import StageError
 
 
+class _CurrentStreams(logging.Handler):
+    """INFO records to stdout, WARNING and above to stderr, each the stream of the moment (not the
+    one at setup: a test's captured output, or a redirected one, gets them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show the `tweetsim` loggers' records as plain lines (once per process)."""
+    root = logging.getLogger("tweetsim")
+    if not any(isinstance(h, _CurrentStreams) for h in root.handlers):
+        handler = _CurrentStreams()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
+
+
 def stage(main):
-    """Decorate a stage script's main: a StageError becomes SystemExit with its one line."""
+    """Decorate a stage script's main: log records shown, a StageError becomes SystemExit with its line."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
+        configure_logging()
         try:
             return main(*args, **kwargs)
         except StageError as e:

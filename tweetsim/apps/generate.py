@@ -77,7 +77,7 @@ def cli(argv: list[str]) -> int:
     g = params["generate"]
     adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
     try:
-        writer = Writer(params, adapter, args.pool, log=lambda m: print(f"tweetsim generate: {m}", file=sys.stderr))
+        writer = Writer(params, adapter, args.pool)
     except (llm.QuantizationUnavailable, FileNotFoundError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2

@@ -19,8 +19,7 @@ from tweetsim.likes.predictor import Predictor
 
 
 def cli(argv: list[str]) -> int:
-    # --model lm: the image-conditioned behaviour LM (tweetsim.likes.behaviour_lm, issue 7); bucket (default): below.
-    # Imported by name, as tweetsim.apps.cli does, so the stages importing this module do not depend on the LM's code.
+    # --model lm: the image-conditioned behaviour LM (lm_cli below); bucket (default): the bucket models.
     model_arg = next((a for a in argv if a == "--model" or a.startswith("--model=")), None)
     if model_arg is not None:
         i = argv.index(model_arg)

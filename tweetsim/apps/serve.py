@@ -110,11 +110,11 @@ class WriterService:
     the same prompt."""
 
     def __init__(self, params: dict, adapter: Path | None, pool: Path | None, temperature: float = DRAFT_TEMPERATURE,
-                 top_p: float = DRAFT_TOP_P, log=print):
+                 top_p: float = DRAFT_TOP_P):
         from tweetsim.writer.writers import Writer
         from tweetsim.lm.generate import GenConfig
 
-        self.writer = Writer(params, adapter, pool, log=lambda m: log(f"tweetsim serve: {m}"))
+        self.writer = Writer(params, adapter, pool)
         self.cfg = GenConfig.from_params({**params["generate"], "temperature": temperature, "top_p": top_p,
                                           "num_candidates": 1})
         self.name = self.writer.name
@@ -155,7 +155,7 @@ class CaptionService:
 
         caption.set_threads(params.get("num_threads"))
         # the app needs no image embedding: skip CLIP
-        self.captioner, _ = caption.load_models({**params, "embedding": "backbone"}, log=lambda m: None)
+        self.captioner, _ = caption.load_models({**params, "embedding": "backbone"})
         self.params = params
         self.name = getattr(self.captioner, "id", self.captioner.name)
 
@@ -207,7 +207,7 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
         ("likes", lambda: LikesService(models, threads, models_of)),
         ("writer", (lambda: SelectWriterService(params, models / "writer" / params["writer"]["cli_regime"],
                                                 Path(pool) if pool else None)) if writer == "select" else
-                   (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None, log=log))),
+                   (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None))),
         ("caption", lambda: CaptionService(params["caption"])),
         ("ocr", lambda: OcrService(params["ocr"])),
     ]

@@ -6,6 +6,7 @@ key: captions by (file, id), account statistics and profiles by username. A row 
 parsed is rejected with its file, row, field and reason; nothing is dropped silently.
 """
 
+import logging
 import fnmatch
 import math
 import re
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 
 from tweetsim.data.media import INT64_MAX, MediaParseError, parse_media, summarise
 from tweetsim.data.schema import SCHEMA, STATS_COLUMNS, pa_roundtrip, read_tweets, write_tweets  # noqa: F401 (re-exported)
+
+logger = logging.getLogger(__name__)
 
 SUFFIXES = (".xlsx", ".csv", ".parquet")
 REQUIRED = ("id", "date", "username", "media", "inferred company")
@@ -268,7 +271,7 @@ def _join_captions(table: pd.DataFrame, caption_files: list[Path]) -> pd.DataFra
                 raise InputError(f"{path}: missing column {col!r}")
         owners = [s for s in table["source"].unique() if path.stem.startswith(f"{s}_captions")]
         if not owners:
-            print(f"download: WARNING {path} matches no tweet file (expected <stem>_captions*.csv); not joined")
+            logger.warning(f"download: {path} matches no tweet file (expected <stem>_captions*.csv); not joined")
             continue
         cap = cap.dropna(subset=["id", "caption"])
         lookup = {}

@@ -115,7 +115,7 @@ def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: 
 
 
 def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> list[dict]:
-    """features.history_features as one dict per row (shifted for training rows, see GUIDE)."""
+    """features.history_features as one dict per row (shifted for training rows: features.history_features)."""
     h = F.history_features(rows, train=train, tables=tables)
     return h.to_dict("records")
 

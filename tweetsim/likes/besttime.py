@@ -1,11 +1,11 @@
 """Best time to post: one post's predicted likes at every hour of the next 7 days (UTC), and
 the best slots.
 
-The post is copied into 168 rows, one per hourly slot, and predicted in one behaviour.Predictor
+The post is copied into 168 rows, one per hourly slot, and predicted in one predictor.Predictor
 call. What depends on the date is recomputed for each slot by the Predictor's own feature code:
 the date features (year, month, day of week, hour, days since 2018: features.base_features), the
 days since the account's and the brand's previous known tweet (features.history_features), and
-the classifier's line, which names the month, weekday and hour (likemodel.verbalise). The context
+the classifier's line, which names the month, weekday and hour (classifier.verbalise). The context
 features (features.context_features) are computed once for the post and given to every slot: the
 168 copies are one tweet, and pooled they would count as 168 tweets of the account. The sentence
 embedding does not depend on the date and is computed once (embed.encode memoises by text).

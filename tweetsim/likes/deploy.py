@@ -4,7 +4,7 @@ The regimes choose the settings on rows held out from training; the deploy fit t
 classifier, the bucket regressors and the tabular gate once more on every row with likes, with the
 classifier's steps and each model's trees taken from the regime named by `deploy_likes.settings_from`
 (their early-stopped best step / iteration, recorded in the regime's model files), with no early
-stopping of its own. It reuses behaviour.fit_regime: every row is a training row of a one-sided
+stopping of its own. It reuses fit.fit_regime: every row is a training row of a one-sided
 "regime", so the account and brand history (shifted on its rows, over every labelled row for new
 ones) and the context come from every labelled row.
 

@@ -160,7 +160,7 @@ def by_factor(contrib: pd.DataFrame) -> pd.DataFrame:
 
 
 def explain(predictor, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-    """(likes, factors): behaviour.Predictor's likes for `rows` and their by_factor() contributions
+    """(likes, factors): predictor.Predictor's likes for `rows` and their by_factor() contributions
     from the same call (the same feature matrix)."""
     likes, _ = predictor.predict_with_probs(rows, context=context)
     X = predictor.last_features

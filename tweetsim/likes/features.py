@@ -1,9 +1,9 @@
 """Tabular features for the likes models: account / brand history, side statistics, media, text, date.
 
-History leakage is the trap here (see GUIDE.md): a training row's account history must come from
+History leakage is the trap here: a training row's account history must come from
 that account's *earlier* training rows only (time-ordered, shifted), never from a set that holds
 the row's own likes. Rows being predicted use every row of the account whose likes are known by
-then (behaviour.fit_regime: val rows the training rows, test rows train + val; the CLI's input
+then (likes/fit.py regime_history: val rows the training rows, test rows train + val; the CLI's input
 every row with likes).
 
 `acct_*_likes` and `followers` are side columns of tweets.parquet computed by the organisers over
@@ -249,8 +249,8 @@ def base_features(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 class TextPCA:
-    """Sentence embeddings reduced to a few components fitted on training rows (raw 384-d vectors
-    overfit the trees: GUIDE.md)."""
+    """Sentence embeddings reduced to a few components fitted on training rows (the raw 384-d
+    vectors overfit the trees)."""
 
     def __init__(self, n_components: int):
         self.k = int(n_components)

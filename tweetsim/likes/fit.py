@@ -64,7 +64,7 @@ def account_groups(table: pd.DataFrame) -> np.ndarray:
 def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, va: np.ndarray, p: dict,
                    num_labels: int, folds: int, progress: bool = True) -> np.ndarray:
     """Out-of-fold bucket probabilities of the training rows (tr) from `folds` classifiers, each trained
-    on the other folds' accounts (likemodel.crossfit_folds) with the full model's params and val rows.
+    on the other folds' accounts (classifier.crossfit_folds) with the full model's params and val rows.
     The gate and the bucket trees then learn from probabilities like those they get on new rows."""
     from tweetsim.likes.classifier import crossfit_folds, train_classifier
 

@@ -7,7 +7,7 @@ marker if the model runs on), and trims whitespace. With `num_candidates > 1` gr
 becomes beam search (best beam kept) and sampling keeps the candidate with the highest mean token
 log-probability.
 
-An image_prefix.PrefixLM writer is conditioned on each row's image feature (`feats`, `has_image`):
+An prefix.PrefixLM writer is conditioned on each row's image feature (`feats`, `has_image`):
 the prefix embeddings go in front of the prompt as `inputs_embeds`; rows without an image (or all
 rows when no feature is given) have it masked out and come out as from the text-only model.
 """

@@ -16,6 +16,7 @@ with `QuantizationUnavailable` instead of silently loading a 7B model for minute
 
 from __future__ import annotations
 
+import logging
 import hashlib
 import importlib.util
 import json
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 
 from tweetsim.lm.save import save_adapter, save_tokenizer
+
+logger = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -63,7 +66,7 @@ def ensure_smollm2(cache_dir: str | Path = ".cache/models") -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = smollm2_gguf_dir()
-    print(f"llm: converting {src / SMOLLM2_GGUF} into {out} (once; cached)")
+    logger.info(f"llm: converting {src / SMOLLM2_GGUF} into {out} (once; cached)")
     tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
     gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     # save_pretrained refuses a GGUF-loaded model: rebuild from its config and copy the weights
@@ -271,7 +274,7 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
                resume: bool = True, accelerator=None, image_meta: dict | None = None) -> dict:
     """Train the LoRA model `model` on encoded examples; save the adapter into out_dir.
 
-    `model` may be an image_prefix.PrefixLM (examples then carry `feat` and `has_image`): its
+    `model` may be an prefix.PrefixLM (examples then carry `feat` and `has_image`): its
     projector trains at `cfg.projection_lr` and is saved beside the adapter with `image_meta`.
 
     Checkpoints (adapter + optimizer + scheduler + step + RNG, via accelerate) go to

@@ -11,6 +11,7 @@ adapter folder.
 
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import torch
 from torch import nn
 
 from tweetsim.lm import model as llm
+
+logger = logging.getLogger(__name__)
 
 PROJECTOR_FILE, META_FILE = "projector.pt", "image_prefix.json"
 
@@ -49,7 +52,7 @@ class VisionEncoder:
     """Frozen encoder: PIL images -> float32 [n, dim]. Wraps tweetsim.vision.caption's models."""
 
     def __init__(self, backend: str = "efficientnet_lite0", clip_model: str | None = None, device: str = "cpu",
-                 batch_size: int = 16, log=print):
+                 batch_size: int = 16):
         from tweetsim.vision import caption as cap
 
         self.batch_size = batch_size
@@ -59,7 +62,7 @@ class VisionEncoder:
             try:
                 self.model = cap.ClipEmbedder(clip_model, device=device)
             except (OSError, ValueError) as e:
-                log(f"vision: CLIP weights {clip_model!r} not available offline ({type(e).__name__}); "
+                logger.warning(f"vision: CLIP weights {clip_model!r} not available offline ({type(e).__name__}); "
                     "EfficientNet-Lite0 pooled features STAND IN as the vision encoder")
                 self.model = cap.EfficientNetLite0(device=device)
         elif backend == "efficientnet_lite0":
@@ -233,10 +236,10 @@ def with_projector(lm, folder: str | Path):
     return PrefixLM(lm, proj).eval(), meta
 
 
-def encoder_for(meta: dict, log=print) -> VisionEncoder:
+def encoder_for(meta: dict) -> VisionEncoder:
     """The frozen vision encoder a saved projector was trained on (its image_prefix.json)."""
     v = meta["vision"]
-    return VisionEncoder(v["backend"], v.get("clip_model"), batch_size=int(v.get("batch_size", 16)), log=log)
+    return VisionEncoder(v["backend"], v.get("clip_model"), batch_size=int(v.get("batch_size", 16)))
 
 
 def attach(lm, feat_dim: int, projection: dict, seed: int = 13) -> PrefixLM:
@@ -246,8 +249,9 @@ def attach(lm, feat_dim: int, projection: dict, seed: int = 13) -> PrefixLM:
     return PrefixLM(lm, Projector(feat_dim, hidden, int(projection["n_prefix"]), projection["kind"]))
 
 
-def say_no_images(stage: str, regime: str, why, where: str) -> None:
-    """The loud notice when image conditioning is on but no row had a readable image file."""
+def no_images_notice(stage: str, regime: str, why, where: str) -> str:
+    """The loud notice (the stage prints it) when image conditioning is on but no row had a readable
+    image file."""
     bar = "!" * 78
-    print(f"{bar}\n{stage} {regime}: NO row had a readable image file, so EVERY row fell back to its\n"
+    return (f"{bar}\n{stage} {regime}: NO row had a readable image file, so EVERY row fell back to its\n"
           f"  text alone ({why}).\n  The image path is exercised by {where}; fetch media to use it here.\n{bar}")

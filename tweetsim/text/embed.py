@@ -4,10 +4,13 @@
 MiniLM. Embeddings are mean-pooled and L2-normalised, so a dot product is a cosine similarity.
 """
 
+import logging
 import contextlib
 from functools import lru_cache
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def default_model_path() -> str:
@@ -33,7 +36,7 @@ def _native_bf16() -> bool:
 
     ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if not ok:
-        print("tweetsim: this CPU has no native bfloat16; bfloat16 inference runs in float32 here")
+        logger.warning("this CPU has no native bfloat16; bfloat16 inference runs in float32 here")
     return ok
 
 

@@ -15,14 +15,16 @@ The output's `embedding_backend` column says which one produced each vector.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from tweetsim.vision import images as imgs
+
+logger = logging.getLogger(__name__)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from HF tokenizers
 
@@ -224,7 +226,7 @@ class ClipEmbedder:
         return [{"embedding": _unit(f)} for f in feats]
 
 
-def load_models(params: dict, log=print):
+def load_models(params: dict):
     """(captioner, embedder) for the params; the same object when one model does both."""
     backend = params.get("backend", "efficientnet_lite0")
     device = params.get("device", "auto")
@@ -248,7 +250,7 @@ def load_models(params: dict, log=print):
         try:
             embedder = ClipEmbedder(name, device=device)
         except (OSError, ValueError) as e:
-            log(f"caption: CLIP weights {name!r} not available offline ({type(e).__name__}); "
+            logger.warning(f"caption: CLIP weights {name!r} not available offline ({type(e).__name__}); "
                 f"EfficientNet-Lite0 pooled features STAND IN as the image embedding "
                 f"(embedding_backend column = {EfficientNetLite0.name})")
             embedder = get_backbone()
@@ -454,6 +456,4 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(int(n))
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 

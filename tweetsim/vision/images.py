@@ -371,7 +371,7 @@ def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, sh
     pq.write_table(table, data / f"{stem}.parquet")
     merge_rejects([data / "shards" / f"{rejects_stem}-{k}-of-{shards}.csv" for k in range(shards)],
                   data / f"{rejects_stem}.csv")
-    print(f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)")
+    return f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)"
 
 
 def readable_items(r: "Row", errors: dict, reasons: list, rejects: list) -> list:

@@ -10,6 +10,7 @@ like the others an account would post at that time with that media (minimum Baye
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ import pandas as pd
 from tweetsim.writer import edits as E
 from tweetsim.writer import textsim
 from tweetsim.writer.pools import NAT, SOURCES, Pool
+
+logger = logging.getLogger(__name__)
 
 DAY_NS = 86_400 * 10**9
 EXPECTED = ("unigram", "bigram", "rougeL", "cider")  # expected similarities given to the reranker
@@ -270,7 +273,7 @@ def _stack(scored: list[Scored]):
     return feats, qid
 
 
-def train_reranker(train: list[Scored], val: list[Scored], p: dict, log=print):
+def train_reranker(train: list[Scored], val: list[Scored], p: dict):
     """A gradient-boosted reranker on the training rows' pools, early-stopped on the val rows;
     returns its xgboost Booster. `p["objective"]`: `reg:squarederror` predicts each candidate's label
     (pointwise), `rank:ndcg` is LambdaMART on the label as grades 0..31 (linear gain, NDCG@1).
@@ -304,7 +307,7 @@ def train_reranker(train: list[Scored], val: list[Scored], p: dict, log=print):
         kw = {"eval_set": [(xv, target(np.concatenate([s.label for s in val])))], **({"eval_qid": [qv]} if ranking else {})}
     model.fit(x, y, **({"qid": q} if ranking else {}), verbose=False, **kw)
     booster = model.get_booster()
-    log(f"reranker ({p['objective']}): {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
+    logger.info(f"reranker ({p['objective']}): {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
         f"best iteration {booster.best_iteration if val else int(p['n_estimators']) - 1}")
     return booster
 

@@ -4,9 +4,12 @@ and `select_writer`, tweetsim.writer.tweet_writer.TweetWriter with the reranker 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 
 class Writer:
@@ -14,7 +17,7 @@ class Writer:
     (+ a LoRA adapter, or none for the base model), loaded once, with exemplars retrieved from the
     rows with content of `pool` as in training."""
 
-    def __init__(self, params: dict, adapter: Path | None, pool: Path | str | pd.DataFrame | None, log=print):
+    def __init__(self, params: dict, adapter: Path | None, pool: Path | str | pd.DataFrame | None):
         import torch
 
         from tweetsim.lm import model as llm
@@ -37,7 +40,7 @@ class Writer:
                 embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
                 self.retriever = Retriever(tweets, embed_fn)
         if self.retriever is None and self.k > 0:
-            log(f"WARNING no exemplar pool ({'table' if given else pool}): prompts carry no earlier tweet, unlike training")
+            logger.warning(f"no exemplar pool ({'table' if given else pool}): prompts carry no earlier tweet, unlike training")
         if not torch.cuda.is_available():
             torch.set_num_threads(int(t.get("num_threads") or 2))
         base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
@@ -50,7 +53,7 @@ class Writer:
 
             self.model, self.image_meta = IP.with_projector(self.model, adapter)
             if self.image_meta is not None:
-                self.encoder = IP.encoder_for(self.image_meta, log=log)
+                self.encoder = IP.encoder_for(self.image_meta)
         self.name = t["model"]["name"] + ("" if adapter is None else f" + {adapter}") + \
             (" (image-conditioned)" if self.image_meta else "")
 
