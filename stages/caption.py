@@ -47,7 +47,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     records, rejects, counts = cap.caption_rows(rows, p, captioner, embedder, cache, progress=p["progress"])
 
     if shards > 1:
-        out, rej = data / "shards" / f"captions-{shard}-of-{shards}.parquet", data / "shards" / f"caption_rejects-{shard}-of-{shards}.csv"
+        out, rej = imgs.shard_paths(data, "captions", "caption_rejects", shard, shards)
     else:
         out, rej = data / "captions.parquet", data / "caption_rejects.csv"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tweetsim.likes.artefacts import BUNDLE_PARAMS, META, Layout, write_json
 from tweetsim.likes.intervals import Intervals, brand_fold_rows
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
 from tweetsim.apps.entry import stage
 
-META = ["regime", "source", "id", "side", "likes", "bucket"]
 VARIANTS = [(mode, smear) for mode in ("argmax", "mixture") for smear in (True, False)]
 
 
@@ -37,6 +37,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     p, pc = params["regress_within_bucket"], params["train_like_classifier"]
     edges = [str(e) for e in pc["bucket_edges"]]
     data, models = Path(data_dir), Path(models_dir)
+    layout = Layout(models)
     feats = pd.read_parquet(data / "likes" / "features.parquet")
     pi = params["interval"]
     brands = pd.read_parquet(data / "tweets.parquet", columns=["source", "id", "company"])
@@ -46,12 +47,12 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     for regime in params["split"]["regimes"]:
         fr = feats[feats["regime"] == regime]
         f = fr[fr["side"].isin(["val", "test"])].reset_index(drop=True)
-        regs = [BucketRegressor.load(models / "like_regressor" / e / regime) for e in edges]
+        regs = [BucketRegressor.load(layout.regressor(e, regime)) for e in edges]
         clf_probs = f[[f"p_bucket{k}" for k in range(len(edges))]].to_numpy(float)
         if p["gate"] == "tabular":
             tr, va = fr[fr["side"] == "train"], fr[fr["side"] == "val"]
             gate = BucketGate.fit(tr, tr["bucket"].to_numpy(), va, va["bucket"].to_numpy(), names, len(edges), p["xgb"])
-            gate.save(models / "likes" / "gate" / regime)
+            gate.save(layout.gate(regime))
             probs = gate.predict(f)
         elif p["gate"] == "classifier":
             probs = clf_probs
@@ -79,7 +80,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             cal = tuple(np.concatenate([a, b]) for a, b in zip(cal, folds))
             source += f" + {int(pi['brand_folds'])} brand folds of its train rows"
         ranges = Intervals.calibrate(*cal, pi, source)
-        ranges.save(models / "likes" / "intervals" / f"{regime}.json")
+        ranges.save(layout.intervals(regime))
         low, high = ranges.apply(point, probs, z)
         for mode, sm in VARIANTS:
             pred = combine(probs, z, smear, mode, sm)
@@ -107,11 +108,10 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     (Path(metrics_dir) / "like_buckets.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     bundle = {"regime": p["cli_regime"], "final": p["final"], "smearing": bool(p["smearing"]), "edges": edges, "gate": p["gate"],
               "history": p["cli_history"],
-              "params": {k: pc[k] for k in ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "inference_dtype", "use_text")}}
+              "params": {k: pc[k] for k in BUNDLE_PARAMS}}
     if bundle["regime"] not in params["split"]["regimes"]:
         raise SystemExit(f"combine_likes: regress_within_bucket.cli_regime {bundle['regime']!r} is not in split.regimes")
-    (models / "likes").mkdir(parents=True, exist_ok=True)  # also holds gate/<regime>.{ubj,json}, intervals/<regime>.json
-    (models / "likes" / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    write_json(layout.bundle, bundle)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     records, rejects = ocr.build_table(rows, results, errors, backend)
 
     if shards > 1:
-        out, rej = data / "shards" / f"ocr-{shard}-of-{shards}.parquet", data / "shards" / f"ocr_rejects-{shard}-of-{shards}.csv"
+        out, rej = imgs.shard_paths(data, "ocr", "ocr_rejects", shard, shards)
     else:
         out, rej = data / "ocr.parquet", data / "ocr_rejects.csv"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tweetsim.likes.artefacts import META, Layout
 from tweetsim.likes.features import log_likes
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import fit_bucket
 from tweetsim.apps.entry import stage
-
-META = ["regime", "source", "id", "side", "likes", "bucket"]
 
 
 @stage
@@ -34,7 +33,7 @@ def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
         tr, va = f[f["side"] == "train"].reset_index(drop=True), f[f["side"] == "val"].reset_index(drop=True)
         reg = fit_bucket(tr, log_likes(tr["likes"]), (tr["bucket"] == b).to_numpy(), va, log_likes(va["likes"]),
                          (va["bucket"] == b).to_numpy(), names, p, b)
-        reg.save(Path(models_dir) / "like_regressor" / edge / regime)
+        reg.save(Layout(Path(models_dir)).regressor(edge, regime))
         m = reg.meta
         print(f"regress_within_bucket@{edge} {regime}: {m['n_train']} training rows"
               f"{' (FALLBACK: too few in bucket, fitted on all rows)' if m['fallback_all_rows'] else ''}, "

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
+from tweetsim.likes.artefacts import Layout
 from tweetsim.likes.fit import embed_texts, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
@@ -41,7 +42,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     emb = embed_texts(F.text_of(sup), p)
-    out = Path(models_dir) / "like_classifier"
+    out = Layout(Path(models_dir)).classifiers
     parts, summary = [], {}
     for regime in params["split"]["regimes"]:
         with Live(dir=str(Path(live_dir) / regime), save_dvc_exp=False, dvcyaml=False) as live:

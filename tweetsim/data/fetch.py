@@ -97,8 +97,8 @@ def dedup_urls(urls: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _frame(rows: Iterable[dict]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows), columns=COLUMNS)
-    for c in ("bytes", "attempts"):
-        df[c] = df[c].fillna(0).astype("int64")
+    for c in ("bytes", "attempts"):  # an empty cell (a hand-made manifest) is 0
+        df[c] = df[c].replace("", 0).fillna(0).astype("int64")
     for c in set(COLUMNS) - {"bytes", "attempts"}:
         df[c] = df[c].fillna("").astype(str)
     return df.sort_values("url", kind="stable").reset_index(drop=True)
@@ -118,9 +118,11 @@ def write_manifest(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(path: Path) -> pd.DataFrame:
+def read_manifest(path: Path, required: Iterable[str] = COLUMNS) -> pd.DataFrame:
+    """The manifest at `path` (the one reader of it); columns other than `required` may be absent
+    (a hand-made manifest of url, status, sha256, path) and are then empty."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = set(COLUMNS) - set(df.columns)
+    missing = set(required) - set(df.columns)
     if missing:
         raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}")
     return _frame(df.to_dict("records"))

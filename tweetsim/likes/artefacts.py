@@ -38,8 +38,12 @@ class Layout:
 
     models: Path
 
+    @property
+    def classifiers(self) -> Path:
+        return self.models / "like_classifier"
+
     def classifier(self, regime: str) -> Path:
-        return self.models / "like_classifier" / regime
+        return self.classifiers / regime
 
     def regressor(self, edge, regime: str) -> Path:
         return self.models / "like_regressor" / str(edge) / regime

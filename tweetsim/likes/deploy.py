@@ -23,13 +23,13 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
 from tweetsim.likes.fit import embed_texts, fit_regime
+from tweetsim.likes.artefacts import META, Layout, read_bundle, read_training, write_json
 from tweetsim.likes.intervals import Intervals
 from tweetsim.config.params import ParamsError
 from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
 from tweetsim.data.schema import read_tweets
 
 SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
-META = ["regime", "source", "id", "side", "likes", "bucket"]
 
 
 def labelled_rows(data: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -44,13 +44,11 @@ def labelled_rows(data: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
 
 def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) -> dict:
     """The classifier's best step and each tree model's tree count in `regime`'s validated run."""
-    training = models / "like_classifier" / regime / "training.json"
-    if not training.exists():
-        raise FileNotFoundError(f"{training} is missing: rerun train_like_classifier (it records the best step)")
-    out = {"classifier_steps": int(json.loads(training.read_text())["best_step"]),
-           "trees": {e: BucketRegressor.load(models / "like_regressor" / e / regime).meta["best_iteration"] + 1 for e in edges}}
+    layout = Layout(models)
+    out = {"classifier_steps": int(read_training(layout.classifier(regime))["best_step"]),
+           "trees": {e: BucketRegressor.load(layout.regressor(e, regime)).meta["best_iteration"] + 1 for e in edges}}
     if gate:
-        out["gate_trees"] = int(json.loads((models / "likes" / "gate" / f"{regime}.json").read_text())["best_iteration"]) + 1
+        out["gate_trees"] = int(json.loads(layout.gate(regime).with_suffix(".json").read_text())["best_iteration"]) + 1
     return out
 
 
@@ -62,10 +60,11 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
     for key, regime in [("settings_from", src), *((f"intervals.{k}", v) for k, v in d["intervals"].items() if v)]:
         if regime not in regimes:
             raise ParamsError(f"deploy_likes.{key}: {regime!r} is not in split.regimes {regimes}")
-    base = json.loads((models / "likes" / "bundle.json").read_text())  # final mode, smearing, gate, CLI params
+    layout = Layout(models)
+    base = read_bundle(layout.bundle, "combine_likes")  # final mode, smearing, gate, CLI params
     edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
     s = validated_settings(models, src, edges, gate)
-    out = models / "likes" / "deploy"
+    out = layout.deploy
     sup, side_stats, context = labelled_rows(data, p)
     emb = embed_texts(F.text_of(sup), p)
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
@@ -81,13 +80,13 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
         reg.save(out / "regressor" / e)
     if gate_model is not None:
         gate_model.save(out / "gate")
-    known = Intervals.load(models / "likes" / "intervals" / f"{d['intervals']['known_brand']}.json")
+    known = Intervals.load(layout.intervals(d["intervals"]["known_brand"]))
     new = d["intervals"].get("new_brand")
-    Intervals.for_deploy(known, Intervals.load(models / "likes" / "intervals" / f"{new}.json") if new else None
+    Intervals.for_deploy(known, Intervals.load(layout.intervals(new)) if new else None
                          ).save(out / "intervals.json")
     rel = lambda q: q.relative_to(models).as_posix()  # noqa: E731
     bundle = {**base, "regime": "deploy", "history": "all", "settings_from": src, "n_rows": int(len(sup)), **s,
               "paths": {"classifier": rel(out / SIDE), "regressors": [rel(out / "regressor" / e) for e in edges],
                         "gate": rel(out / "gate") if gate else None, "intervals": rel(out / "intervals.json")}}
-    (out / "bundle.json").write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+    write_json(out / "bundle.json", bundle)
     return bundle

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageSequence
 
 from tweetsim.config.params import StageError
+from tweetsim.data.fetch import read_manifest as read_manifest_table
 
 # Bump when a change in reading or in a backend's post-processing alters cached results.
 CACHE_VERSION = 1
@@ -74,12 +75,8 @@ def read_manifest(media_dir: str | Path) -> dict[str, dict]:
     path = Path(media_dir) / "manifest.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: media manifest not found (written by the download stage)")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"url", "status", "sha256", "path"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}")
-        return {r["url"]: r for r in reader}
+    table = read_manifest_table(path, required=("url", "status", "sha256", "path"))
+    return {r["url"]: r for r in table.to_dict("records")}
 
 
 def _kinds(media) -> list[str]:
@@ -354,6 +351,13 @@ def merge_rejects(parts: list[Path], out: str | Path) -> None:
     write_rejects(out, records)
 
 
+def shard_paths(data: Path, stem: str, rejects_stem: str, shard: int, shards: int) -> tuple[Path, Path]:
+    """(table, rejects) file of shard `shard` of `shards`: data/shards/<stem>-K-of-N.parquet and
+    data/shards/<rejects_stem>-K-of-N.csv, the names the merge looks for."""
+    folder = Path(data) / "shards"
+    return folder / f"{stem}-{shard}-of-{shards}.parquet", folder / f"{rejects_stem}-{shard}-of-{shards}.csv"
+
+
 def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, shards: int, n_tweets: int,
                         schema) -> None:
     """`--merge` of a sharded caption/ocr run: data/shards/<stem>-K-of-N.parquet (+ rejects) into
@@ -361,7 +365,7 @@ def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, sh
     import pyarrow.parquet as pq
 
     data = Path(data)
-    parts = [data / "shards" / f"{stem}-{k}-of-{shards}.parquet" for k in range(shards)]
+    parts, rejects = zip(*(shard_paths(data, stem, rejects_stem, k, shards) for k in range(shards)))
     missing = [str(p) for p in parts if not p.exists()]
     if missing:
         raise ShardError(f"{stage} --merge: missing shard outputs {missing}")
@@ -369,7 +373,7 @@ def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, sh
     if table.num_rows != n_tweets:
         raise ShardError(f"{stage} --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
     pq.write_table(table, data / f"{stem}.parquet")
-    merge_rejects([data / "shards" / f"{rejects_stem}-{k}-of-{shards}.csv" for k in range(shards)],
+    merge_rejects(list(rejects),
                   data / f"{rejects_stem}.csv")
     return f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)"
 
