@@ -121,7 +121,7 @@ class FakePredictor:
 class FakeWriter:
     made = 0
 
-    def __init__(self, params, adapter, pool, log=print):
+    def __init__(self, params, adapter, pool):
         FakeWriter.made += 1
         self.model = self.tok = self.encoder = None
         self.name = "fake"
@@ -152,14 +152,14 @@ def tiny_select_writer(params, writer_dir, pool, selector="reranked", context=No
 
 @pytest.fixture
 def fakes(monkeypatch):
-    from tweetsim.likes import predictor as behaviour
-    from tweetsim.writer import writers as content
-    from tweetsim.lm import generate as generation
+    from tweetsim.apps import generate as generate_cmd
+    from tweetsim.apps import predict_likes as predict_cmd
 
-    monkeypatch.setattr(behaviour, "Predictor", FakePredictor)
-    monkeypatch.setattr(content, "Writer", FakeWriter)
-    monkeypatch.setattr(content, "select_writer", tiny_select_writer)
-    monkeypatch.setattr(generation, "generate", fake_generate)
+    # the names the commands call (imported into their modules)
+    monkeypatch.setattr(predict_cmd, "Predictor", FakePredictor)
+    monkeypatch.setattr(generate_cmd, "Writer", FakeWriter)
+    monkeypatch.setattr(generate_cmd, "select_writer", tiny_select_writer)
+    monkeypatch.setattr(generate_cmd, "generate", fake_generate)
     FakePredictor.made = FakeWriter.made = 0
 
 

@@ -131,7 +131,7 @@ def test_tiny_train_projection_gradients_save_load_predict(tiny_base, tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in model.projector.state_dict().items())
     assert np.isfinite(res["final_loss"]) and res["losses"][-1] < res["losses"][0]
     assert (tmp_path / "live" / "metrics.json").exists() or any((tmp_path / "live").rglob("*.tsv"))
-    B.save(model, tok, tmp_path / "m", {"params": p, "feat_dim": 16, "train_median": 100.0})
+    B.save(model, tok, tmp_path / "m", {"params": p, "feat_dim": 16, "train_median": 100.0}, {})
     tok2, model2, state = B.load(tmp_path / "m")
     pex = B.make_examples(tok2, rows, [{}] * 8, feats, has, 128)
     b = B.collate(pex[:3], tok2.pad_token_id, left=True)
