@@ -196,7 +196,8 @@ def render_tables(readme: str, params: dict, metrics: dict) -> str:
         if name not in TABLES:
             raise ValueError(f"README marker table:{name} names no table; known: {sorted(TABLES)}")
         seen.append(name)
-        return f"{match[1]}{TABLES[name](params, metrics)}\n{match[4]}"
+        # blank lines around the table: a Markdown table must not touch the comment lines
+        return f"{match[1]}\n{TABLES[name](params, metrics)}\n\n{match[4]}"
 
     out = _BLOCK.sub(fill, readme)
     missing = sorted(set(TABLES) - set(seen))
