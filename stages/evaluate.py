@@ -1,5 +1,6 @@
 """evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json,
-metrics/likes_text_rows.json (the likes models on the test rows with tweet text and on those without).
+metrics/likes_text_rows.json (the likes models on the test rows with tweet text and on those without),
+and metrics/headline.json: the served models and their baselines only, the review-sized view (tweetsim/apps/report.py).
 
 Likes models are scored on the test rows with likes; a model with a range (`pred_low, pred_high`)
 also gets its coverage and median width (high / low) there. Text models, per regime: `all_rows` scores
@@ -16,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.text import embed
-from tweetsim.data.schema import read_tweets
-from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
-from tweetsim.config.params import load_params
+from tweetsim.apps import report
 from tweetsim.apps.entry import stage
+from tweetsim.config.params import load_params
+from tweetsim.data.schema import read_tweets
+from tweetsim.text import embed
+from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
@@ -87,7 +89,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
             + " | " + "; ".join(f"{n} ROUGE-L {r['rougeL']:.3f} CIDEr {r['cider']:.3f}" for n, r in text_res[regime]["all_rows"].items()))
     out = Path(metrics_dir)
     out.mkdir(exist_ok=True)
-    for name, res in (("likes", likes_res), ("text", text_res), ("likes_text_rows", text_rows_res)):
+    headline = report.headline(params, likes_res, text_res)
+    for name, res in (("headline", headline), ("likes", likes_res), ("text", text_res), ("likes_text_rows", text_rows_res)):
         (out / f"{name}.json").write_text(json.dumps(to_json_safe(res), indent=2, sort_keys=True) + "\n")
 
 

