@@ -18,7 +18,9 @@ from tweetsim.apps.entry import stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models") -> None:
     params = load_params(params_path)
     d = params["deploy_likes"]
-    b = fit_deploy(params, Path(data_dir), Path(models_dir), progress=params["train_like_classifier"]["progress"])
+    data = Path(data_dir)
+    b = fit_deploy(params, data / "tweets.parquet", data / "captions.parquet", data / "ocr.parquet", Path(models_dir),
+                   progress=params["train_like_classifier"]["progress"])
     print(f"deploy_likes: fitted on all {b['n_rows']} labelled rows with the settings of regime {d['settings_from']}: "
           f"{b['classifier_steps']} classifier steps, trees {b['trees']}"
           + (f", gate {b['gate_trees']} trees" if "gate_trees" in b else "")

@@ -20,7 +20,7 @@ def main(params_path: str = "params.yaml", out_dir: str = "data") -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        table, rejects, total = load_sources(p["source"], p.get("exclude", []))
+        table, rejects, total = load_sources(p["source"], p["exclude"])
     except InputError as e:  # a file that cannot be used: its line in rejects.csv, then one line and exit
         (e.rejects if e.rejects is not None else pd.DataFrame(columns=REJECT_COLUMNS)).to_csv(out / "rejects.csv", index=False)
         sys.exit(f"download: {e}; see {out / 'rejects.csv'}")

@@ -89,7 +89,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                 [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"].tolist()} for e in examples])})
             ckpt = Path(p["checkpoint_dir"]) / f"{regime}-{key}" if p.get("checkpoint_dir") else None
             res = B.train(model, tok, examples, cfg, live_dir=Path("dvclive") / "train_behaviour_lm" / regime, progress=p["progress"],
-                          checkpoint_dir=ckpt, resume=bool(p.get("resume", True)))
+                          checkpoint_dir=ckpt, resume=bool(p["resume"]))
             out = Path(models_dir) / B.NAME / regime
             if MAIN:
                 # history: every row with likes, the account history the CLI uses

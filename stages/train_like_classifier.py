@@ -46,7 +46,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     parts, summary = [], {}
     for regime in params["split"]["regimes"]:
         with Live(dir=str(Path(live_dir) / regime), save_dvc_exp=False, dvcyaml=False) as live:
-            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, context, live=live, progress=p.get("progress", True))
+            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, context, live=live, progress=p["progress"])
         parts.append(feats)
         summary[regime] = {k: v for k, v in s.items() if k != "history"}
         print(f"train_like_classifier {regime}: {int((feats['side'] == 'train').sum())} training rows, {s['steps']} steps, "

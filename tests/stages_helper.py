@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())  # the one set of defaults; read-only here
 
 
 def stage(name: str):

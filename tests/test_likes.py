@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages_helper import stage, write_params
+from stages_helper import SHIPPED, stage, write_params
 from tweetsim.likes import features as F
 from tweetsim.likes.classifier import bucketize, class_weights, verbalise
 from tweetsim.likes.regressor import combine
@@ -336,13 +336,13 @@ def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-02-01", "2020-02-02", "2020-03-01", "2020-03-02"], utc=True)
     t = pd.DataFrame({"source": "s", "id": range(6), "date": d, "likes": [9, 99, 999, 9999, 1, 1], "username": "a",
                       "company": "x", "r": ["train", "train", "val", "val", "test", "test"]})
-    hist, tables = regime_history(t, "r", {"test_history": ["train", "val"]})
+    hist, tables = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train", "val"]})
     # training rows: earlier training rows; val rows: the 2 training rows; test rows: train + val
     assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 4, 4] and tables["username"].loc["a", "n"] == 4
     assert hist.loc[4, "acct_hist_median"] == pytest.approx(np.median(np.log1p([9, 99, 999, 9999])))
-    hist, _ = regime_history(t, "r", {"test_history": ["train"]})
+    hist, _ = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train"]})
     assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 2, 2]
-    hist, _ = regime_history(t, "r", {"test_history": ["train", "val"], "hide_history": ["r"]})
+    hist, _ = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train", "val"], "hide_history": ["r"]})
     assert (hist["acct_hist_n"] == 0).all() and hist.drop(columns=["acct_hist_n", "brand_hist_n"]).isna().all().all()
     with pytest.raises(ValueError, match="test_history"):
         regime_history(t, "r", {"test_history": ["test"]})

@@ -112,7 +112,8 @@ def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, o
     writer_dir = Path(args.writer_dir or Path("models") / "writer" / params["writer"]["cli_regime"])
     t0 = time.perf_counter()
     try:
-        writer = select_writer(params, writer_dir, args.pool, args.selector, context=rows)
+        writer = select_writer(params, writer_dir, args.pool, args.selector, context=rows,
+                               adapter=Path("models") / "llm" / params["generate"]["adapter_regime"])
     except (FileNotFoundError, ValueError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2

@@ -146,7 +146,7 @@ def lm_cli(argv: list[str]) -> int:
         print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
               file=sys.stderr)
     likes, _, used = B.predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False,
-                             constrain=bool(p.get("constrain", True)))
+                             constrain=bool(p["constrain"]))
     answers = pd.Series(np.rint(likes).astype(np.int64), index=rows.index)
     stats = io.run_chunked(rows, rejects, lambda chunk: answers[chunk.index].tolist(), output, "likes", args.two_columns,
                            max(len(rows), 1), "predict-likes")  # one chunk: the LM has answered every row already

@@ -135,10 +135,10 @@ class SelectWriterService:
     """The default tweet writer of `tweetsim generate` (tweetsim.writer): N drafts are the N best
     distinct candidates of the post's pool, by the reranker (or consensus)."""
 
-    def __init__(self, params: dict, writer_dir: Path, pool: Path | None):
+    def __init__(self, params: dict, writer_dir: Path, pool: Path | None, adapter: Path | None):
         from tweetsim.writer.writers import select_writer
 
-        self.writer = select_writer(params, writer_dir, pool if pool is not None else "none")
+        self.writer = select_writer(params, writer_dir, pool if pool is not None else "none", adapter=adapter)
         kind = "reranker" if self.writer.reranker is not None else "consensus"
         self.name = (f"tweetsim.writer ({kind}, {writer_dir}, edits: {', '.join(self.writer.kept) or 'none'}; "
                      f"pool {len(self.writer.pool.texts)} tweets)")
@@ -153,7 +153,7 @@ class CaptionService:
     def __init__(self, params: dict):
         from tweetsim.vision import caption
 
-        caption.set_threads(params.get("num_threads"))
+        caption.set_threads(params["num_threads"])
         # the app needs no image embedding: skip CLIP
         self.captioner, _ = caption.load_models({**params, "embedding": "backbone"})
         self.params = params
@@ -163,8 +163,8 @@ class CaptionService:
         from tweetsim.vision import caption
         from tweetsim.vision import images as imgs
 
-        frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
-                                  max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
+        frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
+                                  max_pixels=int(self.params["max_pixels"]))
         text = caption._merge_frames(self.captioner.run(frames)).get("caption", "")
         if self.captioner.name == caption.EfficientNetLite0.name:  # as caption_rows prefixes it
             text = f"{caption.KIND_PREFIX['Photo']} {text}"
@@ -185,8 +185,8 @@ class OcrService:
         from tweetsim.vision import images as imgs
         from tweetsim.vision import ocr
 
-        frames = imgs.read_frames(path, frames=int(self.params.get("frames", 1)), max_side=int(self.params.get("max_side", 0)),
-                                  max_pixels=int(self.params.get("max_pixels", MAX_PIXELS)))
+        frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
+                                  max_pixels=int(self.params["max_pixels"]))
         lines = ocr._merge_frames(self.backend.run(frames))
         return "\n".join(ln["text"] for ln in lines)
 
@@ -206,7 +206,8 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
     steps = [
         ("likes", lambda: LikesService(models, threads, models_of)),
         ("writer", (lambda: SelectWriterService(params, models / "writer" / params["writer"]["cli_regime"],
-                                                Path(pool) if pool else None)) if writer == "select" else
+                                                Path(pool) if pool else None,
+                                                models / "llm" / params["generate"]["adapter_regime"])) if writer == "select" else
                    (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None))),
         ("caption", lambda: CaptionService(params["caption"])),
         ("ocr", lambda: OcrService(params["ocr"])),

@@ -47,6 +47,6 @@ def write_tweets(table: pd.DataFrame, path: str | Path) -> None:
     pq.write_table(to_arrow(table), path)
 
 
-def read_tweets(path: str | Path = "data/tweets.parquet") -> pd.DataFrame:
+def read_tweets(path: str | Path) -> pd.DataFrame:
     """The normalised table: likes as nullable Int64, date tz-aware UTC, media as lists of dicts."""
     return pq.read_table(path).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

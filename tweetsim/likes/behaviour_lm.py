@@ -125,8 +125,8 @@ def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict 
 def load_base(p: dict, for_training: bool):
     """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.lm.model."""
     q = llm.check_quantization(p.get("quantization"))
-    path = llm.resolve_model(p["model"]["name"], p["model"].get("cache_dir", ".cache/models"))
-    return llm.load_tokenizer(path), llm.load_model(path, q, p["model"].get("dtype", "auto"), for_training=for_training)
+    path = llm.resolve_model(p["model"]["name"], p["model"]["cache_dir"])
+    return llm.load_tokenizer(path), llm.load_model(path, q, p["model"]["dtype"], for_training=for_training)
 
 
 def build_model(p: dict, feat_dim: int, seed: int = 13):

@@ -32,12 +32,10 @@ from tweetsim.data.schema import read_tweets
 SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
 
 
-def labelled_rows(data: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def labelled_rows(tweets: Path, captions: Path, ocr: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(every row with likes, in train_like_classifier's order and with its media text; organiser side
     statistics; context rows of every tweet), as train_like_classifier builds them, without the splits."""
-    table = read_tweets(data / "tweets.parquet")
-    table = join_side_tables(table, data / "captions.parquet" if p["use_captions"] else None,
-                              data / "ocr.parquet" if p["use_ocr"] else None)
+    table = join_side_tables(read_tweets(tweets), captions if p["use_captions"] else None, ocr if p["use_ocr"] else None)
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     return sup, F.side_stats_table(table), F.context_rows(table)
 
@@ -52,8 +50,9 @@ def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) 
     return out
 
 
-def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) -> dict:
-    """Fit into models/likes/deploy/ and return its bundle (also written there as bundle.json)."""
+def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Path, progress: bool = True) -> dict:
+    """Fit on the rows of `tweets` (with the media stages' `captions` and `ocr` files) into
+    models/likes/deploy/ and return its bundle (also written there as bundle.json)."""
     p, pr, d = params["train_like_classifier"], params["regress_within_bucket"], params["deploy_likes"]
     regimes = params["split"]["regimes"]
     src = d["settings_from"]
@@ -65,7 +64,7 @@ def fit_deploy(params: dict, data: Path, models: Path, progress: bool = True) ->
     edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
     s = validated_settings(models, src, edges, gate)
     out = layout.deploy
-    sup, side_stats, context = labelled_rows(data, p)
+    sup, side_stats, context = labelled_rows(tweets, captions, ocr, p)
     emb = embed_texts(F.text_of(sup), p)
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
     steps = s["classifier_steps"]

@@ -18,7 +18,7 @@ def embed_texts(texts: list[str], p: dict) -> np.ndarray:
     from tweetsim.text import embed
 
     return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
-                        dtype=p.get("inference_dtype") or "float32")
+                        dtype=p["inference_dtype"] or "float32")
 
 
 def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,
@@ -46,11 +46,11 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFr
     train = table[tr]
     tables = {lv: F.history_table(train, lv) for lv in F.LEVELS}
     tables_test = {lv: F.history_table(known, lv) for lv in F.LEVELS}
-    own = (F.crossfit_history(train, p["history_folds"], p["seed"]) if regime in (p.get("history_crossfit_regimes") or [])
+    own = (F.crossfit_history(train, p["history_folds"], p["seed"]) if regime in (p["history_crossfit_regimes"] or [])
            else F.history_features(train, train=train))
     hist = pd.concat([own, F.history_features(table[va], tables=tables),
                       F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
-    if regime in (p.get("hide_history") or []):
+    if regime in (p["hide_history"] or []):
         hist = F.hide_history(hist)
     return hist, tables_test
 
@@ -93,7 +93,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     side = table[regime].to_numpy()
     tr = side == "train"
     va = side == "val"
-    if regime in (p.get("hide_like_stats") or []):
+    if regime in (p["hide_like_stats"] or []):
         table = F.hide_like_stats(table)
     hist, tables_test = regime_history(table, regime, p)
     ctx = F.context_features(table, context)
@@ -102,7 +102,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     K = len(edges)
     tok, model, history, kept = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
                                            [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
-    folds = int(p.get("crossfit_folds") or 0) if regime in (p.get("crossfit_regimes") or []) else 0
+    folds = int(p["crossfit_folds"] or 0) if regime in (p["crossfit_regimes"] or []) else 0
     own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
     probs = np.zeros((len(texts), K), np.float32)
     probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),

@@ -61,7 +61,7 @@ class Predictor:
     """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.data.load.read_official).
     Default: the deploy fit (models/likes/deploy); `models_of`: that regime's models."""
 
-    def __init__(self, models_dir: str | Path = "models", num_threads: int = 2, models_of: str | None = None):
+    def __init__(self, models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -122,7 +122,7 @@ class Predictor:
         clock = time.perf_counter
         t0 = clock()
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
-        if not self.p.get("use_text", True):  # trained without the tweet text
+        if not self.p["use_text"]:  # trained without the tweet text
             rows = F.blank_text(rows)
         for col in ("company", "username"):
             rows[col] = rows[col].fillna("").astype(str) if col in rows else ""

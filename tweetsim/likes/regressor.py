@@ -25,7 +25,7 @@ def _xgb_params(p: dict, seed: int) -> dict:
             "max_depth": int(p["max_depth"]), "min_child_weight": float(p["min_child_weight"]),
             "subsample": float(p["subsample"]), "colsample_bytree": float(p["colsample_bytree"]),
             "reg_lambda": float(p["reg_lambda"]), "tree_method": "hist", "random_state": seed,
-            "n_jobs": int(p.get("num_threads", 2))}
+            "n_jobs": int(p["num_threads"])}
 
 
 class BucketRegressor:
@@ -140,7 +140,7 @@ class BucketGate:
                   "max_depth": int(p["max_depth"]), "min_child_weight": float(p["min_child_weight"]),
                   "subsample": float(p["subsample"]), "colsample_bytree": float(p["colsample_bytree"]),
                   "lambda": float(p["reg_lambda"]), "tree_method": "hist", "seed": int(p["seed"]),
-                  "nthread": int(p.get("num_threads", 2)), "eval_metric": "mlogloss"}
+                  "nthread": int(p["num_threads"]), "eval_metric": "mlogloss"}
         dtr = xgb.DMatrix(X_tr[features].astype(float), label=b_tr)
         kw = {}
         if len(b_va) >= int(p["min_val_rows"]):

@@ -239,7 +239,7 @@ def with_projector(lm, folder: str | Path):
 def encoder_for(meta: dict) -> VisionEncoder:
     """The frozen vision encoder a saved projector was trained on (its image_prefix.json)."""
     v = meta["vision"]
-    return VisionEncoder(v["backend"], v.get("clip_model"), batch_size=int(v.get("batch_size", 16)))
+    return VisionEncoder(v["backend"], v["clip_model"], batch_size=int(v["batch_size"]))
 
 
 def attach(lm, feat_dim: int, projection: dict, seed: int = 13) -> PrefixLM:

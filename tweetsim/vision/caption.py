@@ -228,25 +228,25 @@ class ClipEmbedder:
 
 def load_models(params: dict):
     """(captioner, embedder) for the params; the same object when one model does both."""
-    backend = params.get("backend", "efficientnet_lite0")
-    device = params.get("device", "auto")
+    backend = params["backend"]
+    device = params["device"]
     backbone = None
 
     def get_backbone():
         nonlocal backbone
         if backbone is None:
-            backbone = EfficientNetLite0(top_k=params.get("top_k", 3), min_prob=params.get("min_prob", 0.05), device=device)
+            backbone = EfficientNetLite0(top_k=params["top_k"], min_prob=params["min_prob"], device=device)
         return backbone
 
     if backend == "efficientnet_lite0":
         captioner = get_backbone()
     else:
-        captioner = HFCaptioner(backend, params.get("model_name"), max_new_tokens=params.get("max_new_tokens", 30),
-                                num_beams=params.get("num_beams", 1), prompt=params.get("prompt"), device=device,
-                                dtype=params.get("dtype", "float32"))
-    emb = params.get("embedding", "clip")
+        captioner = HFCaptioner(backend, params["model_name"], max_new_tokens=params["max_new_tokens"],
+                                num_beams=params["num_beams"], prompt=params["prompt"], device=device,
+                                dtype=params["dtype"])
+    emb = params["embedding"]
     if emb == "clip":
-        name = params.get("clip_model")
+        name = params["clip_model"]
         try:
             embedder = ClipEmbedder(name, device=device)
         except (OSError, ValueError) as e:
@@ -263,7 +263,7 @@ def load_models(params: dict):
 
 # ---------------------------------------------------------------- running
 def read_params(params: dict) -> dict:
-    return {k: params.get(k) for k in ("frames", "max_side", "max_pixels")}
+    return {k: params[k] for k in ("frames", "max_side", "max_pixels")}
 
 
 def _merge_frames(outs: list[dict]) -> dict:
@@ -293,7 +293,7 @@ def _prefetch(gen):
 def _read_batches(todo: list[str], jobs: dict[str, Path], params: dict, errors: dict, bar):
     """(frames, owner shas) batches of `batch_size` frames (an animated file gives several);
     an unreadable file goes to `errors`."""
-    bs = max(1, int(params.get("batch_size", 16)))
+    bs = max(1, int(params["batch_size"]))
     i = 0
     while i < len(todo):
         frames, owner = [], []
@@ -302,8 +302,8 @@ def _read_batches(todo: list[str], jobs: dict[str, Path], params: dict, errors: 
             i += 1
             bar.update(1)
             try:
-                fr = imgs.read_frames(jobs[sha], frames=int(params.get("frames", 1)), max_side=int(params.get("max_side", 0)),
-                                      max_pixels=int(params.get("max_pixels", 200_000_000)))
+                fr = imgs.read_frames(jobs[sha], frames=int(params["frames"]), max_side=int(params["max_side"]),
+                                      max_pixels=int(params["max_pixels"]))
             except imgs.ImageError as e:
                 errors[sha] = str(e)
                 continue
@@ -351,7 +351,7 @@ def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCach
         if "embedding" in hit:
             hit["embedding"] = imgs.decode_vector(hit["embedding"])
         results[sha] = hit
-    workers = int(params.get("workers", 2))
+    workers = int(params["workers"])
     if workers < 1:
         raise ValueError(f"caption.workers: must be >= 1, got {workers}")
     bar = tqdm(total=len(todo), desc=f"caption [{model.name}]", unit="img", disable=not progress)
@@ -387,7 +387,7 @@ def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCach
 
 def caption_rows(rows: list[imgs.Row], params: dict, captioner, embedder, cache: imgs.ResultCache, progress: bool = True):
     """Captions and embeddings for every row. Returns (records, rejects, counts)."""
-    recompute = bool(params.get("recompute", False))
+    recompute = bool(params["recompute"])
     need_cap = {it.sha256: it.path for r in rows if recompute or r.caption is None for it in r.files}
     need_emb = {it.sha256: it.path for r in rows for it in r.files}
     if not need_emb:  # no image file at all: nothing to run, the models need not even be loaded

@@ -151,7 +151,7 @@ class RapidBackend:
 
 def backend_id(params: dict) -> str:
     """The cache identity of the configured backend, known without loading it."""
-    name = params.get("backend", "paddleocr")
+    name = params["backend"]
     if name == "paddleocr":
         return f"paddleocr:{DET_NAME}+{REC_NAME}"
     if name == "rapidocr":
@@ -193,20 +193,20 @@ class EnginePool:
 def load_backend(params: dict):
     """The configured backend: `ocr.workers` engines side by side (an EnginePool) sharing the
     `ocr.num_threads` CPU threads, each with num_threads // workers onnxruntime threads."""
-    name = params.get("backend", "paddleocr")
+    name = params["backend"]
     if name not in ("paddleocr", "rapidocr"):
         raise ValueError(f"ocr.backend: unknown backend {name!r} (paddleocr | rapidocr)")
-    workers = int(params.get("workers", 2))
+    workers = int(params["workers"])
     if workers < 1:
         raise ValueError(f"ocr.workers: must be >= 1, got {workers}")
-    threads = int(params.get("num_threads", 2) or 0)  # 0: onnxruntime's own default
-    common = dict(limit_side_len=params.get("limit_side_len", 960), limit_type=params.get("limit_type", "max"),
-                  score_thresh=params.get("score_thresh", 0.5), num_threads=max(1, threads // workers) if threads else 0)
+    threads = int(params["num_threads"] or 0)  # 0: onnxruntime's own default
+    common = dict(limit_side_len=params["limit_side_len"], limit_type=params["limit_type"],
+                  score_thresh=params["score_thresh"], num_threads=max(1, threads // workers) if threads else 0)
 
     def make():
         if name == "paddleocr":
-            return PaddleBackend(rec_batch_size=params.get("rec_batch_size", 8),
-                                 model_root=params.get("model_dir", ".cache/paddleocr"), **common)
+            return PaddleBackend(rec_batch_size=params["rec_batch_size"],
+                                 model_root=params["model_dir"], **common)
         return RapidBackend(**common)
 
     return make() if workers == 1 else EnginePool([make() for _ in range(workers)])
@@ -215,7 +215,7 @@ def load_backend(params: dict):
 def result_params(params: dict) -> dict:
     """The params that change an image's OCR result (part of the cache key)."""
     keys = ("limit_side_len", "limit_type", "score_thresh", "frames", "max_side", "max_pixels")
-    return {k: params.get(k) for k in keys}
+    return {k: params[k] for k in keys}
 
 
 def _merge_frames(per_frame: list[list[dict]]) -> list[dict]:
@@ -247,15 +247,15 @@ def ocr_images(jobs: dict[str, Path], params: dict, cache: imgs.ResultCache, bac
             todo.append(sha)
     if todo and backend is None:
         backend = load_backend(params)
-    name = params.get("backend", "paddleocr") if backend is None else backend.name
-    bs = max(1, int(params.get("batch_size", 8)))
+    name = params["backend"] if backend is None else backend.name
+    bs = max(1, int(params["batch_size"]))
     bar = tqdm(total=len(todo), desc=f"ocr [{name}]", unit="img", disable=not progress)
     for i in range(0, len(todo), bs):
         batch, frames, owner = todo[i : i + bs], [], []
         for sha in batch:
             try:
-                fr = imgs.read_frames(jobs[sha], frames=int(params.get("frames", 1)),
-                                      max_side=int(params.get("max_side", 0)), max_pixels=int(params.get("max_pixels", 200_000_000)))
+                fr = imgs.read_frames(jobs[sha], frames=int(params["frames"]),
+                                      max_side=int(params["max_side"]), max_pixels=int(params["max_pixels"]))
             except imgs.ImageError as e:
                 errors[sha] = str(e)
                 continue

@@ -42,7 +42,7 @@ class Writer:
         if self.retriever is None and self.k > 0:
             logger.warning(f"no exemplar pool ({'table' if given else pool}): prompts carry no earlier tweet, unlike training")
         if not torch.cuda.is_available():
-            torch.set_num_threads(int(t.get("num_threads") or 2))
+            torch.set_num_threads(int(t["num_threads"] or 2))
         base = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])
         self.tok = llm.load_tokenizer(str(adapter) if adapter is not None else base)
         self.model = (llm.load_adapter(base, adapter, quant, t["model"]["dtype"]) if adapter is not None
@@ -92,8 +92,7 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
                   context: pd.DataFrame | None = None, adapter: str | Path | None = None):
     """tweetsim.writer.tweet_writer.TweetWriter over every row with content of `pool`, with the reranker and the
     kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written). With
-    `writer.lm.candidates` > 0, the LM (`adapter`, default models/llm/<generate.adapter_regime>)
-    adds its drafts to every pool."""
+    `writer.lm.candidates` > 0, the LM (the adapter folder `adapter`) adds its drafts to every pool."""
     from tweetsim.text import embed
     from tweetsim.writer.tweet_writer import TweetWriter
 
@@ -104,8 +103,9 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
     writer = TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
     if int(p["lm"]["candidates"]) > 0:  # the LM's drafts join each pool
-        adapter = Path("models") / "llm" / params["generate"]["adapter_regime"] if adapter is None else Path(adapter)
-        writer.lm = lm_drafter(params, adapter, table[table["content"].notna()])
+        if adapter is None:
+            raise ValueError("writer.lm.candidates > 0: the LM's drafts need its adapter folder (models/llm/<regime>)")
+        writer.lm = lm_drafter(params, Path(adapter), table[table["content"].notna()])
     return writer
 
 
