@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim import image_prefix as IP
-from tweetsim import llm
+from tweetsim import llm, trainloop
 from tweetsim.params import load_params
 from tweetsim.schema import read_tweets
 
@@ -63,9 +63,10 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             meta = {"vision": ip["vision"], "vision_id": enc.id, **images}
             if not has.any():
                 IP.say_no_images("train_llm", regime, why, "tests/test_image_writer.py")
-        keyed = {"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "data": llm.fingerprint([{k: ex[k] for k in ("input_ids", "labels")} for ex in examples])}
+        keyed = {"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "data": llm.fingerprint([{k: ex[k] for k in ("input_ids", "labels")} for ex in examples]),
+                 "format": trainloop.CHECKPOINT_FORMAT}  # checkpoints of another training loop never resume
         keyed["cfg"] = {k: v for k, v in cfg.__dict__.items() if enc is not None or k != "projection_lr"}
-        if enc is not None:  # text-only keys stay as before, so their checkpoints still resume
+        if enc is not None:
             keyed.update(image_prefix=ip, images=llm.fingerprint([ex["feat"].tolist() for ex in examples]))
         key = llm.fingerprint(keyed)
         out = Path(models_dir) / "llm" / regime

@@ -157,17 +157,19 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
         cfg = B.TrainConfig.from_params({**p, "steps": 6, "save_every": 2})
         return model, B.train(model, tok, ex, cfg, progress=False, checkpoint_dir=ckpt)
 
-    save = llm._save_checkpoint
+    from tweetsim import trainloop
 
-    def save_then_die(acc, model, opt, sched, ckpt, step, losses):  # the run is killed right after step 4's checkpoint
-        save(acc, model, opt, sched, ckpt, step, losses)
-        if step == 4:
+    save = trainloop.LoopTrainer._save_checkpoint
+
+    def save_then_die(self, model, trial):  # the run is killed right after step 4's checkpoint
+        save(self, model, trial)
+        if self.state.global_step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(llm, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainloop.LoopTrainer, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "ckpt")
-    monkeypatch.setattr(llm, "_save_checkpoint", save)
+    monkeypatch.setattr(trainloop.LoopTrainer, "_save_checkpoint", save)
     resumed, res = run(tmp_path / "ckpt")
     assert res["resumed_from"] == 4 and len(res["losses"]) == 6
     unbroken, res_u = run(None)
