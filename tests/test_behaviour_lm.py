@@ -177,6 +177,11 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
     ub = unbroken.state_dict()
     bad = [k for k, v in resumed.state_dict().items() if not torch.allclose(v, ub[k], atol=1e-4)]
     assert not bad, bad  # LoRA and projector alike
+    # the same run again (a code change the checkpoint key does not see): the finished checkpoint is not
+    # resumed as if unfinished (zero steps, no curves, no projection gradient) but trained from the start
+    _, res_again = run(tmp_path / "ckpt")
+    assert res_again["resumed_from"] == 0 and res_again["projection_grad_norm"] is not None
+    assert np.allclose(res_again["losses"], res_u["losses"], atol=1e-4)
 
 
 def test_constrained_decoding_follows_the_answer_template(tiny_base):

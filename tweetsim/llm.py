@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tweetsim.hf import save_adapter, save_tokenizer
-from tweetsim.trainloop import set_seed, warmup_cosine  # noqa: F401  (stages and tests call llm.set_seed)
+from tweetsim.trainloop import set_seed  # noqa: F401  (stages and tests call llm.set_seed)
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -85,7 +85,7 @@ def training_args(output_dir: str | Path, *, steps: int, batch_size: int, lr: fl
         max_grad_norm=float(max_grad_norm), seed=int(seed), data_seed=int(seed),
         logging_strategy="steps", logging_steps=max(1, int(log_every)),
         save_strategy="steps" if saving else "no", save_steps=int(save_every or steps) if saving else 500,
-        save_total_limit=1 if saving else None, save_only_model=False,
+        save_total_limit=2 if saving else None, save_only_model=False,
         eval_strategy="steps" if eval_every else "no", eval_steps=int(eval_every) if eval_every else None,
         metric_for_best_model=metric, greater_is_better=False if metric else None,
         report_to="none", disable_tqdm=not progress, remove_unused_columns=False, dataloader_pin_memory=False,
@@ -255,21 +255,23 @@ def resume_point(checkpoint_dir: str | Path | None, steps: int, resume: bool) ->
     A finished run's checkpoint (its step >= `steps`) is not resumed: re-running a finished
     configuration (a code change the key does not see) trains it again from the start, with its
     curves, instead of loading its end state and training zero steps. Without `resume`, or when
-    starting over, the folder's old checkpoints are removed so none is picked up later."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    starting over, the folder's old checkpoints are removed so none is picked up later (only those: the
+    folder may be shared)."""
     if checkpoint_dir is None:
         return None
     folder = Path(checkpoint_dir)
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is not None and resume:
-        done = int(Path(last).name.rsplit("-", 1)[1])
-        if done < steps and (Path(last) / TRAINABLE_FILE).is_file():
-            logger.info("resuming from %s at step %d of %d", last, done, steps)
-            return last
-        logger.info("checkpoint %s is of a finished run (step %d of %d): training from the start", last, done, steps)
-    if folder.is_dir():
-        shutil.rmtree(folder)
+    marker = folder / MARKER_FILE  # names the last complete checkpoint (a killed save leaves a partial one)
+    done = json.loads(marker.read_text())["step"] if marker.is_file() else None
+    last = folder / f"checkpoint-{done}"
+    if done is not None and resume and (last / TRAINABLE_FILE).is_file():
+        # logged as warnings: the stages configure no logging and this must show in `dvc repro`
+        if done < steps:
+            logger.warning("resuming from %s at step %d of %d", last, done, steps)
+            return str(last)
+        logger.warning("%s is the checkpoint of a finished run (step %d of %d): training from the start", last, done, steps)
+    for stale in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        shutil.rmtree(stale)
+    (folder / MARKER_FILE).unlink(missing_ok=True)
     return None
 
 
