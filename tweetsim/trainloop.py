@@ -92,6 +92,22 @@ def training_args(output_dir: str | Path, *, steps: int, batch_size: int, lr: fl
         use_cpu=not torch.cuda.is_available(), include_num_input_tokens_seen="no")
 
 
+def drop_inert_gguf_quantizer(model: torch.nn.Module) -> None:
+    """Forget a GGUF quantizer that quantizes nothing, so Trainer agrees to train the model.
+
+    The converted SmolLM2 folder (tweetsim.llm.ensure_smollm2) keeps the GGUF quantization_config of
+    its source file: loaded from its safetensors, every layer is a plain float Linear and nothing is
+    packed, but the leftover quantizer marks the model as quantized with a method Trainer refuses to
+    train. A quantizer that did pack layers (a model loaded straight from a GGUF file) is kept."""
+    from transformers import PreTrainedModel
+
+    for module in model.modules():
+        q = getattr(module, "hf_quantizer", None) if isinstance(module, PreTrainedModel) else None
+        method = getattr(getattr(q, "quantization_config", None), "quant_method", None)
+        if q is not None and getattr(method, "value", method) == "gguf" and not getattr(q, "packed_modules", None):
+            q.remove_quantization_config(module)
+
+
 @functools.cache
 def _classes() -> dict:
     from transformers import Trainer, TrainerCallback
@@ -118,6 +134,8 @@ def _classes() -> dict:
         def __init__(self, *args, lr_lambda: Callable[[int], float] | None = None, param_groups: list[dict] | None = None,
                      loss_fn: Callable | None = None, grad_probe: torch.nn.Module | None = None,
                      evaluate_fn: Callable | None = None, **kwargs):
+            if kwargs.get("model") is not None:
+                drop_inert_gguf_quantizer(kwargs["model"])
             super().__init__(*args, **kwargs)
             self.lr_lambda, self.param_groups, self.loss_fn = lr_lambda, param_groups, loss_fn
             self.grad_probe, self.evaluate_fn = grad_probe, evaluate_fn
