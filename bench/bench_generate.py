@@ -63,7 +63,8 @@ def main() -> None:
     train = prompts[prompts["split"] == "train"].head(t["batch_size"] * (args.steps + 1))
     examples = [llm.encode_example(tok, a, c, t["max_length"]) for a, c in zip(train["prompt"], train["completion"])]
     model = llm.add_lora(llm.load_model(base, "none", t["model"]["dtype"], for_training=True), **t["lora"])
-    cfg = llm.TrainConfig.from_params({**t, "steps": args.steps + 1, "save_every": 0})
+    cfg = llm.TrainConfig.from_params({**t, "steps": args.steps + 1, "save_every": 0,
+                                       "projection_lr": t["image_prefix"]["projection_lr"]})
     out = Path(".cache") / "bench_adapter"
     t0 = time.perf_counter()
     res = llm.train_lora(model, tok, examples, cfg, out)

@@ -22,6 +22,7 @@ import pandas as pd
 from tweetsim.likes import behaviour_lm as B
 from tweetsim.likes import features as F
 from tweetsim.lm import model as llm
+from tweetsim.lm import train as trainloop
 from tweetsim.lm.prefix import no_images_notice
 from tweetsim.text.metrics import likes_metrics
 from tweetsim.config.params import load_params
@@ -81,11 +82,11 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             threshold = float(p["high_threshold"]) if p.get("high_threshold") is not None else train_median
             feats, has, why = B.image_features(rows_tr, data / "media", enc, int(p["vision"]["max_images"]), progress=p["progress"])
             answers = [B.verbalise_likes(v, threshold) for v in rows_tr["likes"].astype(float)]
-            llm.set_seed(cfg.seed)
+            trainloop.set_seed(cfg.seed)
             tok, model = B.build_model(p, enc.dim, cfg.seed)
             examples = B.make_examples(tok, rows_tr, hist_tr, feats, has, cfg.max_length, answers, int(p["max_field_chars"]))
             # checkpoints keyed by every param and the encoded data: only an identical interrupted run resumes
-            key = llm.fingerprint({"p": p, "vision": enc.id, "data": llm.fingerprint(
+            key = llm.fingerprint({"p": p, "vision": enc.id, "format": trainloop.CHECKPOINT_FORMAT, "data": llm.fingerprint(
                 [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"].tolist()} for e in examples])})
             ckpt = Path(p["checkpoint_dir"]) / f"{regime}-{key}" if p.get("checkpoint_dir") else None
             res = B.train(model, tok, examples, cfg, live_dir=Path("dvclive") / "train_behaviour_lm" / regime, progress=p["progress"],

@@ -21,6 +21,7 @@ import pandas as pd
 
 from tweetsim.lm import prefix as IP
 from tweetsim.lm import model as llm
+from tweetsim.lm import train as trainloop
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.apps.entry import stage
@@ -50,7 +51,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             train = train.sample(n=min(len(train), p["max_train_examples"]), random_state=cfg.seed).sort_values(["source", "id"])
         if train.empty:
             raise SystemExit(f"train_llm: regime {regime} has no training row with content in {data_dir}/prompts.parquet")
-        llm.set_seed(cfg.seed)
+        trainloop.set_seed(cfg.seed)
         tok = llm.load_tokenizer(base)
         examples = [llm.encode_example(tok, pr, c, cfg.max_length) for pr, c in zip(train["prompt"], train["completion"])]
         model = llm.add_lora(llm.load_model(base, quant, p["model"]["dtype"], for_training=True), **p["lora"])
@@ -65,9 +66,10 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             meta = {"vision": ip["vision"], "vision_id": enc.id, **images}
             if not has.any():
                 print(IP.no_images_notice("train_llm", regime, why, "tests/test_image_writer.py"))
-        keyed = {"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "data": llm.fingerprint([{k: ex[k] for k in ("input_ids", "labels")} for ex in examples])}
+        keyed = {"model": p["model"]["name"], "quant": quant, "lora": p["lora"], "data": llm.fingerprint([{k: ex[k] for k in ("input_ids", "labels")} for ex in examples]),
+                 "format": trainloop.CHECKPOINT_FORMAT}  # checkpoints of another training loop never resume
         keyed["cfg"] = {k: v for k, v in cfg.__dict__.items() if enc is not None or k != "projection_lr"}
-        if enc is not None:  # text-only keys stay as before, so their checkpoints still resume
+        if enc is not None:
             keyed.update(image_prefix=ip, images=llm.fingerprint([ex["feat"].tolist() for ex in examples]))
         key = llm.fingerprint(keyed)
         out = Path(models_dir) / "llm" / regime

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import llm_train_config
 from PIL import Image, ImageDraw
 
 from tweetsim.apps import serve as A
@@ -320,7 +322,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     rows = table.dropna(subset=["content"]).head(4)
     prompts = build_examples(rows, tok)["prompt"].tolist()
     examples = [llm.encode_example(tok, p, c, 96) for p, c in zip(prompts, rows["content"])]
-    llm.train_lora(model, tok, examples, llm.TrainConfig(steps=1, batch_size=2, warmup_steps=0, max_length=96, save_every=0),
+    llm.train_lora(model, tok, examples, llm_train_config(steps=1, batch_size=2, warmup_steps=0, max_length=96, save_every=0),
                    models / "llm" / params["generate"]["adapter_regime"])
     params["train_llm"]["model"]["name"] = str(base)
     params["ocr"]["model_dir"] = str(tmp / "paddleocr")

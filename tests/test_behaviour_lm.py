@@ -151,23 +151,25 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
     feats = np.random.default_rng(1).normal(size=(8, 16)).astype(np.float32) * has[:, None]
 
     def run(ckpt):
-        llm.set_seed(0)  # the same LoRA initialisation in every run
+        trainloop.set_seed(0)  # the same LoRA initialisation in every run
         tok, model = B.build_model(p, feat_dim=16)
         ex = B.make_examples(tok, rows, [{}] * 8, feats, has, 128, [B.verbalise_likes(v, 100) for v in rows["likes"]])
         cfg = B.TrainConfig.from_params({**p, "steps": 6, "save_every": 2})
         return model, B.train(model, tok, ex, cfg, progress=False, checkpoint_dir=ckpt)
 
-    save = llm._save_checkpoint
+    from tweetsim.lm import train as trainloop
 
-    def save_then_die(acc, model, opt, sched, ckpt, step, losses):  # the run is killed right after step 4's checkpoint
-        save(acc, model, opt, sched, ckpt, step, losses)
-        if step == 4:
+    save = trainloop.LoopTrainer._save_checkpoint
+
+    def save_then_die(self, model, trial):  # the run is killed right after step 4's checkpoint
+        save(self, model, trial)
+        if self.state.global_step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(llm, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(trainloop.LoopTrainer, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "ckpt")
-    monkeypatch.setattr(llm, "_save_checkpoint", save)
+    monkeypatch.setattr(trainloop.LoopTrainer, "_save_checkpoint", save)
     resumed, res = run(tmp_path / "ckpt")
     assert res["resumed_from"] == 4 and len(res["losses"]) == 6
     unbroken, res_u = run(None)
@@ -175,6 +177,11 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
     ub = unbroken.state_dict()
     bad = [k for k, v in resumed.state_dict().items() if not torch.allclose(v, ub[k], atol=1e-4)]
     assert not bad, bad  # LoRA and projector alike
+    # the same run again (a code change the checkpoint key does not see): the finished checkpoint is not
+    # resumed as if unfinished (zero steps, no curves, no projection gradient) but trained from the start
+    _, res_again = run(tmp_path / "ckpt")
+    assert res_again["resumed_from"] == 0 and res_again["projection_grad_norm"] is not None
+    assert np.allclose(res_again["losses"], res_u["losses"], atol=1e-4)
 
 
 def test_constrained_decoding_follows_the_answer_template(tiny_base):

@@ -16,7 +16,7 @@ from test_behaviour_lm import _jpeg, photo, stage_data, tiny_base  # noqa: F401 
 from stages_helper import stage, write_params
 from tweetsim.lm import prefix as IP
 from tweetsim.lm import model as llm
-from conftest import gen_config
+from conftest import gen_config, llm_train_config
 from tweetsim.lm.generate import generate
 from tweetsim.lm.prompts import render, verbalise
 
@@ -45,7 +45,7 @@ def _examples(tok, n=8):
 def test_writer_trains_resumes_reloads_and_text_rows_match(tiny_base, tmp_path):  # noqa: F811
     tok = llm.load_tokenizer(str(tiny_base))
     ex = _examples(tok)
-    cfg = llm.TrainConfig(steps=4, batch_size=4, lr=5e-3, projection_lr=1e-2, warmup_steps=1, max_length=96, save_every=2, seed=1)
+    cfg = llm_train_config(steps=4, batch_size=4, lr=5e-3, projection_lr=1e-2, warmup_steps=1, max_length=96, save_every=2, seed=1)
     model = _writer(tiny_base)
     before = {k: v.clone() for k, v in model.projector.state_dict().items()}
     res = llm.train_lora(model, tok, ex, cfg, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt", image_meta={"train_with_image": 6})
@@ -54,11 +54,11 @@ def test_writer_trains_resumes_reloads_and_text_rows_match(tiny_base, tmp_path):
     meta = json.loads((tmp_path / "a" / IP.META_FILE).read_text())
     assert meta["train_with_image"] == 6 and meta["feat_dim"] == 16 and meta["n_prefix"] == 2
     # a longer run resumes at step 4 with the projector restored from the checkpoint
-    res6 = llm.train_lora(_writer(tiny_base), tok, ex, llm.TrainConfig(**{**cfg.__dict__, "steps": 6}), tmp_path / "a6",
+    res6 = llm.train_lora(_writer(tiny_base), tok, ex, llm_train_config(**{**cfg.__dict__, "steps": 6}), tmp_path / "a6",
                           checkpoint_dir=tmp_path / "ckpt")
     assert res6["resumed_from"] == 4
     with pytest.raises(ValueError, match="packing"):
-        llm.train_lora(_writer(tiny_base), tok, ex, llm.TrainConfig(steps=1, packing=True), tmp_path / "p")
+        llm.train_lora(_writer(tiny_base), tok, ex, llm_train_config(steps=1, packing=True), tmp_path / "p")
 
     # adapter + projector reload: identical greedy generations, batched, with and without images
     reloaded, meta2 = IP.with_projector(llm.load_adapter(str(tiny_base), tmp_path / "a", "none", "float32"), tmp_path / "a")

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from tweetsim.lm import model as llm
-from conftest import gen_config
+from conftest import gen_config, llm_train_config
 from tweetsim.lm.generate import generate, postprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_completion_only_masking(tiny_base):
 def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     tok = llm.load_tokenizer(str(tiny_base))
     examples = _examples(tok)
-    cfg = llm.TrainConfig(steps=4, batch_size=4, lr=5e-3, warmup_steps=1, max_length=96, save_every=2, seed=1)
+    cfg = llm_train_config(steps=4, batch_size=4, lr=5e-3, warmup_steps=1, max_length=96, save_every=2, seed=1)
     ckpt, live = tmp_path / "ckpt", tmp_path / "live"
     model = llm.add_lora(llm.load_model(str(tiny_base), "none", "float32", for_training=True), rank=4, alpha=8,
                          dropout=0.0, target_modules=["q_proj", "v_proj"])
@@ -105,7 +105,7 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     assert len((live / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()) == 1 + 4
 
     # a longer run with the same checkpoint continues at step 4 instead of starting over
-    cfg6 = llm.TrainConfig(**{**cfg.__dict__, "steps": 6})
+    cfg6 = llm_train_config(**{**cfg.__dict__, "steps": 6})
     model2 = llm.add_lora(llm.load_model(str(tiny_base), "none", "float32", for_training=True), rank=4, alpha=8,
                           dropout=0.0, target_modules=["q_proj", "v_proj"])
     res2 = llm.train_lora(model2, tok, examples, cfg6, tmp_path / "adapter6", checkpoint_dir=ckpt, live_dir=live)
@@ -137,7 +137,7 @@ def test_merge_adapter(tiny_base, tmp_path):
     tok = llm.load_tokenizer(str(tiny_base))
     model = llm.add_lora(llm.load_model(str(tiny_base), "none", "float32"), rank=4, alpha=8, dropout=0.0,
                          target_modules=["q_proj", "v_proj"])
-    llm.train_lora(model, tok, _examples(tok, 4), llm.TrainConfig(steps=2, batch_size=2, lr=1e-2, warmup_steps=0,
+    llm.train_lora(model, tok, _examples(tok, 4), llm_train_config(steps=2, batch_size=2, lr=1e-2, warmup_steps=0,
                                                                    max_length=96, save_every=0), tmp_path / "a")
     merged = llm.merge_adapter(str(tiny_base), tmp_path / "a", tmp_path / "merged", "float32")
     from transformers import AutoModelForCausalLM
@@ -182,7 +182,7 @@ def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys)
     tok = llm.load_tokenizer(str(tiny_base))
     model = llm.add_lora(llm.load_model(str(tiny_base), "none", "float32"), rank=4, alpha=8, dropout=0.0,
                          target_modules=["q_proj", "v_proj"])
-    llm.train_lora(model, tok, _examples(tok, 4), llm.TrainConfig(steps=1, batch_size=2, warmup_steps=0, max_length=96,
+    llm.train_lora(model, tok, _examples(tok, 4), llm_train_config(steps=1, batch_size=2, warmup_steps=0, max_length=96,
                                                                    save_every=0), tmp_path / "adapter")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train_llm"]["model"]["name"] = str(tiny_base)

@@ -12,10 +12,14 @@ SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 def configs():
     """(section name, config class, section dict) of every typed config the stages and commands build."""
+    from tweetsim.likes.behaviour_lm import TrainConfig as BehaviourLMConfig
     from tweetsim.lm.generate import GenConfig
+    from tweetsim.lm.model import TrainConfig
     from tweetsim.writer.pools import PoolConfig
 
-    return [("generate", GenConfig, SHIPPED["generate"]), ("writer.pool", PoolConfig, SHIPPED["writer"]["pool"])]
+    llm = {**SHIPPED["train_llm"], "projection_lr": SHIPPED["train_llm"]["image_prefix"]["projection_lr"]}  # as the stage
+    return [("generate", GenConfig, SHIPPED["generate"]), ("writer.pool", PoolConfig, SHIPPED["writer"]["pool"]),
+            ("train_llm", TrainConfig, llm), ("train_behaviour_lm", BehaviourLMConfig, SHIPPED["train_behaviour_lm"])]
 
 
 def test_shipped_params_pass_their_own_check():

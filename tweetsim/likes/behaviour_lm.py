@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tweetsim.config.params import from_section
 from tweetsim.likes import features as F
 from tweetsim.lm import model as llm
 from tweetsim.lm import prompts as P
@@ -124,7 +124,7 @@ def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict 
 
 def load_base(p: dict, for_training: bool):
     """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.lm.model."""
-    q = llm.check_quantization(p.get("quantization"))
+    q = llm.check_quantization(p["quantization"])
     path = llm.resolve_model(p["model"]["name"], p["model"]["cache_dir"])
     return llm.load_tokenizer(path), llm.load_model(path, q, p["model"]["dtype"], for_training=for_training)
 
@@ -148,94 +148,60 @@ def encode(tok, prompt: str, answer: str | None, max_length: int) -> dict:
 
 @dataclass
 class TrainConfig:
-    steps: int = 30
-    batch_size: int = 4
-    lr: float = 3e-4
-    projection_lr: float = 1e-3
-    warmup_steps: int = 3
-    max_length: int = 160
-    seed: int = 13
-    log_every: int = 1
-    num_threads: int = 2
-    save_every: int = 0           # checkpoint period (steps) when a checkpoint_dir is given; 0: only at the end
+    """The training loop's settings: section `train_behaviour_lm` of params.yaml (its values and comments are the defaults)."""
+
+    steps: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    projection_lr: float
+    warmup_steps: int
+    max_length: int
+    seed: int
+    log_every: int
+    num_threads: int
+    save_every: int  # checkpoint period (steps) when a checkpoint_dir is given; 0: only at the end
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
-        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
+        # the other keys of the section are read by the stage and the model's loading
+        return from_section(cls, "train_behaviour_lm", p, ignore=(
+            "model", "quantization", "lora", "vision", "projection", "regimes", "fallback_model", "high_threshold",
+            "max_field_chars", "max_train_examples", "max_eval_rows", "eval_batch_size", "max_new_tokens", "constrain",
+            "resume", "checkpoint_dir", "progress"))
 
 
 def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir: str | Path | None = None,
-          accelerator=None, progress: bool = True, checkpoint_dir: str | Path | None = None, resume: bool = True) -> dict:
-    """Instruction-tune LoRA + projection; returns steps, seconds_per_step, final_loss, losses, resumed_from,
-    projection_grad_norm (of the first step run: the image path is really trained when > 0).
-    Checkpoints (LoRA, projector, optimizer, scheduler, RNG) as tweetsim.lm.model's, in `checkpoint_dir`."""
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+          progress: bool = True, checkpoint_dir: str | Path | None = None, resume: bool = True) -> dict:
+    """Instruction-tune LoRA + projection (tweetsim.lm.train's Trainer); returns steps, seconds_per_step, final_loss,
+    losses, resumed_from, projection_grad_norm (of the first step run: the image path is really trained when > 0).
+    Checkpoints (LoRA, projector, optimizer, scheduler, RNG) as tweetsim.lm.model's, in `checkpoint_dir`: an interrupted
+    run resumes, a finished one starts over."""
+    import shutil
 
-    llm.set_seed(cfg.seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(cfg.num_threads)
+    from tweetsim.lm import train as trainloop
+
+    trainloop.set_seed(cfg.seed)
     if not examples:
         raise ValueError("train_behaviour_lm: no training example")
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    g = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                         collate_fn=lambda b: collate(b, tok.pad_token_id))
     groups = [{"params": [p for p in model.lm.parameters() if p.requires_grad], "lr": cfg.lr},
               {"params": list(model.projector.parameters()), "lr": cfg.projection_lr}]
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, llm.warmup_cosine(cfg.warmup_steps, cfg.steps))
-    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-    start, losses, ckpt = 0, [], Path(checkpoint_dir) if checkpoint_dir else None
-    if resume and ckpt is not None and (ckpt / "step.json").is_file():
-        start, losses = llm._load_checkpoint(acc, model, opt, sched, ckpt)
-        acc.print(f"train_behaviour_lm: resuming from {ckpt} at step {start}")
-    live = None
-    if live_dir is not None and acc.is_main_process:
-        from dvclive import Live
-
-        live = Live(str(live_dir), resume=start > 0, dvcyaml=None, save_dvc_exp=False)
-        if start:
-            live.step = start
-    inner = acc.unwrap_model(model)
-    model.train()
-    it, proj_grad = iter(loader), None
-    for _ in range(start):  # the batches already seen: a resumed run sees the data order of an unbroken one
-        try:
-            next(it)
-        except StopIteration:  # a new epoch: its first batch is the one skipped
-            it = iter(loader)
-            next(it)
-    t0 = time.perf_counter()
-    for step in tqdm(range(start, cfg.steps), desc="train_behaviour_lm", disable=not (progress and acc.is_local_main_process)):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        loss = model(**batch).loss
-        acc.backward(loss)
-        if proj_grad is None:
-            proj_grad = float(sum(p.grad.norm() ** 2 for p in inner.projector.parameters() if p.grad is not None) ** 0.5)
-        acc.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-        if live is not None and (step + 1) % max(1, cfg.log_every) == 0:
-            live.log_metric("train/loss", losses[-1])
-            live.log_metric("train/lr", sched.get_last_lr()[0])
-            live.next_step()
-        if ckpt is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-            llm._save_checkpoint(acc, model, opt, sched, ckpt, step + 1, losses)
-    seconds = time.perf_counter() - t0
-    if ckpt is not None:
-        llm._save_checkpoint(acc, model, opt, sched, ckpt, cfg.steps, losses)
-    if live is not None:
-        live.end()
-    return {"steps": cfg.steps, "resumed_from": start, "seconds_per_step": seconds / max(1, cfg.steps - start), "losses": losses,
-            "final_loss": float(np.mean(losses[-5:])), "projection_grad_norm": proj_grad}
+    args = trainloop.training_args(checkpoint_dir or trainloop.scratch_dir(), steps=cfg.steps, batch_size=cfg.batch_size,
+                                   grad_accum=cfg.grad_accum, lr=cfg.lr, seed=cfg.seed, max_grad_norm=1.0,
+                                   save_every=cfg.save_every if checkpoint_dir else None, log_every=cfg.log_every,
+                                   progress=progress, num_threads=cfg.num_threads)
+    trainer = trainloop.LoopTrainer(model=model, args=args, train_dataset=list(examples),
+                                    data_collator=lambda b: collate(b, tok.pad_token_id),
+                                    lr_lambda=trainloop.warmup_cosine(cfg.warmup_steps, cfg.steps), param_groups=groups,
+                                    grad_probe=model.projector)
+    if live_dir is not None:
+        trainer.add_callback(trainloop.LiveCallback(live_dir, trainer))
+    res = trainloop.run(trainer, checkpoint_dir, resume)
+    if not checkpoint_dir:
+        shutil.rmtree(args.output_dir, ignore_errors=True)
+    losses = res["losses"]
+    return {"steps": cfg.steps, "resumed_from": res["resumed_from"], "seconds_per_step": res["seconds_per_step"],
+            "losses": losses, "final_loss": float(np.mean(losses[-5:])), "projection_grad_norm": trainer.first_grad_norm}
 
 
 def save(model: PrefixLM, tok, folder: str | Path, state: dict, history_tables: dict[str, pd.DataFrame]) -> None:

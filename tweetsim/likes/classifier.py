@@ -2,13 +2,13 @@
 
 A transformer sequence classifier (default: the packaged all-MiniLM-L6-v2; `distilbert-base-uncased`
 or any hub id / folder by params; `tiny-random` builds a tiny randomly initialised BERT for tests)
-reads one line per tweet and predicts its like bucket (log-spaced edges from params). Training is a
-plain seeded loop: class-weighted cross-entropy, linear warm-up/decay, evaluation on val every
-`eval_every` steps, the best checkpoint kept, early stop after `patience` evaluations without gain.
+reads one line per tweet and predicts its like bucket (log-spaced edges from params). Training runs
+on transformers' Trainer (tweetsim.lm.train), seeded: class-weighted cross-entropy, linear
+warm-up/decay, evaluation on val every `eval_every` steps, the best weights kept, early stop
+(EarlyStoppingCallback) after `patience` evaluations without gain.
 """
 
 import math
-import random
 
 import numpy as np
 import pandas as pd
@@ -136,75 +136,85 @@ def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int
 
 def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, num_labels: int, live=None,
                      progress: bool = True):
-    """Fine-tune; returns (tokenizer, best model, history list of dicts, the step of the kept checkpoint:
-    the first evaluation with the lowest val weighted loss, else train loss). `p`: train_like_classifier params."""
+    """Fine-tune (tweetsim.lm.train's Trainer); returns (tokenizer, best model, history list of dicts, the step of
+    the kept checkpoint: the first evaluation with the lowest val weighted loss, else train loss). `p`:
+    train_like_classifier params. Early stopping: transformers' EarlyStoppingCallback on that score."""
+    import shutil
+
     import torch
-    from tqdm import tqdm
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from tweetsim.lm import train as trainloop
 
     seed = int(p["seed"])
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.set_num_threads(int(p.get("num_threads", 2)))
+    trainloop.set_seed(seed)
+    torch.set_num_threads(int(p["num_threads"]))
     tok, model = load_classifier(p["model_name"], num_labels, seed)
     train_labels = np.asarray(train_labels, dtype=int)
     val_labels = np.asarray(val_labels, dtype=int)
     weights = torch.tensor(class_weights(train_labels, num_labels, p["max_class_weight"]) if p["class_weights"]
                            else np.ones(num_labels), dtype=torch.float32)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(p["learning_rate"]), weight_decay=float(p["weight_decay"]))
     steps, bs, L = int(p["max_steps"]), int(p["batch_size"]), int(p["max_length"])
     warm = max(1, int(steps * float(p["warmup_ratio"])))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
-    rng = np.random.default_rng(seed)
-    order = np.array([], dtype=int)
     # evaluate on a fixed, seeded subset of val: the full val split would cost more than training
-    vsel = np.sort(rng.permutation(len(val_texts))[: int(p["max_eval_rows"])])
+    vsel = np.sort(np.random.default_rng(seed).permutation(len(val_texts))[: int(p["max_eval_rows"])])
     vtexts, vlabels = [val_texts[i] for i in vsel], val_labels[vsel]
-    best, best_state, best_step, bad, history = math.inf, None, steps, 0, []
-    running = []
-    bar = tqdm(range(steps), desc="like classifier", disable=not progress)
-    for step in bar:
-        model.train()
-        if len(order) < bs:
-            order = np.concatenate([order, rng.permutation(len(train_texts))])
-        ix, order = order[:bs], order[bs:]
-        batch = tok([train_texts[i] for i in ix], padding=True, truncation=True, max_length=L, return_tensors="pt")
-        loss = loss_fn(model(**batch).logits, torch.as_tensor(train_labels[ix]))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        running.append(loss.item())
-        last = step + 1 == steps
-        if (step + 1) % int(p["eval_every"]) == 0 or last:
-            rec = {"step": step + 1, "train_loss": float(np.mean(running))}
-            running = []
-            if len(vtexts):
-                probs = predict_proba(tok, model, vtexts, L, int(p["eval_batch_size"]))
-                lp = np.log(np.clip(probs[np.arange(len(vlabels)), vlabels], 1e-9, 1))
-                rec["val_loss"] = float(-np.mean(lp))
-                rec["val_accuracy"] = float(np.mean(probs.argmax(1) == vlabels))
-                w = weights.numpy()[vlabels]
-                rec["val_weighted_loss"] = float(-(w * lp).sum() / max(w.sum(), 1e-9))
-            history.append(rec)
-            if live is not None:
-                live.step = rec["step"]
-                for k, v in rec.items():
-                    if k != "step":
-                        live.log_metric(k, v)
-                live.next_step()
-            score = rec.get("val_weighted_loss", rec["train_loss"])
-            bar.set_postfix({k: round(v, 3) for k, v in rec.items() if k != "step"})
-            if score < best - 1e-6:
-                best, best_step, bad = score, rec["step"], 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= int(p["patience"]):
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    score_key = "val_weighted_loss" if len(vtexts) else "train_loss"
+    history: list[dict] = []
+
+    def evaluate(trainer) -> dict:
+        """One history record: train loss since the last evaluation, val metrics; logged to DVCLive as before."""
+        done = history[-1]["step"] if history else 0
+        rec = {"step": trainer.state.global_step,
+               "train_loss": float(np.mean(trainer.step_losses[done - trainer.state.global_step:]))}
+        if len(vtexts):
+            probs = predict_proba(tok, trainer.model, vtexts, L, int(p["eval_batch_size"]))
+            lp = np.log(np.clip(probs[np.arange(len(vlabels)), vlabels], 1e-9, 1))
+            rec["val_loss"] = float(-np.mean(lp))
+            rec["val_accuracy"] = float(np.mean(probs.argmax(1) == vlabels))
+            w = weights.numpy()[vlabels]
+            rec["val_weighted_loss"] = float(-(w * lp).sum() / max(w.sum(), 1e-9))
+        trainer.model.train()
+        history.append(rec)
+        if live is not None:
+            live.step = rec["step"]
+            for k, v in rec.items():
+                if k != "step":
+                    live.log_metric(k, v)
+            live.next_step()
+        return {k: v for k, v in rec.items() if k != "step"}
+
+    class KeepBest(TrainerCallback):
+        """The weights of the best evaluation, in memory (no checkpoint on disk)."""
+
+        best, step, state = math.inf, steps, None
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            score = metrics[f"eval_{score_key}"]
+            if score < self.best - 1e-6:
+                self.best, self.step = score, state.global_step
+                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    data = [{"text": t, "label": int(y)} for t, y in zip(train_texts, train_labels)]
+
+    def collate(batch):
+        enc = tok([b["text"] for b in batch], padding=True, truncation=True, max_length=L, return_tensors="pt")
+        return {**enc, "labels": torch.tensor([b["label"] for b in batch])}
+
+    eval_every = min(int(p["eval_every"]), steps)
+    args = trainloop.training_args(trainloop.scratch_dir(), steps=steps, batch_size=bs, lr=float(p["learning_rate"]),
+                                   weight_decay=float(p["weight_decay"]), seed=seed, max_grad_norm=1.0,
+                                   log_every=eval_every, eval_every=eval_every, metric=score_key, progress=progress)
+    keep = KeepBest()
+    trainer = trainloop.LoopTrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:1], data_collator=collate,
+                                    lr_lambda=trainloop.warmup_linear(warm, steps),
+                                    loss_fn=torch.nn.CrossEntropyLoss(weight=weights), evaluate_fn=evaluate,
+                                    callbacks=[keep, EarlyStoppingCallback(int(p["patience"]), 1e-6)])
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(args.output_dir, ignore_errors=True)
+    if keep.state is not None:
+        model.load_state_dict(keep.state)
     model.eval()
-    return tok, model, history, best_step
+    return tok, model, history, keep.step

@@ -258,12 +258,11 @@ class TextPCA:
         self.components = None
 
     def fit(self, vecs: np.ndarray) -> "TextPCA":
-        self.mean = vecs.mean(0)
-        k = min(self.k, *vecs.shape)
-        _, _, vt = np.linalg.svd(vecs - self.mean, full_matrices=False)
-        # sign convention: largest |loading| positive, so the fit is reproducible bit for bit
-        signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])
-        self.components = (vt[:k] * signs[:, None]).astype(np.float32)
+        from sklearn.decomposition import PCA
+
+        # the exact SVD: deterministic, and scikit-learn makes each component's largest loading positive
+        pca = PCA(min(self.k, *vecs.shape), svd_solver="full").fit(vecs)
+        self.mean, self.components = pca.mean_, pca.components_.astype(np.float32)
         return self
 
     def transform(self, vecs: np.ndarray) -> pd.DataFrame:

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import math
 import os
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tweetsim.config.params import from_section
 from tweetsim.lm.save import save_adapter, save_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -230,39 +230,27 @@ def collate(batch: list[dict], pad_id: int) -> dict:
 
 @dataclass
 class TrainConfig:
-    steps: int = 40
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 2e-4
-    warmup_steps: int = 4
-    weight_decay: float = 0.0
-    max_length: int = 192
-    packing: bool = False
-    seed: int = 13
-    save_every: int = 20          # checkpoint period (steps); 0: only at the end
-    log_every: int = 1
-    num_threads: int = 2
-    projection_lr: float = 1e-3   # the image projector's learning rate (image prefix only)
+    """The training loop's settings: section `train_llm` of params.yaml (its values and comments are the defaults)."""
+
+    steps: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    max_length: int
+    packing: bool
+    seed: int
+    save_every: int  # checkpoint period (steps); 0: only at the end
+    log_every: int
+    num_threads: int
+    projection_lr: float  # the image projector's learning rate (image prefix only)
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
-        return cls(**{k: p[k] for k in cls.__dataclass_fields__ if k in p})
-
-
-def warmup_cosine(warmup_steps: int, steps: int):
-    """LR multiplier per step (LambdaLR): linear warmup, then cosine down to 10% at `steps`."""
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        t = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return lr_at
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+        # the other keys of the section are read by the stage
+        return from_section(cls, "train_llm", p, ignore=("model", "quantization", "regimes", "lora", "max_train_examples",
+                                                         "resume", "checkpoint_dir", "merge", "image_prefix"))
 
 
 def fingerprint(obj) -> str:
@@ -271,26 +259,21 @@ def fingerprint(obj) -> str:
 
 def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str | Path,
                checkpoint_dir: str | Path | None = None, live_dir: str | Path | None = None,
-               resume: bool = True, accelerator=None, image_meta: dict | None = None) -> dict:
-    """Train the LoRA model `model` on encoded examples; save the adapter into out_dir.
+               resume: bool = True, image_meta: dict | None = None, progress: bool = True) -> dict:
+    """Train the LoRA model `model` on encoded examples (tweetsim.lm.train's Trainer); save the adapter into out_dir.
 
     `model` may be an prefix.PrefixLM (examples then carry `feat` and `has_image`): its
     projector trains at `cfg.projection_lr` and is saved beside the adapter with `image_meta`.
 
-    Checkpoints (adapter + optimizer + scheduler + step + RNG, via accelerate) go to
-    `checkpoint_dir`; with resume, training continues from the last one. Curves go to DVCLive in
-    `live_dir`. Under `accelerate launch`, each process sees its shard of every batch.
-    Returns {"steps", "seconds_per_step", "final_loss", "resumed_from"}.
+    Checkpoints (LoRA and projector weights, optimizer, scheduler, RNG, step losses) go to
+    `checkpoint_dir` every `save_every` steps and at the end; with resume, an interrupted run
+    continues from the last one (a finished one starts over). Curves go to DVCLive in `live_dir`.
+    Under `accelerate launch`, each process sees its shard of every batch.
+    Returns {"steps", "seconds_per_step", "final_loss", "resumed_from", "epochs_seen"}.
     """
-    import time
+    from tweetsim.lm import train as trainloop
 
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
-
-    set_seed(cfg.seed)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(cfg.num_threads)
-    acc = accelerator or Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    trainloop.set_seed(cfg.seed)
     prefix = hasattr(model, "projector")
     if prefix and cfg.packing:
         raise ValueError("train_llm: packing cannot be combined with image_prefix (one image per example)")
@@ -298,120 +281,34 @@ def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str 
     if not data:
         raise ValueError("train_llm: no training example")
     collate_fn = model.collate if prefix else collate  # no import of image_prefix: build_prompts imports this module
-    g = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                         collate_fn=lambda b: collate_fn(b, tok.pad_token_id))
     lm = model.lm if prefix else model
     groups = [{"params": [p for p in lm.parameters() if p.requires_grad], "lr": cfg.lr}]
     if prefix:
         groups.append({"params": list(model.projector.parameters()), "lr": cfg.projection_lr})
-    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(cfg.warmup_steps, cfg.steps))
-    model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
-
-    start, prior_losses, ckpt = 0, [], Path(checkpoint_dir) if checkpoint_dir else None
-    if resume and ckpt is not None and (ckpt / "step.json").is_file():
-        start, prior_losses = _load_checkpoint(acc, model, opt, sched, ckpt)
-        acc.print(f"train_llm: resuming from {ckpt} at step {start}")
-    live = None
-    if live_dir is not None and acc.is_main_process:
-        from dvclive import Live
-
-        live = Live(str(live_dir), resume=start > 0, dvcyaml=None, save_dvc_exp=False)
-        if start:
-            live.step = start
-
-    model.train()
-    it, epoch = iter(loader), 0
-    # skip the batches already seen, so a resumed run sees the same data order as an unbroken one
-    for _ in range(start * cfg.grad_accum):
-        try:
-            next(it)
-        except StopIteration:  # a new epoch: its first batch is the one skipped
-            epoch += 1
-            it = iter(loader)
-            next(it)
-    losses, t0, step, proj_grad = list(prior_losses), time.perf_counter(), start, None
-    bar = tqdm(range(start, cfg.steps), desc="train_llm", disable=not acc.is_local_main_process, initial=start, total=cfg.steps)
-    for step in bar:
-        step_loss = 0.0
-        for _ in range(cfg.grad_accum):
-            try:
-                batch = next(it)
-            except StopIteration:
-                epoch += 1
-                it = iter(loader)
-                batch = next(it)
-            with acc.accumulate(model):
-                loss = model(**batch).loss
-                acc.backward(loss)
-                if prefix and proj_grad is None:  # > 0: the image path really trains
-                    proj_grad = float(sum(p.grad.norm() ** 2 for p in acc.unwrap_model(model).projector.parameters()
-                                          if p.grad is not None) ** 0.5)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-            step_loss += loss.detach().float().item() / cfg.grad_accum
-        losses.append(step_loss)
-        bar.set_postfix(loss=f"{step_loss:.3f}")
-        if live is not None and (step + 1) % max(1, cfg.log_every) == 0:
-            live.log_metric("train/loss", step_loss)
-            live.log_metric("train/lr", sched.get_last_lr()[0])
-            live.next_step()
-        if ckpt is not None and cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-            _save_checkpoint(acc, model, opt, sched, ckpt, step + 1, losses)
-    seconds = time.perf_counter() - t0
-    n_run = cfg.steps - start
-    if ckpt is not None:
-        _save_checkpoint(acc, model, opt, sched, ckpt, cfg.steps, losses)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
+    args = trainloop.training_args(checkpoint_dir or trainloop.scratch_dir(), steps=cfg.steps, batch_size=cfg.batch_size,
+                                   grad_accum=cfg.grad_accum, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                                   save_every=cfg.save_every if checkpoint_dir else None, log_every=cfg.log_every,
+                                   progress=progress, num_threads=cfg.num_threads)
+    trainer = trainloop.LoopTrainer(model=model, args=args, train_dataset=data,
+                                    data_collator=lambda b: collate_fn(b, tok.pad_token_id),
+                                    lr_lambda=trainloop.warmup_cosine(cfg.warmup_steps, cfg.steps), param_groups=groups,
+                                    grad_probe=model.projector if prefix else None)
+    if live_dir is not None:
+        trainer.add_callback(trainloop.LiveCallback(live_dir, trainer))
+    res = trainloop.run(trainer, checkpoint_dir, resume)
+    if not checkpoint_dir:
+        shutil.rmtree(args.output_dir, ignore_errors=True)
+    if trainer.is_world_process_zero():
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        inner = acc.unwrap_model(model)
-        save_adapter(inner.lm if prefix else inner, out)
+        save_adapter(lm, out)
         save_tokenizer(tok, out)
         if prefix:
-            inner.save_projector(out, image_meta or {})
-    if live is not None:
-        live.end()
-    extra = {"projection_grad_norm": proj_grad} if prefix else {}
-    return {"steps": cfg.steps, "resumed_from": start, "epochs_seen": epoch, **extra,
-            "seconds_per_step": seconds / n_run if n_run else float("nan"),
+            model.save_projector(out, image_meta or {})
+    losses = res["losses"]
+    n_batches = math.ceil(len(data) / cfg.batch_size)
+    extra = {"projection_grad_norm": trainer.first_grad_norm} if prefix else {}
+    return {"steps": cfg.steps, "resumed_from": res["resumed_from"], **extra,
+            "epochs_seen": (cfg.steps * cfg.grad_accum - 1) // n_batches,  # passes over the data begun after the first
+            "seconds_per_step": res["seconds_per_step"],
             "final_loss": float(np.mean(losses[-5:])) if losses else float("nan")}
-
-
-def _save_checkpoint(acc, model, opt, sched, ckpt: Path, step: int, losses: list[float]) -> None:
-    """Trainable (LoRA, projector) weights, optimizer, scheduler and RNG only: a few MB, not the base model."""
-    from peft import get_peft_model_state_dict
-
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt / "state.pt.tmp"
-        inner = acc.unwrap_model(model)
-        proj = inner.projector.state_dict() if hasattr(inner, "projector") else None
-        torch.save({"adapter": get_peft_model_state_dict(getattr(inner, "lm", inner)), "projector": proj,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}, tmp)
-        tmp.replace(ckpt / "state.pt")
-        (ckpt / "step.json").write_text(json.dumps({"step": step, "losses": losses}))  # written last: marks the checkpoint complete
-    acc.wait_for_everyone()
-
-
-def _load_checkpoint(acc, model, opt, sched, ckpt: Path) -> tuple[int, list[float]]:
-    from peft import set_peft_model_state_dict
-
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-    inner = acc.unwrap_model(model)
-    set_peft_model_state_dict(getattr(inner, "lm", inner), state["adapter"])
-    if hasattr(inner, "projector"):
-        inner.projector.load_state_dict(state["projector"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
-    info = json.loads((ckpt / "step.json").read_text())
-    return info["step"], info.get("losses", [])
