@@ -1,7 +1,7 @@
 """The one training loop of the project's models, on transformers.Trainer.
 
-The writer LM (tweetsim.llm.train_lora), the behaviour LM (tweetsim.behaviour_lm.train) and the
-like classifier (tweetsim.likemodel.train_classifier) all train through `LoopTrainer`:
+The writer LM (tweetsim.lm.model.train_lora), the behaviour LM (tweetsim.likes.behaviour_lm.train) and
+the like classifier (tweetsim.likes.classifier.train_classifier) all train through `LoopTrainer`:
 
 - `training_args`: TrainingArguments from a loop's settings (steps, batch, gradient accumulation,
   learning rate, seed, checkpoint period, progress bar). The data order comes from the seed
@@ -16,13 +16,12 @@ like classifier (tweetsim.likemodel.train_classifier) all train through `LoopTra
 - `LiveCallback`: the curves in DVCLive under the names the stages always wrote (train/loss,
   train/lr), continued on resume.
 
-transformers' Trainer takes about 10 s to import on 2 cores and tweetsim.llm (which the CLI and
-build_prompts import) imports this module, so `LoopTrainer` and `LiveCallback` are built on first use.
+transformers' Trainer takes about 10 s to import on 2 cores, so the modules that train import this
+one inside their training functions: the commands and the other stages never pay for it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -35,6 +34,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +96,10 @@ def training_args(output_dir: str | Path, *, steps: int, batch_size: int, lr: fl
 def drop_inert_gguf_quantizer(model: torch.nn.Module) -> None:
     """Forget a GGUF quantizer that quantizes nothing, so Trainer agrees to train the model.
 
-    The converted SmolLM2 folder (tweetsim.llm.ensure_smollm2) keeps the GGUF quantization_config of
+    The converted SmolLM2 folder (tweetsim.lm.model.ensure_smollm2) keeps the GGUF quantization_config of
     its source file: loaded from its safetensors, every layer is a plain float Linear and nothing is
     packed, but the leftover quantizer marks the model as quantized with a method Trainer refuses to
     train. A quantizer that did pack layers (a model loaded straight from a GGUF file) is kept."""
-    from transformers import PreTrainedModel
-
     for module in model.modules():
         q = getattr(module, "hf_quantizer", None) if isinstance(module, PreTrainedModel) else None
         method = getattr(getattr(q, "quantization_config", None), "quant_method", None)
@@ -108,163 +107,150 @@ def drop_inert_gguf_quantizer(model: torch.nn.Module) -> None:
             q.remove_quantization_config(module)
 
 
-@functools.cache
-def _classes() -> dict:
-    from transformers import Trainer, TrainerCallback
-    from transformers.trainer_callback import ProgressCallback
+class _Bar(ProgressCallback):
+    """Trainer's progress bar without a printed line per log: the loss goes into the bar."""
 
-    class _Bar(ProgressCallback):
-        """Trainer's progress bar without a printed line per log: the loss goes into the bar."""
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}")
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}")
+class LoopTrainer(Trainer):
+    """Trainer with the project's schedule, parameter groups, loss, step losses and small checkpoints.
 
-    class LoopTrainer(Trainer):
-        """Trainer with the project's schedule, parameter groups, loss, step losses and small checkpoints.
+    lr_lambda: LR multiplier per optimizer step (a LambdaLR), the schedules the former loops used.
+    param_groups: optimizer groups (AdamW) instead of Trainer's decay / no-decay split.
+    loss_fn(logits, labels): replaces the model's own loss.
+    grad_probe: a module whose gradient norm at the first step run is kept in `first_grad_norm`
+      (the image projector: > 0 shows the image path really trains).
+    evaluate_fn(trainer) -> dict: replaces Trainer's evaluation loop (metrics without the eval_ prefix).
+    """
 
-        lr_lambda: LR multiplier per optimizer step (a LambdaLR), the schedules the former loops used.
-        param_groups: optimizer groups (AdamW) instead of Trainer's decay / no-decay split.
-        loss_fn(logits, labels): replaces the model's own loss.
-        grad_probe: a module whose gradient norm at the first step run is kept in `first_grad_norm`
-          (the image projector: > 0 shows the image path really trains).
-        evaluate_fn(trainer) -> dict: replaces Trainer's evaluation loop (metrics without the eval_ prefix).
-        """
+    def __init__(self, *args, lr_lambda: Callable[[int], float] | None = None, param_groups: list[dict] | None = None,
+                 loss_fn: Callable | None = None, grad_probe: torch.nn.Module | None = None,
+                 evaluate_fn: Callable | None = None, **kwargs):
+        if kwargs.get("model") is not None:
+            drop_inert_gguf_quantizer(kwargs["model"])
+        super().__init__(*args, **kwargs)
+        self.lr_lambda, self.param_groups, self.loss_fn = lr_lambda, param_groups, loss_fn
+        self.grad_probe, self.evaluate_fn = grad_probe, evaluate_fn
+        self.first_grad_norm: float | None = None
+        self.step_losses: list[float] = []
+        self._pending_loss: float | None = None
+        if loss_fn is not None:  # a per-batch mean: Trainer divides it by the accumulation steps itself
+            self.model_accepts_loss_kwargs = False
+            self.loss_is_scaled_for_ga = False
+        if not self.args.disable_tqdm:
+            self.remove_callback(ProgressCallback)
+            self.add_callback(_Bar())
 
-        def __init__(self, *args, lr_lambda: Callable[[int], float] | None = None, param_groups: list[dict] | None = None,
-                     loss_fn: Callable | None = None, grad_probe: torch.nn.Module | None = None,
-                     evaluate_fn: Callable | None = None, **kwargs):
-            if kwargs.get("model") is not None:
-                drop_inert_gguf_quantizer(kwargs["model"])
-            super().__init__(*args, **kwargs)
-            self.lr_lambda, self.param_groups, self.loss_fn = lr_lambda, param_groups, loss_fn
-            self.grad_probe, self.evaluate_fn = grad_probe, evaluate_fn
-            self.first_grad_norm: float | None = None
-            self.step_losses: list[float] = []
-            self._pending_loss: float | None = None
-            if loss_fn is not None:  # a per-batch mean: Trainer divides it by the accumulation steps itself
-                self.model_accepts_loss_kwargs = False
-                self.loss_is_scaled_for_ga = False
-            if not self.args.disable_tqdm:
-                self.remove_callback(ProgressCallback)
-                self.add_callback(_Bar())
+    # ------------------------------------------------------------------------------ optimisation
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and self.param_groups is not None:
+            self.optimizer = torch.optim.AdamW(self.param_groups, weight_decay=self.args.weight_decay)
+        return super().create_optimizer(model)
 
-        # ------------------------------------------------------------------------------ optimisation
-        def create_optimizer(self, model=None):
-            if self.optimizer is None and self.param_groups is not None:
-                self.optimizer = torch.optim.AdamW(self.param_groups, weight_decay=self.args.weight_decay)
-            return super().create_optimizer(model)
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.lr_lambda is not None:
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
-        def create_scheduler(self, num_training_steps: int, optimizer=None):
-            if self.lr_scheduler is None and self.lr_lambda is not None:
-                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
-                self._created_lr_scheduler = True
-            return super().create_scheduler(num_training_steps, optimizer)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.loss_fn is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = self.loss_fn(outputs.logits, labels)
+        return (loss, outputs) if return_outputs else loss
 
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.loss_fn is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = self.loss_fn(outputs.logits, labels)
-            return (loss, outputs) if return_outputs else loss
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)  # already scaled for accumulation
+        self._pending_loss = (self._pending_loss or 0.0) + float(loss)
+        if self.grad_probe is not None and self.first_grad_norm is None:
+            self.first_grad_norm = float(sum(p.grad.detach().float().norm() ** 2 for p in self.grad_probe.parameters()
+                                             if p.grad is not None) ** 0.5)
+        return loss
 
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            loss = super().training_step(model, inputs, num_items_in_batch)  # already scaled for accumulation
-            self._pending_loss = (self._pending_loss or 0.0) + float(loss)
-            if self.grad_probe is not None and self.first_grad_norm is None:
-                self.first_grad_norm = float(sum(p.grad.detach().float().norm() ** 2 for p in self.grad_probe.parameters()
-                                                 if p.grad is not None) ** 0.5)
-            return loss
+    def _maybe_log_save_evaluate(self, *args, **kwargs):
+        # called right after each optimizer step (and at an epoch's end, with no step pending)
+        if self._pending_loss is not None:
+            self.step_losses.append(self._pending_loss)
+            self._pending_loss = None
+        return super()._maybe_log_save_evaluate(*args, **kwargs)
 
-        def _maybe_log_save_evaluate(self, *args, **kwargs):
-            # called right after each optimizer step (and at an epoch's end, with no step pending)
-            if self._pending_loss is not None:
-                self.step_losses.append(self._pending_loss)
-                self._pending_loss = None
-            return super()._maybe_log_save_evaluate(*args, **kwargs)
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        if self.evaluate_fn is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.evaluate_fn(self).items()}
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-            if self.evaluate_fn is None:
-                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.evaluate_fn(self).items()}
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-            return metrics
+    # ------------------------------------------------------------------------------ checkpoints
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        inner = self.accelerator.unwrap_model(self.model)
+        return {n: p.detach().cpu().contiguous() for n, p in inner.named_parameters() if p.requires_grad}
 
-        # ------------------------------------------------------------------------------ checkpoints
-        def _trainable(self) -> dict[str, torch.Tensor]:
-            inner = self.accelerator.unwrap_model(self.model)
-            return {n: p.detach().cpu().contiguous() for n, p in inner.named_parameters() if p.requires_grad}
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # the trainable weights only: a checkpoint of the frozen base would cost its full size each time
+        if not self.args.should_save:
+            return
+        from safetensors.torch import save_file
 
-        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-            # the trainable weights only: a checkpoint of the frozen base would cost its full size each time
-            if not self.args.should_save:
-                return
-            from safetensors.torch import save_file
+        os.makedirs(output_dir, exist_ok=True)
+        save_file(self._trainable(), os.path.join(output_dir, TRAINABLE_FILE), metadata={"format": "pt"})
 
-            os.makedirs(output_dir, exist_ok=True)
-            save_file(self._trainable(), os.path.join(output_dir, TRAINABLE_FILE), metadata={"format": "pt"})
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from safetensors.torch import load_file
 
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-            from safetensors.torch import load_file
+        state = load_file(os.path.join(resume_from_checkpoint, TRAINABLE_FILE))
+        inner = self.accelerator.unwrap_model(model or self.model)
+        params = dict(inner.named_parameters())
+        missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+        if missing or set(state) - set(params):
+            raise ValueError(f"checkpoint {resume_from_checkpoint} does not fit the model: missing {missing[:3]}, "
+                             f"unexpected {sorted(set(state) - set(params))[:3]}")
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v.to(params[n].device, params[n].dtype))
+        losses = Path(resume_from_checkpoint) / LOSSES_FILE
+        self.step_losses = json.loads(losses.read_text()) if losses.is_file() else []
 
-            state = load_file(os.path.join(resume_from_checkpoint, TRAINABLE_FILE))
-            inner = self.accelerator.unwrap_model(model or self.model)
-            params = dict(inner.named_parameters())
-            missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-            if missing or set(state) - set(params):
-                raise ValueError(f"checkpoint {resume_from_checkpoint} does not fit the model: missing {missing[:3]}, "
-                                 f"unexpected {sorted(set(state) - set(params))[:3]}")
-            with torch.no_grad():
-                for n, v in state.items():
-                    params[n].copy_(v.to(params[n].device, params[n].dtype))
-            losses = Path(resume_from_checkpoint) / LOSSES_FILE
-            self.step_losses = json.loads(losses.read_text()) if losses.is_file() else []
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            run_dir = Path(self._get_output_dir(trial=trial))
+            step = self.state.global_step
+            (run_dir / f"checkpoint-{step}" / LOSSES_FILE).write_text(json.dumps(self.step_losses))
+            # written last: marks the checkpoint complete
+            (run_dir / MARKER_FILE).write_text(json.dumps({"step": step, "losses": self.step_losses,
+                                                           "finished": step >= self.state.max_steps}))
 
-        def _save_checkpoint(self, model, trial) -> None:
-            super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                run_dir = Path(self._get_output_dir(trial=trial))
-                step = self.state.global_step
-                (run_dir / f"checkpoint-{step}" / LOSSES_FILE).write_text(json.dumps(self.step_losses))
-                # written last: marks the checkpoint complete
-                (run_dir / MARKER_FILE).write_text(json.dumps({"step": step, "losses": self.step_losses,
-                                                               "finished": step >= self.state.max_steps}))
+class LiveCallback(TrainerCallback):
+    """DVCLive curves train/loss and train/lr every `log_every` steps; a resumed run continues the curves."""
 
-    class LiveCallback(TrainerCallback):
-        """DVCLive curves train/loss and train/lr every `log_every` steps; a resumed run continues the curves."""
+    def __init__(self, live_dir: str | Path, trainer):
+        self.live_dir, self.trainer, self.live = Path(live_dir), trainer, None
 
-        def __init__(self, live_dir: str | Path, trainer):
-            self.live_dir, self.trainer, self.live = Path(live_dir), trainer, None
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from dvclive import Live
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:
-                return
-            from dvclive import Live
+        self.live = Live(str(self.live_dir), resume=state.global_step > 0, dvcyaml=None, save_dvc_exp=False)
+        if state.global_step:
+            self.live.step = state.global_step
 
-            self.live = Live(str(self.live_dir), resume=state.global_step > 0, dvcyaml=None, save_dvc_exp=False)
-            if state.global_step:
-                self.live.step = state.global_step
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.live is None or not logs or "loss" not in logs:
+            return
+        self.live.log_metric("train/loss", self.trainer.step_losses[-1])
+        self.live.log_metric("train/lr", logs.get("learning_rate", self.trainer._get_learning_rate()))
+        self.live.next_step()
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.live is None or not logs or "loss" not in logs:
-                return
-            self.live.log_metric("train/loss", self.trainer.step_losses[-1])
-            self.live.log_metric("train/lr", logs.get("learning_rate", self.trainer._get_learning_rate()))
-            self.live.next_step()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self.live is not None:
-                self.live.end()
-                self.live = None
-
-    return {"LoopTrainer": LoopTrainer, "LiveCallback": LiveCallback}
-
-
-def __getattr__(name: str):
-    if name in ("LoopTrainer", "LiveCallback"):
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.live is not None:
+            self.live.end()
+            self.live = None
 
 
 def resume_point(checkpoint_dir: str | Path | None, steps: int, resume: bool) -> str | None:
