@@ -132,7 +132,14 @@ def fill(driver, brand="nike", account="nikestore", date="2022-06-03", time="17:
         driver.execute_script("arguments[0].value = arguments[1];", f(By.ID, name), value)
     if image is not None:
         f(By.ID, "image").send_keys(str(image))
+    page = f(By.TAG_NAME, "html")
     f(By.ID, "submit").click()
+    # the answer is a new page: wait until this one is gone, or the next lookup may find this page's
+    # elements (its #errors) and read them as the new page dies
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 120).until(EC.staleness_of(page))
 
 
 def wait_for(driver, css: str, timeout: float = 120):
