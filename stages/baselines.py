@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from tweetsim.text import embed
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.likes.baselines import likes_baselines
 from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
@@ -25,7 +26,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     p = params["baselines"]
     data = Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
-    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    enc = EncoderConfig.from_params(params["encoder"])
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
     likes_out, text_out = {"median": [], "account_median": []}, []
     test_history = known_splits_for_test(params["train_like_classifier"])
     for regime in params["split"]["regimes"]:

@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tweetsim.text import embed
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.lm import model as llm
 from tweetsim.text.retrieval import Retriever
 from tweetsim.config.params import load_params
@@ -44,7 +45,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     table = join_from(table, data)
     tok = llm.load_tokenizer(llm.resolve_model(m["name"], m["cache_dir"]))
-    embed_fn = _memo(lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    enc = EncoderConfig.from_params(params["encoder"])
+    embed_fn = _memo(lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
     parts = []
     for regime in tqdm(params["split"]["regimes"], desc="build_prompts"):
         side = table[regime]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.likes.artefacts import BUNDLE_PARAMS, META, Layout, write_json
+from tweetsim.likes.artefacts import BUNDLE_PARAMS, META, Layout, classifier_params, write_json
 from tweetsim.likes.intervals import Intervals, brand_fold_rows
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
@@ -34,7 +34,7 @@ def name_of(mode: str, smear: bool) -> str:
 def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: str = "models",
          plots_dir: str = "plots/likes", metrics_dir: str = "metrics") -> None:
     params = load_params(params_path)
-    p, pc = params["regress_within_bucket"], params["train_like_classifier"]
+    p, pc = params["regress_within_bucket"], classifier_params(params)
     edges = [str(e) for e in pc["bucket_edges"]]
     data, models = Path(data_dir), Path(models_dir)
     layout = Layout(models)

@@ -22,6 +22,7 @@ from tweetsim.apps.entry import stage
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.text import embed
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
 
 
@@ -59,7 +60,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     likes_preds = {m: _predictions(data, "likes", m) for m in p["likes_models"]}
     text_preds = {m: _predictions(data, "text", m) for m in p["text_models"]}
-    encode = lambda texts: embed.encode(texts, p["embed_model"])  # noqa: E731
+    enc = EncoderConfig.from_params(params["encoder"])
+    encode = lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)  # noqa: E731
     likes_res, text_res, text_rows_res = {}, {}, {}
     for regime in params["split"]["regimes"]:
         side = table[regime]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.text import embed
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.text.metrics import to_json_safe
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
@@ -71,7 +72,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     p, data = params["writer"], Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
-    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    enc = EncoderConfig.from_params(params["encoder"])
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
     has_content = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
     retrieval = pd.read_parquet(data / "predictions" / "text" / "retrieval.parquet")
     preds = {name: [] for name in ("consensus", "reranked", "oracle", "typical")}

@@ -15,7 +15,7 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
-from tweetsim.likes.artefacts import Layout
+from tweetsim.likes.artefacts import Layout, classifier_params
 from tweetsim.likes.fit import embed_texts, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
@@ -28,7 +28,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     from dvclive import Live
 
     params = load_params(params_path)
-    p = params["train_like_classifier"]
+    p = classifier_params(params)
     data = Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     cap, ocr = data / "captions.parquet", data / "ocr.parquet"

@@ -115,9 +115,17 @@ def _batches(tok, texts, max_length, batch_size):
         yield i, tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
-def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int = 64, dtype: str | None = None) -> np.ndarray:
+def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int = 64, dtype: str | None = None,
+                  encoder=None) -> np.ndarray:
+    """Bucket probabilities (n, K). `encoder` (text.runtime.EncoderConfig): an ONNX runtime runs the model's
+    export, each text on its own; None or torch: batched torch in `dtype`."""
     import torch
 
+    if encoder is not None and encoder.onnx and len(texts):
+        from tweetsim.text import runtime
+
+        return runtime.run(runtime.model_file(model, "classify", encoder.runtime, encoder.cache_dir), tok, list(texts),
+                           max_length, encoder.workers)
     model.eval()
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding

@@ -23,7 +23,7 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
 from tweetsim.likes.fit import embed_texts, fit_regime
-from tweetsim.likes.artefacts import META, Layout, read_bundle, read_training, write_json
+from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
 from tweetsim.likes.intervals import Intervals
 from tweetsim.config.params import ParamsError
 from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
@@ -53,7 +53,7 @@ def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) 
 def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Path, progress: bool = True) -> dict:
     """Fit on the rows of `tweets` (with the media stages' `captions` and `ocr` files) into
     models/likes/deploy/ and return its bundle (also written there as bundle.json)."""
-    p, pr, d = params["train_like_classifier"], params["regress_within_bucket"], params["deploy_likes"]
+    p, pr, d = classifier_params(params), params["regress_within_bucket"], params["deploy_likes"]
     regimes = params["split"]["regimes"]
     src = d["settings_from"]
     for key, regime in [("settings_from", src), *((f"intervals.{k}", v) for k, v in d["intervals"].items() if v)]:

@@ -12,13 +12,21 @@ from tweetsim.likes.classifier import bucketize, predict_proba, verbalise
 from tweetsim.lm.save import save_tokenizer
 
 
+def encoder_of(p: dict):
+    """The inference runtime (text.runtime.EncoderConfig) of classifier params `p` (artefacts.classifier_params);
+    a bundle written before the runtime was a param has none: torch."""
+    from tweetsim.text.runtime import EncoderConfig
+
+    return EncoderConfig.from_params(p["encoder"]) if p.get("encoder") else None
+
+
 def embed_texts(texts: list[str], p: dict) -> np.ndarray:
     if int(p["embed_components"]) <= 0:
         return np.zeros((len(texts), 0), np.float32)
     from tweetsim.text import embed
 
     return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
-                        dtype=p["inference_dtype"] or "float32")
+                        dtype=p["inference_dtype"] or "float32", encoder=encoder_of(p))
 
 
 def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,
@@ -76,7 +84,7 @@ def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr:
         tok, model, _, _ = train_classifier([texts[i] for i in fit], labels[fit], [texts[i] for i in vidx], labels[vidx],
                                          p, num_labels, None, progress)
         out[held] = predict_proba(tok, model, [texts[i] for i in idx[held]], int(p["max_length"]),
-                                  int(p["eval_batch_size"]), p.get("inference_dtype"))
+                                  int(p["eval_batch_size"]), p.get("inference_dtype"), encoder_of(p))
     return out
 
 
@@ -106,7 +114,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
     probs = np.zeros((len(texts), K), np.float32)
     probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),
-                               int(p["eval_batch_size"]), p.get("inference_dtype"))
+                               int(p["eval_batch_size"]), p.get("inference_dtype"), encoder_of(p))
     if folds > 1:
         probs[tr] = crossfit_probs(texts, labels, account_groups(table), tr, va, p, K, folds, progress)
     pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)

@@ -10,7 +10,8 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, model_paths
 from tweetsim.likes.classifier import predict_proba, verbalise
-from tweetsim.likes.fit import embed_texts, tabular
+from tweetsim.likes.fit import embed_texts, encoder_of, tabular
+from tweetsim.text.runtime import EncoderConfig
 
 
 # Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
@@ -133,12 +134,15 @@ class Predictor:
         texts = verbalise(rows, hist, int(self.p["max_chars"]), ctx)
         t1 = clock()
         classify = lambda: predict_proba(self.tok, self.model, texts, self.state.max_length,  # noqa: E731
-                                         int(self.p["eval_batch_size"]), self.p.get("inference_dtype"))
+                                         int(self.p["eval_batch_size"]), self.p.get("inference_dtype"),
+                                         encoder_of(self.p))
         with_emb = self.state.pca.components is not None and self.state.pca.k
         to_embed = F.text_of(rows) if with_emb else []
         embed = (lambda: embed_texts(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
-        # side by side only when both passes have work (best-time: 168 lines, one text to embed)
-        if self.overlap and self.num_threads >= 2 and min(len(rows), len(set(to_embed))) > SMALL_CALL_ROWS:
+        # torch: side by side only when both passes have work (best-time: 168 lines, one text to embed); the
+        # ONNX runtime already runs each pass on `encoder.workers` sessions side by side
+        onnx = (encoder_of(self.p) or EncoderConfig("torch", 1, "")).onnx
+        if self.overlap and not onnx and self.num_threads >= 2 and min(len(rows), len(set(to_embed))) > SMALL_CALL_ROWS:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)

@@ -2,11 +2,21 @@
 
 `model_path` in params may name any sentence-transformers style folder; the default is the packaged
 MiniLM. Embeddings are mean-pooled and L2-normalised, so a dot product is a cosine similarity.
+
+With an ONNX runtime (params `encoder`, text/runtime.py) each distinct text is embedded once for all
+stages and runs: vectors are kept in a content-addressed SQLite file, `<encoder.cache_dir>/embeddings.sqlite`,
+keyed by sha256(model export + max_length + text), like the caption cache keyed by image hash. It is
+not a DVC out: an entry can never be stale, and a vector there is what any stage would compute (the
+ONNX paths embed each text on its own). The torch path is batched (its vectors move with the batch's
+padding under bfloat16), so it memoises in the process only.
 """
 
-import logging
 import contextlib
+import hashlib
+import logging
+import sqlite3
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -55,7 +65,7 @@ def inference_autocast(dtype: str | None = "float32"):
     return torch.autocast("cpu", dtype=torch.bfloat16) if _native_bf16() else contextlib.nullcontext()
 
 
-_memo: dict[tuple[str, int, str, str], np.ndarray] = {}  # stages embed the same tweets for every regime and model
+_memo: dict[tuple, np.ndarray] = {}  # stages embed the same tweets for every regime and model
 
 
 def clear_cache() -> None:
@@ -63,15 +73,57 @@ def clear_cache() -> None:
     _memo.clear()
 
 
+@lru_cache(maxsize=4)
+def _store(cache_dir: str) -> sqlite3.Connection:
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(Path(cache_dir) / "embeddings.sqlite"), timeout=120, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")  # stages running side by side read while one writes
+    con.execute("CREATE TABLE IF NOT EXISTS emb (k BLOB PRIMARY KEY, v BLOB NOT NULL)")
+    return con
+
+
+def _encode_onnx(texts: list[str], path: str, max_length: int, cfg) -> np.ndarray:
+    from tweetsim.text import runtime
+
+    tok, model = _load(path)
+    onnx_file = runtime.model_file(model, "embed", cfg.runtime, cfg.cache_dir)
+    key = (str(onnx_file), max_length)
+    todo = sorted({t for t in texts if (*key, t) not in _memo})
+    if todo:
+        prefix = f"{onnx_file.parent.name}|{onnx_file.name}|{max_length}|".encode()
+        hashes = [hashlib.sha256(prefix + t.encode("utf-8", "surrogatepass")).digest() for t in todo]
+        con, found = _store(cfg.cache_dir), {}
+        for i in range(0, len(hashes), 900):  # SQLite's bound-variable limit
+            chunk = hashes[i : i + 900]
+            found.update(con.execute(f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        missing = [i for i, h in enumerate(hashes) if h not in found]
+        if missing:
+            vecs = runtime.run(onnx_file, tok, [todo[i] for i in missing], max_length, cfg.workers)
+            rows = [(hashes[i], vecs[j].astype("<f4").tobytes()) for j, i in enumerate(missing)]
+            with con:
+                con.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?)", rows)
+            found.update(rows)
+        for t, h in zip(todo, hashes):
+            _memo[(*key, t)] = np.frombuffer(found[h], dtype="<f4").astype(np.float32)
+        logger.info("embeddings: %d distinct texts, %d from the cache, %d computed", len(todo), len(todo) - len(missing),
+                    len(missing))
+    if not texts:
+        return np.zeros((0, model.config.hidden_size), np.float32)
+    return np.stack([_memo[(*key, t)] for t in texts])
+
+
 def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
-           dtype: str = "float32") -> np.ndarray:
+           dtype: str = "float32", encoder=None) -> np.ndarray:
     """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string.
-    `dtype`: the inference precision (inference_autocast); results are memoised per dtype."""
+    `encoder` (text.runtime.EncoderConfig, params `encoder`): the runtime; None or torch: this process's
+    torch model in `dtype` (inference_autocast), results memoised per dtype."""
     import torch
 
     path = model_path or default_model_path()
-    tok, model = _load(path)
     texts = ["" if t is None or t != t else str(t) for t in texts]
+    if encoder is not None and encoder.onnx:
+        return _encode_onnx(texts, path, max_length, encoder)
+    tok, model = _load(path)
     key = (path, max_length, dtype or "float32")
     # similar lengths pad less; ties broken by the text itself: a set's order changes with each process's
     # hash seed, and under bfloat16 a text's vector depends on its batch's padding

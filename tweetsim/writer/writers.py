@@ -32,12 +32,14 @@ class Writer:
         given = isinstance(pool, pd.DataFrame)  # a table (the pipeline's training split) or a tweets.parquet path
         if (given or (pool is not None and str(pool) != "none" and Path(pool).is_file())) and self.k > 0:
             from tweetsim.text import embed
+            from tweetsim.text.runtime import EncoderConfig
             from tweetsim.text.retrieval import Retriever
             from tweetsim.data.schema import read_tweets
 
             tweets = pool if given else read_tweets(pool)
             if tweets["content"].notna().any():
-                embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"])) if bp["caption_similarity"] else None
+                enc = EncoderConfig.from_params(params["encoder"])
+                embed_fn = (lambda texts: embed.encode(texts, bp["embed_model"], encoder=enc)) if bp["caption_similarity"] else None
                 self.retriever = Retriever(tweets, embed_fn)
         if self.retriever is None and self.k > 0:
             logger.warning(f"no exemplar pool ({'table' if given else pool}): prompts carry no earlier tweet, unlike training")
@@ -94,13 +96,15 @@ def select_writer(params: dict, writer_dir: str | Path, pool: str | Path, select
     kept edits of `writer_dir`; brand profiles also see `context` (the rows to be written). With
     `writer.lm.candidates` > 0, the LM (the adapter folder `adapter`) adds its drafts to every pool."""
     from tweetsim.text import embed
+    from tweetsim.text.runtime import EncoderConfig
     from tweetsim.writer.tweet_writer import TweetWriter
 
     p = params["writer"]
     table = load_pool(pool)
     if context is not None:
         context = pd.concat([table, context], ignore_index=True)
-    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"])) if p["caption_similarity"] else None
+    enc = EncoderConfig.from_params(params["encoder"])
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
     writer = TweetWriter.load(writer_dir, table, p, context=context, embed_fn=embed_fn, selector=selector)
     if int(p["lm"]["candidates"]) > 0:  # the LM's drafts join each pool
         if adapter is None:

@@ -1,0 +1,91 @@
+"""Text transformer inference on 2 CPU cores: the PyTorch paths the stages used before params
+`encoder` existed against the ONNX Runtime paths (tweetsim/text/runtime.py), on the same texts, in one run.
+
+- sentence encoder (packaged all-MiniLM-L6-v2) on N distinct tweet texts of `--tweets`, at
+  max_length 128 (baselines, build_prompts, the writer, evaluate) and 48 (the like features):
+  torch float32 batched (what those stages ran), torch bfloat16 batched (what the like features ran,
+  train_like_classifier.inference_dtype), ONNX float32 and ONNX int8, each text on its own in
+  `workers` sessions; cosine of each to torch float32 (mean and min);
+- the embedding cache: the same texts again from embeddings.sqlite in a fresh process memo;
+- the like classifier (`--classifier`, a trained models/like_classifier/<regime>) on the rows'
+  verbalised prompts (48 tokens): torch bfloat16 batched against ONNX int8; the largest change in a
+  bucket probability and the share of rows whose most likely bucket is unchanged.
+Every path is timed cold (no memo, an empty cache folder); the export itself is timed apart.
+usage: python bench/bench_encoder.py [--tweets data/tweets.parquet] [--n 2000] [--classifier models/like_classifier/random]
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tweetsim.likes.classifier import predict_proba, verbalise
+from tweetsim.text import embed, runtime
+from tweetsim.text.runtime import EncoderConfig
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tweets", default="data/tweets.parquet")
+    ap.add_argument("--n", type=int, default=2000, help="distinct texts (all of them if fewer)")
+    ap.add_argument("--classifier", default="models/like_classifier/random")
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    rows = pd.read_parquet(a.tweets)
+    texts = rows["content"].dropna().astype(str).drop_duplicates()
+    texts = texts.sample(min(a.n, len(texts)), random_state=0).tolist()
+    print(f"{len(texts)} distinct tweet texts from {a.tweets}; torch {torch.__version__} on {torch.get_num_threads()} "
+          f"threads, ONNX Runtime {a.workers} sessions x 1 thread\n")
+    cache = Path(tempfile.mkdtemp(prefix="bench_encoder_"))
+    _, t_exp = timed(lambda: [runtime.export(embed._load(embed.default_model_path())[1], "embed", rt, cache)
+                              for rt in ("onnx", "onnx-int8")])
+    print(f"export + quantisation of the sentence encoder: {t_exp:.1f} s (once per model; cached)\n")
+    print("| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |")
+    print("|---|---|---|---|---|---|")
+    for L in (128, 48):
+        res = {}
+        for name, kw in [("torch float32", {"dtype": "float32"}), ("torch bfloat16", {"dtype": "bfloat16"}),
+                         ("onnx float32", {"encoder": EncoderConfig("onnx", a.workers, str(cache))}),
+                         ("onnx int8", {"encoder": EncoderConfig("onnx-int8", a.workers, str(cache))})]:
+            embed.clear_cache()
+            res[name] = timed(lambda: embed.encode(texts, max_length=L, **kw))
+        ref = res["torch float32"][0]
+        for name, (vec, dt) in res.items():
+            cos = (vec * ref).sum(1)
+            rate = len(texts) / dt
+            print(f"| {name} | {L} | {rate:.0f} | {res['torch float32'][1] / dt:.2f} | {res['torch bfloat16'][1] / dt:.2f} "
+                  f"| {cos.mean():.4f} / {cos.min():.4f} |")
+        embed.clear_cache()
+        again, dt = timed(lambda: embed.encode(texts, max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+        assert again.tobytes() == res["onnx int8"][0].tobytes()
+        print(f"| onnx int8, from the cache | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
+              f"| {res['torch bfloat16'][1] / dt:.1f} | identical bytes |")
+    folder = Path(a.classifier)
+    if not (folder / "config.json").exists():
+        print(f"\nno classifier at {folder}: run `dvc repro train_like_classifier` for the classifier rows")
+        return
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    prompts = verbalise(rows.sample(min(a.n, len(rows)), random_state=0))
+    runtime.export(model, "classify", "onnx-int8", cache)
+    want, t_bf = timed(lambda: predict_proba(tok, model, prompts, 48, 64, "bfloat16"))
+    got, t_i8 = timed(lambda: predict_proba(tok, model, prompts, 48, 64, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+    print(f"\nlike classifier ({folder}), {len(prompts)} prompts at 48 tokens: torch bfloat16 {len(prompts) / t_bf:.0f}/s, "
+          f"ONNX int8 {len(prompts) / t_i8:.0f}/s ({t_bf / t_i8:.2f}x); largest probability change "
+          f"{np.abs(got - want).max():.3f}, same most likely bucket on {np.mean(got.argmax(1) == want.argmax(1)):.1%} of rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The ONNX Runtime path of the text transformers (tweetsim/text/runtime.py) and the shared,
+content-addressed embedding cache (tweetsim/text/embed.py)."""
+
+import numpy as np
+import pytest
+
+from tweetsim.likes.classifier import load_classifier, predict_proba
+from tweetsim.text import embed, runtime
+from tweetsim.text.runtime import EncoderConfig
+
+TEXTS = ["New drop is live 🔥 shop now at the link", "", "a", "Thanks for 1M followers! #grateful",
+         "Our spring collection: lighter fabrics, brighter colours, and free shipping on every order this week"]
+
+
+def test_onnx_float32_equals_torch_and_int8_stays_close(tmp_path):
+    embed.clear_cache()
+    ref = embed.encode(TEXTS)
+    f32 = embed.encode(TEXTS, encoder=EncoderConfig("onnx", 2, str(tmp_path)))
+    i8 = embed.encode(TEXTS, encoder=EncoderConfig("onnx-int8", 2, str(tmp_path)))
+    assert f32.shape == i8.shape == ref.shape
+    assert np.abs(f32 - ref).max() < 1e-5
+    assert np.all((i8 * ref).sum(1) > 0.97)
+    assert np.allclose(np.linalg.norm(i8, axis=1), 1, atol=1e-5)
+
+
+def test_a_vector_depends_on_its_text_only_and_the_cache_serves_every_caller(tmp_path, monkeypatch):
+    """Another order, other neighbours, another worker count, a fresh process memo: the same bytes;
+    the second call reads the SQLite file instead of running the model."""
+    cfg = EncoderConfig("onnx-int8", 2, str(tmp_path))
+    embed.clear_cache()
+    first = embed.encode(TEXTS, encoder=cfg)
+    (tmp_path / "embeddings.sqlite").unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"embeddings.sqlite{suffix}").unlink(missing_ok=True)
+    embed._store.cache_clear()
+    embed.clear_cache()
+    alone = np.stack([embed.encode([t, "other text"], encoder=EncoderConfig("onnx-int8", 1, str(tmp_path)))[0]
+                      for t in reversed(TEXTS)])[::-1]
+    assert first.tobytes() == alone.tobytes()
+    embed.clear_cache()
+    calls = []
+    real_run = runtime.run
+    monkeypatch.setattr(runtime, "run", lambda *a, **k: calls.append(a[2]) or real_run(*a, **k))
+    again = embed.encode(TEXTS + ["never seen before"], encoder=cfg)
+    assert again[: len(TEXTS)].tobytes() == first.tobytes()
+    assert calls == [["never seen before"]]
+
+
+def test_classifier_probabilities_through_onnx(tmp_path):
+    tok, model = load_classifier("tiny-random", 5, seed=3)
+    want = predict_proba(tok, model, TEXTS, 32, 2)
+    for rt, tol in (("onnx", 1e-5), ("onnx-int8", 2e-2)):
+        got = predict_proba(tok, model, TEXTS, 32, 2, encoder=EncoderConfig(rt, 2, str(tmp_path)))
+        assert got.shape == want.shape and np.allclose(got.sum(1), 1, atol=1e-5)
+        assert np.abs(got - want).max() < tol, rt
+    # a retrained model gets its own export; an unchanged one reuses its file
+    first = runtime.export(model, "classify", "onnx-int8", tmp_path)
+    assert runtime.export(model, "classify", "onnx-int8", tmp_path) == first
+    with __import__("torch").no_grad():
+        next(model.parameters()).add_(0.01)
+    assert runtime.export(model, "classify", "onnx-int8", tmp_path) != first
+
+
+def test_bad_runtime_is_named():
+    with pytest.raises(ValueError, match="encoder.runtime.*onnx-int8"):
+        EncoderConfig("onnx_int8", 2, ".cache/encoder")
+    with pytest.raises(ValueError, match="encoder.workers"):
+        EncoderConfig("onnx", 0, ".cache/encoder")
