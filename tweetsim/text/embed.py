@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def clear_cache() -> None:
     _memo.clear()
 
 
+_store_lock = threading.Lock()
+
+
 @lru_cache(maxsize=4)
 def _store(cache_dir: str) -> sqlite3.Connection:
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -93,14 +97,15 @@ def _encode_onnx(texts: list[str], path: str, max_length: int, cfg) -> np.ndarra
         prefix = f"{onnx_file.parent.name}|{onnx_file.name}|{max_length}|".encode()
         hashes = [hashlib.sha256(prefix + t.encode("utf-8", "surrogatepass")).digest() for t in todo]
         con, found = _store(cfg.cache_dir), {}
-        for i in range(0, len(hashes), 900):  # SQLite's bound-variable limit
-            chunk = hashes[i : i + 900]
-            found.update(con.execute(f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        with _store_lock:  # one connection serves the web app's threads
+            for i in range(0, len(hashes), 900):  # SQLite's bound-variable limit
+                chunk = hashes[i : i + 900]
+                found.update(con.execute(f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})", chunk).fetchall())
         missing = [i for i, h in enumerate(hashes) if h not in found]
         if missing:
             vecs = runtime.run(onnx_file, tok, [todo[i] for i in missing], max_length, cfg.workers)
             rows = [(hashes[i], vecs[j].astype("<f4").tobytes()) for j, i in enumerate(missing)]
-            with con:
+            with _store_lock, con:
                 con.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?)", rows)
             found.update(rows)
         for t, h in zip(todo, hashes):

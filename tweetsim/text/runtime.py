@@ -146,7 +146,12 @@ def export(model, kind: str, runtime: str, cache_dir: str | Path) -> Path:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             tmp = folder / f".model-int8.{os.getpid()}.onnx"
-            quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+            quiet = lambda r: "pre-processing before quantization" not in r.getMessage()  # noqa: E731 (advice, said on root)
+            logging.getLogger().addFilter(quiet)
+            try:
+                quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+            finally:
+                logging.getLogger().removeFilter(quiet)
             os.replace(tmp, int8)
         logger.info("exported %s model for %s: %s", kind, runtime, target)
     return target
