@@ -1,17 +1,17 @@
 """caption: tweet media -> data/captions.parquet (caption + image embedding per tweet),
 data/caption_rejects.csv (one line per unreadable or corrupt image file).
 
-usage: python stages/caption.py [params.yaml] [data] [--shard K] [--merge]
+usage: python stages/caption.py [params.yaml] [data] [--shard K | --merge]
 
-With caption.shards = N > 1 each run (one machine / GPU, `--shard K` overriding caption.shard)
-writes data/shards/captions-K-of-N.parquet; `--merge` then joins the N files into
-data/captions.parquet, sorted by (source, id), checking that every tweet appears exactly once.
+Without a flag the run covers every tweet. `--shard K` covers shard K of the N in caption.shards
+([0, ..., N-1]) and writes data/shards/caption/captions-K.parquet (dvc.yaml's caption_shard@K);
+`--merge` joins the N files into data/captions.parquet, byte-identical to a run without a flag.
+Under `accelerate launch --num_processes P` the P processes split the run's rows, each on its own
+GPU where CUDA exists, and the first one writes the run's output (tweetsim.vision.images.Processes).
 """
 
 import sys
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
@@ -24,15 +24,18 @@ from tweetsim.apps.entry import stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
     p = section("caption", params_path)
     data = Path(data_dir)
-    shards, shard = int(p["shards"]), int(p["shard"])
-    if "--shard" in flags:
-        shard = int(flags[flags.index("--shard") + 1])
+    shards = imgs.shard_count(p["shards"], "caption.shards")
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
         print(imgs.merge_shard_outputs(data, "caption", "captions", "caption_rejects", shards, len(tweets), cap.schema()))
         return
 
-    rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
+    shard = imgs.shard_flag(flags, shards, "caption.shards")
+    procs = imgs.Processes()
+    rows = imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media")
+    rows = procs.take(rows if shard is None else imgs.select_shard(rows, shards, shard))
+    if procs.device and p["device"] == "auto":
+        p = {**p, "device": procs.device}
     loud = imgs.loud_missing("caption", rows)
     if loud:
         print(loud, file=sys.stderr, flush=True)
@@ -46,15 +49,13 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     cache = imgs.ResultCache(p["cache_dir"])
     records, rejects, counts = cap.caption_rows(rows, p, captioner, embedder, cache, progress=p["progress"])
 
-    if shards > 1:
-        out, rej = imgs.shard_paths(data, "captions", "caption_rejects", shard, shards)
-    else:
+    if shard is None:
         out, rej = data / "captions.parquet", data / "caption_rejects.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(cap.to_arrow(records), out)
-    imgs.write_rejects(rej, rejects)
+    else:
+        out, rej = imgs.shard_paths(data, "caption", "captions", "caption_rejects", shard)
+    procs.write(cap.to_arrow(records), rejects, out, rej, cap.schema())
     n_img = sum(r["n_images_read"] for r in records)
-    print(f"caption: {len(records)} rows -> {out} (shard {shard}/{shards}); captions: {counts['model']} from "
+    print(f"caption: {len(records)} rows -> {out} ({procs.label(shard, shards)}); captions: {counts['model']} from "
           f"{captioner.name if captioner else 'no model'}, {counts['precomputed']} precomputed, {counts['none']} none; "
           f"{n_img} images read, {len(rejects)} unreadable -> {rej}; embeddings from "
           f"{embedder.name if embedder else 'none (no image)'}; cache {cache.hits} hits / {cache.misses} misses")

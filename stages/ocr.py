@@ -1,15 +1,14 @@
 """ocr: text in tweet media -> data/ocr.parquet (text, boxes and confidence per tweet),
 data/ocr_rejects.csv (one line per unreadable or corrupt image file).
 
-usage: python stages/ocr.py [params.yaml] [data] [--shard K] [--merge]
+usage: python stages/ocr.py [params.yaml] [data] [--shard K | --merge]
 
-Sharding works as in stages/caption.py: data/shards/ocr-K-of-N.parquet, then `--merge`.
+Shards (ocr.shards, data/shards/ocr/ocr-K.parquet, then `--merge`) and `accelerate launch` work as
+in stages/caption.py; OCR runs on the CPU, so several processes only split the rows.
 """
 
 import sys
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
@@ -22,15 +21,16 @@ from tweetsim.apps.entry import stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
     p = section("ocr", params_path)
     data = Path(data_dir)
-    shards, shard = int(p["shards"]), int(p["shard"])
-    if "--shard" in flags:
-        shard = int(flags[flags.index("--shard") + 1])
+    shards = imgs.shard_count(p["shards"], "ocr.shards")
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
         print(imgs.merge_shard_outputs(data, "ocr", "ocr", "ocr_rejects", shards, len(tweets), ocr.schema()))
         return
 
-    rows = imgs.select_shard(imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media"), shards, shard)
+    shard = imgs.shard_flag(flags, shards, "ocr.shards")
+    procs = imgs.Processes()
+    rows = imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media")
+    rows = procs.take(rows if shard is None else imgs.select_shard(rows, shards, shard))
     loud = imgs.loud_missing("ocr", rows)
     if loud:
         print(loud, file=sys.stderr, flush=True)
@@ -44,15 +44,13 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
               file=sys.stderr, flush=True)
     records, rejects = ocr.build_table(rows, results, errors, backend)
 
-    if shards > 1:
-        out, rej = imgs.shard_paths(data, "ocr", "ocr_rejects", shard, shards)
-    else:
+    if shard is None:
         out, rej = data / "ocr.parquet", data / "ocr_rejects.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(ocr.to_arrow(records), out)
-    imgs.write_rejects(rej, rejects)
+    else:
+        out, rej = imgs.shard_paths(data, "ocr", "ocr", "ocr_rejects", shard)
+    procs.write(ocr.to_arrow(records), rejects, out, rej, ocr.schema())
     with_text = sum(1 for r in records if r["ocr_text"])
-    print(f"ocr: {len(records)} rows -> {out} (shard {shard}/{shards}); {len(jobs) - len(errors)} images read "
+    print(f"ocr: {len(records)} rows -> {out} ({procs.label(shard, shards)}); {len(jobs) - len(errors)} images read "
           f"by {backend or 'no engine'}, {with_text} rows with text, {len(rejects)} unreadable -> {rej}; "
           f"cache {cache.hits} hits / {cache.misses} misses")
 

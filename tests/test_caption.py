@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from stages_helper import SHIPPED, stage, write_params
+from stages_helper import ROOT, SHIPPED, stage, write_params
 from test_ocr import gif_bytes, make_dataset, text_image, to_bytes
 from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
@@ -174,6 +174,8 @@ def run_stage(data, tmp, flags=(), **over):
     params = write_params(tmp, **{"caption.cache_dir": str(tmp / "cache"), "caption.progress": False, "caption.device": "cpu",
                                   "caption.frames": 3, "caption.batch_size": 4, **over})
     stage("caption").main(str(params), str(data), *flags)
+    if "--shard" in flags:
+        return None
     return pq.read_table(data / "captions.parquet").to_pandas().set_index("id")
 
 
@@ -204,10 +206,15 @@ def test_caption_stage_end_to_end_cache_and_shards(dataset, tmp_path, capsys):
     assert "cache 6 hits / 1 misses" in capsys.readouterr().out  # the corrupt file is re-checked
     assert (dataset / "captions.parquet").read_bytes() == first
 
-    for k in range(3):
-        run_stage(dataset, tmp_path, ("--shard", str(k)), **{"caption.shards": 3})
-    run_stage(dataset, tmp_path, ("--merge",), **{"caption.shards": 3})
-    assert (dataset / "captions.parquet").read_bytes() == first
+    rejects_first = (dataset / "caption_rejects.csv").read_bytes()
+    for shards in ([0], [0, 1, 2]):  # dvc.yaml's caption_shard@K then the caption merge, as dvc repro runs them
+        for k in shards:
+            run_stage(dataset, tmp_path, ("--shard", str(k)), **{"caption.shards": shards})
+        run_stage(dataset, tmp_path, ("--merge",), **{"caption.shards": shards})
+        assert (dataset / "captions.parquet").read_bytes() == first
+        assert (dataset / "caption_rejects.csv").read_bytes() == rejects_first
+    sizes = [pq.read_metadata(dataset / "shards" / "caption" / f"captions-{k}.parquet").num_rows for k in range(3)]
+    assert sum(sizes) == 9 and min(sizes) > 0
 
     again = run_stage(dataset, tmp_path, **{"caption.recompute": True})
     assert again.caption_source[2] == "efficientnet_lite0" and again.caption[3] == "precomputed only"
@@ -229,3 +236,60 @@ def test_no_image_files_runs_without_models(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2 of 2 rows have media but NO image file" in err and "no model was loaded" in err
     assert out.caption_source[1] == "precomputed" and pd.isna(out.caption_source[2]) and out.status.tolist() == ["no_image_file"] * 2
+
+
+@pytest.mark.parametrize("shards,flags,message", [
+    ([0, 2], ("--shard", "0"), r"caption.shards must list the shard indices 0..N-1 in order.*got \[0, 2\]"),
+    ([1], ("--merge",), r"caption.shards must list .*got \[1\]"),
+    ([], (), r"caption.shards must list .*got \[\]"),
+    ([0, 1], ("--shard", "2"), r"--shard '2': caption.shards lists shards 0..1"),
+])
+def test_bad_shards_are_a_clear_error(tmp_path, shards, flags, message):
+    data = make_dataset(tmp_path, [{"id": 1, "data": None}])
+    with pytest.raises(SystemExit, match=message):
+        run_stage(data, tmp_path, flags, **{"caption.shards": shards})
+
+
+def test_merge_names_a_shard_written_with_another_n(tmp_path):
+    data = make_dataset(tmp_path, [{"id": i, "data": None} for i in range(1, 13)])  # 0-of-3 holds ids 9-11 of 1-of-2
+    for k in range(2):
+        run_stage(data, tmp_path, ("--shard", str(k)), **{"caption.shards": [0, 1]})
+    run_stage(data, tmp_path, ("--shard", "0"), **{"caption.shards": [0, 1, 2]})  # overwrites shard 0 with 0-of-3
+    with pytest.raises(SystemExit, match=r"captions-0.parquet holds tweet .* of another shard.*re-run caption_shard@0"):
+        run_stage(data, tmp_path, ("--merge",), **{"caption.shards": [0, 1]})
+    (data / "shards" / "caption" / "captions-1.parquet").unlink()
+    with pytest.raises(SystemExit, match=r"missing shard outputs .*captions-1.parquet"):
+        run_stage(data, tmp_path, ("--merge",), **{"caption.shards": [0, 1]})
+
+
+def test_accelerate_launch_two_processes_equals_one_run(dataset, tmp_path):
+    """`accelerate launch --num_processes 2` on CPU (gloo): each process captions every other row, the
+    first merges; the files equal a single process's byte for byte. (`--cpu` would start a single
+    process on one machine: accelerate starts several CPU processes only through mpirun, so the
+    test uses the multi-GPU launcher, torchrun, with CUDA hidden.)"""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    common = {"caption.num_threads": 1, "caption.workers": 1}
+    run_stage(dataset, tmp_path, **common)
+    single = {f: (dataset / f).read_bytes() for f in ("captions.parquet", "caption_rejects.csv")}
+    (dataset / "captions.parquet").unlink()
+    launched = tmp_path / "launched"
+    launched.mkdir()
+    params = write_params(launched, **{"caption.cache_dir": str(launched / "cache"), "caption.progress": False,
+                                       "caption.frames": 3, "caption.batch_size": 4, **common})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                           "--main_process_port", str(port), str(ROOT / "stages" / "caption.py"), str(params), str(dataset)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "process 0 of 2" in done.stdout and "process 1 of 2" in done.stdout, done.stdout
+    assert done.stdout.count("efficientnet_lite0, ") == 2, done.stdout  # each process ran the model
+    assert {f: (dataset / f).read_bytes() for f in single} == single
+    assert not list(dataset.glob(".*part*"))  # the processes' parts are gone

@@ -11,7 +11,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-# a foreach/matrix stage is checked through its `do` template
+# a foreach stage is checked through its `do` template, a matrix stage (caption_shard@K) through
+# its own fields, which are the template of each generated stage
 STAGES = {name: stage.get("do", stage) for name, stage in DVC["stages"].items()}
 
 
@@ -117,3 +118,22 @@ def test_every_declared_param_and_source_dep_exists():
         for dep in stage.get("deps", []):
             if dep.startswith(("stages/", "tweetsim/")):
                 assert (ROOT / dep).exists(), f"stage {name}: dep {dep} does not exist"
+
+
+def test_dvc_expands_the_shard_matrices(tmp_path):
+    """dvc parses dvc.yaml: with caption.shards [0, 1, 2] it lists caption_shard@0..@2 (ocr_shard@0 with
+    ocr.shards [0]), each writing its own file, and the merge stages depend on them all."""
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["caption"]["shards"] = [0, 1, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    names = subprocess.run(dvc + ["stage", "list", "--name-only"], cwd=tmp_path, check=True, capture_output=True,
+                           text=True).stdout.split()
+    assert [n for n in names if "_shard@" in n] == ["caption_shard@0", "caption_shard@1", "caption_shard@2", "ocr_shard@0"]
+    dag = subprocess.run(dvc + ["dag", "--md", "caption"], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    assert all(f"caption_shard@{k}" in dag for k in range(3))

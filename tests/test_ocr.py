@@ -204,11 +204,14 @@ def test_ocr_stage_end_to_end_cache_and_shards(dataset, tmp_path, capsys):
     assert "cache 6 hits / 1 misses" in capsys.readouterr().out
     assert (dataset / "ocr.parquet").read_bytes() == first
 
-    for k in range(2):
-        run_stage(dataset, tmp_path, ("--shard", str(k)), **{"ocr.shards": 2})
-    run_stage(dataset, tmp_path, ("--merge",), **{"ocr.shards": 2})
-    assert (dataset / "ocr.parquet").read_bytes() == first
-    sizes = [pq.read_metadata(dataset / "shards" / f"ocr-{k}-of-2.parquet").num_rows for k in range(2)]
+    rejects_first = (dataset / "ocr_rejects.csv").read_bytes()
+    for shards in ([0], [0, 1]):  # ocr_shard@K then the ocr merge
+        for k in shards:
+            run_stage(dataset, tmp_path, ("--shard", str(k)), **{"ocr.shards": shards})
+        run_stage(dataset, tmp_path, ("--merge",), **{"ocr.shards": shards})
+        assert (dataset / "ocr.parquet").read_bytes() == first
+        assert (dataset / "ocr_rejects.csv").read_bytes() == rejects_first
+    sizes = [pq.read_metadata(dataset / "shards" / "ocr" / f"ocr-{k}.parquet").num_rows for k in range(2)]
     assert sum(sizes) == 9 and min(sizes) > 0
 
 

@@ -351,31 +351,121 @@ def merge_rejects(parts: list[Path], out: str | Path) -> None:
     write_rejects(out, records)
 
 
-def shard_paths(data: Path, stem: str, rejects_stem: str, shard: int, shards: int) -> tuple[Path, Path]:
-    """(table, rejects) file of shard `shard` of `shards`: data/shards/<stem>-K-of-N.parquet and
-    data/shards/<rejects_stem>-K-of-N.csv, the names the merge looks for."""
-    folder = Path(data) / "shards"
-    return folder / f"{stem}-{shard}-of-{shards}.parquet", folder / f"{rejects_stem}-{shard}-of-{shards}.csv"
+def shard_paths(data: Path, stage: str, stem: str, rejects_stem: str, shard: int) -> tuple[Path, Path]:
+    """(table, rejects) file of shard K: data/shards/<stage>/<stem>-K.parquet and <rejects_stem>-K.csv,
+    the outs of dvc.yaml's <stage>_shard@K and what the merge reads. The folder holds one stage's
+    shards only: it is the merge stage's dep."""
+    folder = Path(data) / "shards" / stage
+    return folder / f"{stem}-{shard}.parquet", folder / f"{rejects_stem}-{shard}.csv"
+
+
+def shard_count(shards, param: str) -> int:
+    """N from a `<stage>.shards` param, which must be exactly [0, 1, ..., N-1]: dvc.yaml's matrix
+    stage iterates over the list itself (DVC's interpolation has no range()), so it is the one place
+    N is set."""
+    if not isinstance(shards, list) or not shards or any(type(k) is not int for k in shards) \
+            or shards != list(range(len(shards))):
+        raise ShardError(f"params: {param} must list the shard indices 0..N-1 in order, e.g. [0] for one run "
+                         f"or [0, 1, 2] for 3 shards; got {shards!r}")
+    return len(shards)
+
+
+def shard_flag(flags: tuple, shards: int, param: str) -> int | None:
+    """The K of `--shard K` (None without the flag: the run covers every row), checked against N."""
+    if "--shard" not in flags:
+        return None
+    i = flags.index("--shard") + 1
+    value = flags[i] if i < len(flags) else ""
+    if not value.isdigit() or int(value) >= shards:
+        raise ShardError(f"--shard {value!r}: {param} lists shards 0..{shards - 1}")
+    return int(value)
+
+
+def merge_files(tables: list[Path], rejects: list[Path], out: Path, rejects_out: Path, schema):
+    """Join part files (tables and their rejects) into `out` and `rejects_out`, as one run writes them."""
+    import pyarrow.parquet as pq
+
+    table = merge_shards([pq.read_table(p) for p in tables], schema=schema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    merge_rejects(list(rejects), rejects_out)
+    return table
 
 
 def merge_shard_outputs(data: Path, stage: str, stem: str, rejects_stem: str, shards: int, n_tweets: int,
-                        schema) -> None:
-    """`--merge` of a sharded caption/ocr run: data/shards/<stem>-K-of-N.parquet (+ rejects) into
-    data/<stem>.parquet and data/<rejects_stem>.csv, checking that every tweet is there once."""
+                        schema) -> str:
+    """`--merge`: data/shards/<stage>/<stem>-K.parquet (+ rejects), K = 0..N-1, into data/<stem>.parquet
+    and data/<rejects_stem>.csv, checking that each file holds only its shard's tweets (a file left
+    by a run with another N is named) and that every tweet is there once."""
     import pyarrow.parquet as pq
 
     data = Path(data)
-    parts, rejects = zip(*(shard_paths(data, stem, rejects_stem, k, shards) for k in range(shards)))
-    missing = [str(p) for p in parts if not p.exists()]
+    parts, rejects = zip(*(shard_paths(data, stage, stem, rejects_stem, k) for k in range(shards)))
+    missing = [str(p) for p in parts + rejects if not p.exists()]
     if missing:
-        raise ShardError(f"{stage} --merge: missing shard outputs {missing}")
-    table = merge_shards([pq.read_table(p) for p in parts], schema=schema)
+        raise ShardError(f"{stage} --merge: missing shard outputs {missing} (run {stage}_shard@K for each)")
+    for k, part in enumerate(parts):
+        keys = pq.read_table(part, columns=["source", "id"]).to_pydict()
+        stray = next(((s, i) for s, i in zip(keys["source"], keys["id"]) if shard_of(s, i, shards) != k), None)
+        if stray:
+            raise ShardError(f"{stage} --merge: {part} holds tweet {stray} of another shard: it was written "
+                             f"with other {stage}.shards than {list(range(shards))}; re-run {stage}_shard@{k}")
+    table = merge_files(list(parts), list(rejects), data / f"{stem}.parquet", data / f"{rejects_stem}.csv", schema)
     if table.num_rows != n_tweets:
         raise ShardError(f"{stage} --merge: shards hold {table.num_rows} rows but tweets.parquet has {n_tweets}")
-    pq.write_table(table, data / f"{stem}.parquet")
-    merge_rejects(list(rejects),
-                  data / f"{rejects_stem}.csv")
     return f"{stage}: merged {shards} shards -> {data / f'{stem}.parquet'} ({table.num_rows} rows)"
+
+
+class Processes:
+    """The processes of one run. Under `accelerate launch --num_processes P` (or torchrun: WORLD_SIZE
+    > 1) process i takes rows i, i+P, ... of the run's sorted rows (by position: a split by the key's
+    hash would give a shard's rows all to one process when P and N share a factor), writes its part,
+    and process 0 merges the parts into the run's output. A plain run is one process that writes it."""
+
+    def __init__(self):
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from datetime import timedelta
+
+            import torch
+            from accelerate import PartialState
+
+            # gloo on CPU, nccl on GPUs; a long timeout: processes wait at the barrier for the slowest
+            self.state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=24))
+        self.index = self.state.process_index if self.state else 0
+        self.count = self.state.num_processes if self.state else 1
+
+    @property
+    def device(self) -> str | None:
+        """This process's GPU under a launch on a CUDA machine (cuda:<local rank>), else None."""
+        return str(self.state.device) if self.state and self.state.device.type == "cuda" else None
+
+    def take(self, rows: list) -> list:
+        return rows[self.index::self.count]
+
+    def label(self, shard: int | None, shards: int) -> str:
+        """What this run covers, for the stage's summary line."""
+        what = "all rows" if shard is None else f"shard {shard} of {shards}"
+        return what + (f", process {self.index} of {self.count}" if self.count > 1 else "")
+
+    def write(self, table, rejects: list[dict], out: Path, rejects_out: Path, schema) -> None:
+        import pyarrow.parquet as pq
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if self.count == 1:
+            pq.write_table(table, out)
+            write_rejects(rejects_out, rejects)
+            return
+        parts = [out.with_name(f".{out.stem}-part{i}-of-{self.count}.parquet") for i in range(self.count)]
+        rej_parts = [p.with_suffix(".csv") for p in parts]
+        pq.write_table(table, parts[self.index])
+        write_rejects(rej_parts[self.index], rejects)
+        self.state.wait_for_everyone()
+        if self.index == 0:
+            merge_files(parts, rej_parts, out, rejects_out, schema)
+            for p in parts + rej_parts:
+                p.unlink()
+        self.state.wait_for_everyone()  # no process ends before the output exists
 
 
 def readable_items(r: "Row", errors: dict, reasons: list, rejects: list) -> list:
