@@ -7,12 +7,16 @@ it). Target: >= 100 tweets/s batched, with the ranges (likes_low, likes_high) co
 Checks that one-at-a-time predictions equal the batched ones (log1p likes within 1e-6); with a
 reference .npy (likes of the same rows saved by an earlier version: `--save` writes one), that the
 batched predictions equal it too, so a speed-up is shown not to change the predictions. Also times the
-same batched call with the classifier and the sentence encoder one after the other (Predictor.overlap
-off) and prints the ratio.
+same batched call on the torch path (encoder.runtime torch, the bundle's inference_dtype: what
+predict-likes ran before the ONNX runtime) and prints the ratio. Every timed call starts cold: no
+embedding memoised in the process or in the embedding cache (a fresh folder; the exports are made
+by the warm-up call, once per model, as a first predict-likes run makes them).
+Issue 16 target: >= 300 tweets/s batched on 2 idle cores.
 """
 
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,8 +25,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # on log1p(likes): float32 inference is exact whatever the batch; bfloat16 (train_like_classifier.
 # inference_dtype) rounds each op's result, so a row's prediction moves with its batch's padding
 # (measured: 9.7e-3 with the sample's deploy fit, 1.0e-2 with all the shared data's, just past the
-# tolerance there and flagged DIFFERENT: 1% of the likes; float32 removes it at ~1.5x the cost)
-TOL = {"float32": 1e-6, "bfloat16": 1e-2}
+# tolerance there and flagged DIFFERENT: 1% of the likes; float32 removes it at ~1.5x the cost).
+# The ONNX runtimes run each text on its own: a row's prediction cannot depend on the batch.
+TOL = {"float32": 1e-6, "bfloat16": 1e-2, "onnx": 1e-6, "onnx-int8": 1e-6}
 
 
 def main(models: str = "models", path: str = "data/sample/official/behaviour_simulation_test_time.xlsx", rows: str = "1000",
@@ -43,38 +48,45 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     t0 = time.perf_counter()
     pred = behaviour.Predictor(models, num_threads=2)
     t_load = time.perf_counter() - t0
-    dtype = pred.p.get("inference_dtype") or "float32"
+    bundled = pred.p.get("encoder") or {"runtime": "torch", "workers": 2}
+    cache = tempfile.mkdtemp(prefix="bench_predict_likes_")
+    pred.p = {**pred.p, "encoder": {**bundled, "cache_dir": cache}}  # not the repo's cache: cold runs
+    runtime = bundled["runtime"]
+    dtype = runtime if runtime != "torch" else pred.p.get("inference_dtype") or "float32"
     tol = TOL[dtype]
-    pred.predict(table.tail(8))  # warm-up (first tokenizer / kernel calls)
-    # the sentence embeddings are memoised by text: start each timed run cold, as a fresh process is
-    embed.clear_cache()
+    pred.predict(table.tail(8))  # warm-up (first tokenizer / kernel calls, the ONNX exports)
+    # embeddings are memoised by text in the process and in the cache: start each timed run cold
+    embed.clear_cache(cache)
     t0 = time.perf_counter()
     out, low, high = pred.predict_with_range(table)  # what predict-likes calls (ranges on)
     t_batch = time.perf_counter() - t0
     split = dict(pred.timings)  # this batched call's seconds by step, measured inside predict
-    # the same call with the two transformer passes one after the other on two threads (the old path)
-    pred.overlap = False
-    embed.clear_cache()
+    # the same call on the torch path (the two passes side by side, one torch thread each)
+    onnx_p = pred.p
+    pred.p = {**onnx_p, "encoder": {**onnx_p["encoder"], "runtime": "torch"}}
+    torch_dtype = pred.p.get("inference_dtype") or "float32"
+    pred.predict(table.tail(8))
+    embed.clear_cache(cache)
     t0 = time.perf_counter()
     seq, _, _ = pred.predict_with_range(table)
     t_seq = time.perf_counter() - t0
-    pred.overlap = True
+    pred.p = onnx_p
     n1 = min(50, len(table))
     one = []
-    embed.clear_cache()
+    embed.clear_cache(cache)
     t0 = time.perf_counter()
     for i in range(n1):
         one.append(pred.predict(table.iloc[[i]])[0])
     t_one = time.perf_counter() - t0
     print(f"read {len(table)} rows from {path}: {t_read:.2f}s")
-    print(f"load artefacts: {t_load:.2f}s; inference dtype {dtype}")
+    print(f"load artefacts: {t_load:.2f}s; encoder runtime {runtime} (bundle), inference {dtype}")
     print(f"ranges: likes_low <= likes <= likes_high on every row: {bool(((low <= out) & (out <= high)).all())}; "
           f"median (1 + high) / (1 + low) {np.median((1 + high) / (1 + low)):.1f}")
     print(f"batched, with ranges: {len(table) / t_batch:.1f} tweets/s ({t_batch:.2f}s for {len(table)}); "
           f"one at a time: {n1 / t_one:.1f} tweets/s; ratio batched/one-by-one {(len(table) / t_batch) / (n1 / t_one):.1f}x")
-    print(f"classifier and sentence encoder side by side, one thread each: {len(table) / t_batch:.1f} tweets/s; one after "
-          f"the other on two threads: {len(table) / t_seq:.1f} tweets/s; ratio {t_seq / t_batch:.2f}x; max |diff log1p likes| "
-          f"{np.abs(np.log1p(seq) - np.log1p(out)).max():.1e}")
+    print(f"{runtime}: {len(table) / t_batch:.1f} tweets/s; torch ({torch_dtype}, the path before the ONNX runtime): "
+          f"{len(table) / t_seq:.1f} tweets/s; ratio {t_seq / t_batch:.2f}x; max |diff log1p likes| "
+          f"{np.abs(np.log1p(seq) - np.log1p(out)).max():.1e}, median {np.median(np.abs(np.log1p(seq) - np.log1p(out))):.1e}")
     print("share of batched time: " + ", ".join(f"{k} {v / t_batch:.0%}" for k, v in split.items())
           + " (the classifier's and the encoder's own seconds: side by side, they overlap)")
     gap = np.abs(np.log1p(np.array(one)) - np.log1p(out[:n1])).max()
@@ -88,8 +100,8 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
             raise SystemExit(f"{reference}: {ref.shape[0]} predictions, this run made {out.shape[0]}")
         gap = np.abs(np.log1p(ref) - np.log1p(out)).max()
         print(f"vs {reference}: max |diff log1p likes| {gap:.1e} ({'OK' if gap <= tol else 'DIFFERENT'})")
-    print(f"predicted likes: median {np.median(out):.0f}, mean {np.mean(out):.0f}; target >= 100 tweets/s with ranges: "
-          f"{'MET' if len(table) / t_batch >= 100 else 'NOT MET'}")
+    print(f"predicted likes: median {np.median(out):.0f}, mean {np.mean(out):.0f}; target >= 300 tweets/s with ranges: "
+          f"{'MET' if len(table) / t_batch >= 300 else 'NOT MET'}")
 
 
 if __name__ == "__main__":

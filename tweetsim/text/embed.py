@@ -69,9 +69,13 @@ def inference_autocast(dtype: str | None = "float32"):
 _memo: dict[tuple, np.ndarray] = {}  # stages embed the same tweets for every regime and model
 
 
-def clear_cache() -> None:
-    """Forget memoised embeddings (benchmarks time cold calls; a long-lived server can bound memory)."""
+def clear_cache(store: str | None = None) -> None:
+    """Forget memoised embeddings (benchmarks time cold calls; a long-lived server can bound memory);
+    with `store` (an encoder.cache_dir), empty its embeddings.sqlite too."""
     _memo.clear()
+    if store is not None:
+        with _store_lock, _store(store) as con:
+            con.execute("DELETE FROM emb")
 
 
 _store_lock = threading.Lock()
