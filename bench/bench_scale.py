@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,7 +108,8 @@ def run_stage(cmd: str, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
     peak, done = [0], threading.Event()
     t0 = time.perf_counter()
     with open(log, "wb") as f:
-        p = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        # own process group: an interrupted bench stops the stage's whole tree with it
+        p = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
         def poll():  # the tree's summed RSS, for stages whose work runs in child processes
             while psutil and not done.wait(0.2):
@@ -119,7 +121,11 @@ def run_stage(cmd: str, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
 
         watcher = threading.Thread(target=poll, daemon=True)
         watcher.start()
-        _, status, usage = os.wait4(p.pid, 0)  # ru_maxrss: largest process of the tree (KiB on Linux)
+        try:
+            _, status, usage = os.wait4(p.pid, 0)  # ru_maxrss: largest process of the tree (KiB on Linux)
+        except BaseException:
+            os.killpg(p.pid, signal.SIGTERM)
+            raise
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
         done.set()
@@ -144,19 +150,21 @@ def bench_one(k: int, source: Path, stages: list[str] | None, keep: bool) -> lis
     env = {**os.environ, "PYTHONPATH": str(repo), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     (work / "logs").mkdir()
     rows, n = [], 0
-    for name, cmd in stage_order(repo, stages):
-        wall, rss = run_stage(cmd, repo, env, work / "logs" / f"{name}.log")
-        if name == "download":
-            import pyarrow.parquet as pq
+    try:
+        for name, cmd in stage_order(repo, stages):
+            wall, rss = run_stage(cmd, repo, env, work / "logs" / f"{name}.log")
+            if name == "download":
+                import pyarrow.parquet as pq
 
-            n = pq.read_metadata(repo / "data" / "tweets.parquet").num_rows
-        rows.append({"k": k, "stage": name, "rows": n, "wall_s": round(wall, 2),
-                     "rows_per_s": round(n / wall, 1), "peak_rss_mib": round(rss)})
-        print(f"K={k} {name:28s} {wall:9.1f} s {rss:8.0f} MiB {n / wall:10.1f} rows/s", flush=True)
-    if keep:
-        print(f"K={k}: workspace kept in {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
+                n = pq.read_metadata(repo / "data" / "tweets.parquet").num_rows
+            rows.append({"k": k, "stage": name, "rows": n, "wall_s": round(wall, 2),
+                         "rows_per_s": round(n / wall, 1), "peak_rss_mib": round(rss)})
+            print(f"K={k} {name:28s} {wall:9.1f} s {rss:8.0f} MiB {n / wall:10.1f} rows/s", flush=True)
+    finally:
+        if keep:
+            print(f"K={k}: workspace kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
