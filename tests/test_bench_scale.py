@@ -1,0 +1,45 @@
+"""bench/bench_scale.py's replicated data set: K distinct-named copies with distinct texts, captions
+files still named after their tweet file, and download's loader reading K times the rows."""
+
+import importlib.util
+
+import pandas as pd
+
+from conftest import ROOT, SAMPLE
+from tweetsim.data.load import discover, load_sources
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "bench" / "bench_scale.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_replicate_k_copies(tmp_path, sample_table):
+    k = 2
+    counts = _bench().replicate(SAMPLE, tmp_path, k)
+    inv = discover(tmp_path)
+    assert counts == {"tweet_files": len(inv.tweets), "caption_files": len(inv.captions), "side_tables": 2}
+    assert len(inv.stats) == len(inv.profiles) == 1  # side tables once: the copies share the accounts
+    stems = [p.stem for p in inv.tweets]
+    assert len(stems) == len(set(stems)) == k * len(discover(SAMPLE).tweets)
+    for cap in inv.captions:  # each captions file still joins to its own copy's tweet file
+        owners = [s for s in stems if cap.stem.startswith(f"{s}_captions")]
+        assert len(owners) == 1 and owners[0].split("_")[0] == cap.stem.split("_")[0]
+
+    table, rejects, total = load_sources(tmp_path)
+    assert len(rejects) == 0 and total == len(table) == k * len(sample_table)
+    assert table["caption"].notna().sum() == k * sample_table["caption"].notna().sum()
+    copy0 = table[table["source"].str.startswith("copy0_")].reset_index(drop=True)
+    copy1 = table[table["source"].str.startswith("copy1_")].reset_index(drop=True)
+    # copy 0 is the source as download reads it (csv instead of xlsx changes no value)
+    pd.testing.assert_frame_equal(copy0.assign(source=copy0["source"].str.removeprefix("copy0_")),
+                                  sample_table.reset_index(drop=True))
+    # copy 1: every text marked (no text shared with copy 0), ids shifted, the rest unchanged
+    assert not set(copy1["content"].dropna()) & set(copy0["content"].dropna())
+    assert (copy1["content"].dropna() == copy0["content"].dropna() + " copy1").all()
+    assert (copy1["caption"].dropna() == copy0["caption"].dropna() + " copy1").all()
+    assert (copy1["id"] == copy0["id"] + _bench().ID_STRIDE).all()
+    same = ["date", "likes", "username", "company", "n_media", "followers"]
+    pd.testing.assert_frame_equal(copy1[same], copy0[same])
