@@ -11,7 +11,6 @@ from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, model_paths
 from tweetsim.likes.classifier import predict_proba, verbalise
 from tweetsim.likes.fit import embed_texts, encoder_of, tabular
-from tweetsim.text.runtime import EncoderConfig
 
 
 # Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
@@ -141,8 +140,8 @@ class Predictor:
         embed = (lambda: embed_texts(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
         # torch: side by side only when both passes have work (best-time: 168 lines, one text to embed); the
         # ONNX runtime already runs each pass on `encoder.workers` sessions side by side
-        onnx = (encoder_of(self.p) or EncoderConfig("torch", 1, "")).onnx
-        if self.overlap and not onnx and self.num_threads >= 2 and min(len(rows), len(set(to_embed))) > SMALL_CALL_ROWS:
+        enc = encoder_of(self.p)
+        if self.overlap and not (enc and enc.onnx) and self.num_threads >= 2 and min(len(rows), len(set(to_embed))) > SMALL_CALL_ROWS:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)
