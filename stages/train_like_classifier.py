@@ -1,5 +1,6 @@
-"""train_like_classifier: per regime, fine-tune the like-bucket classifier on verbalised tweets and
-write the regressors' feature table (tabular features + the classifier's bucket probabilities).
+"""train_like_classifier: per regime, fit the like-bucket classifier (`classifier`: a head on the sentence
+embeddings, or a transformer fine-tuned on verbalised tweets) and write the regressors' feature table
+(tabular features + the classifier's bucket probabilities).
 
 Writes models/like_classifier/<regime>/ (model + feature state), data/likes/features.parquet
 (`regime,source,id,side,likes,bucket` + features, every row with likes), dvclive/like_classifier/<regime>/
@@ -49,7 +50,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             feats, s = fit_regime(sup, regime, p, out, emb, side_stats, context, live=live, progress=p["progress"])
         parts.append(feats)
         summary[regime] = {k: v for k, v in s.items() if k != "history"}
-        print(f"train_like_classifier {regime}: {int((feats['side'] == 'train').sum())} training rows, {s['steps']} steps, "
+        how = f"{s['steps']} steps" if p["classifier"] == "finetune" else f"embedding head, {s['crossfit_folds']} folds"
+        print(f"train_like_classifier {regime}: {int((feats['side'] == 'train').sum())} training rows, {how}, "
               f"bucket accuracy val {s['val_accuracy']}, test {s['test_accuracy']}")
     (data / "likes").mkdir(parents=True, exist_ok=True)
     pd.concat(parts, ignore_index=True).to_parquet(data / "likes" / "features.parquet", index=False)

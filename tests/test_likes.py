@@ -147,8 +147,11 @@ def test_pipeline_trains_to_completion(trained, fixture_data):
     smeared = pd.read_parquet(data / "predictions" / "likes" / "bucket_xgb_argmax.parquet")["pred_likes"]
     raw = pd.read_parquet(data / "predictions" / "likes" / "bucket_xgb_argmax_nosmear.parquet")["pred_likes"]
     assert (smeared >= raw - 1e-9).all()  # smearing factors are >= 1 (Jensen)
-    curves = root / "dvclive" / "random" / "plots" / "metrics" / "train_loss.tsv"
-    assert curves.exists() and len(curves.read_text().splitlines()) >= 2
+    # the default classifier is the head on the embeddings: its val figures are logged, no transformer is saved
+    curves = root / "dvclive" / "random" / "plots" / "metrics" / "val_loss.tsv"
+    assert curves.exists() and len(curves.read_text().splitlines()) == 2
+    folder = models / "like_classifier" / "random"
+    assert (folder / "head.npz").exists() and not (folder / "model.safetensors").exists()
     assert set(pd.read_csv(root / "plots" / "confusion.csv").columns) == {"regime", "actual_bucket", "predicted_bucket"}
     bundle = json.loads((models / "likes" / "bundle.json").read_text())
     assert bundle["regime"] == "random" and (models / "like_classifier" / "random" / "state.json").exists()
@@ -176,6 +179,65 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
         first = pd.read_parquet(tmp / "data" / "predictions" / "likes" / name)
         second = pd.read_parquet(again_data / "predictions" / "likes" / name)
         pd.testing.assert_frame_equal(first[first["regime"] == "random"].reset_index(drop=True), second, check_exact=True)
+
+
+def test_finetune_classifier_mode(fixture_data, tmp_path):
+    """`classifier: finetune` (the transformer fine-tuned on verbalised lines) trains, logs its curves, saves
+    the transformer, and the Predictor reads it back with the probabilities the trees were fitted on."""
+    import yaml
+
+    from tweetsim.likes.predictor import Predictor
+
+    tmp, params = fixture_data
+    p = yaml.safe_load(params.read_text())
+    p["split"]["regimes"] = ["random"]
+    p["deploy_likes"]["intervals"] = {"known_brand": "random", "new_brand": None}
+    p["train_like_classifier"]["classifier"] = "finetune"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in ("tweets.parquet", "splits.parquet"):
+        (data / f).write_bytes((tmp / "data" / f).read_bytes())
+    models = _run_pipeline(tmp_path, path, data)
+    curves = tmp_path / "dvclive" / "random" / "plots" / "metrics" / "train_loss.tsv"
+    assert curves.exists() and len(curves.read_text().splitlines()) >= 2
+    folder = models / "like_classifier" / "random"
+    assert (folder / "model.safetensors").exists() and not (folder / "head.npz").exists()
+    pred = Predictor(models, models_of="random")
+    assert pred.head is None
+    likes, _ = pred.predict_with_probs(pd.read_parquet(data / "tweets.parquet").head(5))
+    cls = pred.last_features[[f"p_bucket{k}" for k in range(5)]].to_numpy()
+    assert np.isfinite(likes).all() and np.allclose(cls.sum(1), 1, atol=1e-5) and len(np.unique(cls.round(6), axis=0)) > 1
+    p["train_like_classifier"]["classifier"] = "fine-tune"
+    path.write_text(yaml.safe_dump(p))
+    with pytest.raises(ValueError, match="train_like_classifier.classifier.*finetune"):
+        stage("train_like_classifier").main(str(path), str(data), str(tmp_path / "m2"), str(tmp_path / "l2"), str(tmp_path / "x2"))
+
+
+def test_embedding_head_out_of_fold_and_absent_buckets(tmp_path):
+    from tweetsim.likes.classifier import EmbeddingHead, crossfit_folds, head_probs
+
+    rng = np.random.default_rng(0)
+    n = 120
+    emb = rng.normal(size=(n, 6)).astype(np.float32)
+    labels = (emb[:, 0] > 0).astype(int) * 2  # buckets 0 and 2; 1, 3, 4 never seen
+    groups = np.array([f"@a{i % 12}" for i in range(n)])
+    tr = np.arange(n) < 90
+    p = {"head_c": 1.0, "class_weights": True, "max_class_weight": 10.0, "crossfit_folds": 3, "seed": 13}
+    head, probs, k = head_probs(emb, labels, groups, tr, p, 5)
+    assert k == 3 and probs.shape == (n, 5) and np.allclose(probs.sum(1), 1, atol=1e-6)
+    assert (probs[:, [1, 3, 4]] == 0).all() and np.mean(probs.argmax(1) == labels) > 0.9
+    assert np.array_equal(probs[~tr], head.predict_proba(emb[~tr]))  # val/test rows: the full head
+    fold = crossfit_folds(groups[tr], labels[tr], 3, 13)
+    held = np.flatnonzero(tr)[fold == 0]
+    other = np.flatnonzero(tr)[fold != 0]
+    assert np.array_equal(probs[held], EmbeddingHead.fit(emb[other], labels[other], 5, p).predict_proba(emb[held]))
+    assert not np.allclose(probs[held], head.predict_proba(emb[held]))  # out of fold, not the full head's
+    head.save(tmp_path / "head.npz")
+    assert np.array_equal(EmbeddingHead.load(tmp_path / "head.npz").predict_proba(emb), head.predict_proba(emb))
+    again = head_probs(emb, labels, groups, tr, p, 5)[1]
+    assert np.array_equal(again, probs)
 
 
 def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):

@@ -29,7 +29,7 @@ from tweetsim.likes import features as F
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 # the classifier params the Predictor needs at inference, copied into bundle.json
 BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length",
-                 "inference_dtype", "use_text", "encoder")
+                 "inference_dtype", "use_text", "encoder", "classifier")
 
 
 def classifier_params(params: dict) -> dict:

@@ -1,6 +1,8 @@
 """The like-bucket classifier: bucketing, the verbalised prompt of a tweet, fine-tuning and inference.
 
-A transformer sequence classifier (default: the packaged all-MiniLM-L6-v2; `distilbert-base-uncased`
+Two kinds (`train_like_classifier.classifier`): `head` (default), EmbeddingHead below, a logistic
+regression on the sentence embedding of the tweet's text and media text; and `finetune`: a transformer
+sequence classifier (default: the packaged all-MiniLM-L6-v2; `distilbert-base-uncased`
 or any hub id / folder by params; `tiny-random` builds a tiny randomly initialised BERT for tests)
 reads one line per tweet and predicts its like bucket (log-spaced edges from params). Training runs
 on transformers' Trainer (tweetsim.lm.train), seeded: class-weighted cross-entropy, linear
@@ -14,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 TINY = "tiny-random"
+MODES = ("head", "finetune")  # train_like_classifier.classifier
+HEAD_FILE = "head.npz"  # the EmbeddingHead in a classifier folder (instead of a transformer)
 
 
 def bucketize(likes, edges) -> np.ndarray:
@@ -226,3 +230,71 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
         model.load_state_dict(keep.state)
     model.eval()
     return tok, model, history, keep.step
+
+
+class EmbeddingHead:
+    """The like-bucket classifier as a linear head on the sentence embedding of a tweet's text and media
+    text (features.text_of): multinomial logistic regression (scikit-learn) on standardised vectors,
+    class-weighted as the fine-tuned one. `train_like_classifier.classifier: head`.
+
+    Why: the fine-tuned classifier reads every labelled row once per regime through its own
+    transformer (three passes over 150,000 lines at 300,000 tweets, most of train_like_classifier's
+    time), and learns from a few hundred lines on CPU. The head needs one encoder pass per distinct
+    text, shared through the embedding cache with every stage that embeds and with the PCA features,
+    and it learns from every training row."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray):
+        self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, num_labels: int, p: dict) -> "EmbeddingHead":
+        from sklearn.linear_model import LogisticRegression
+
+        X, y = np.asarray(X, np.float64), np.asarray(y, int)
+        mu, sd = X.mean(0), X.std(0) + 1e-6
+        w = class_weights(y, num_labels, p["max_class_weight"]) if p["class_weights"] else np.ones(num_labels)
+        coef, icpt = np.zeros((num_labels, X.shape[1])), np.full(num_labels, -np.inf)  # a bucket absent from training: p = 0
+        present = np.unique(y)
+        if len(present) == 1:
+            icpt[present[0]] = 0.0
+        else:
+            lr = LogisticRegression(C=float(p["head_c"]), max_iter=1000).fit((X - mu) / sd, y, sample_weight=w[y])
+            w_, b_ = lr.coef_, lr.intercept_
+            if len(present) == 2:  # scikit-learn's binary model is one logit, of the second class against the first
+                w_, b_ = np.vstack([np.zeros_like(w_), w_]), np.concatenate([[0.0], b_])
+            coef[lr.classes_] = w_ / sd  # the standardisation folded into the weights
+            icpt[lr.classes_] = b_ - coef[lr.classes_] @ mu
+        return cls(coef, icpt)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        z = np.asarray(X, np.float64) @ self.coef.T + self.intercept
+        z = np.exp(z - z.max(1, keepdims=True))
+        return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+    def save(self, path) -> None:
+        np.savez(path, coef=self.coef, intercept=self.intercept)
+
+    @classmethod
+    def load(cls, path) -> "EmbeddingHead":
+        with np.load(path) as z:
+            return cls(z["coef"], z["intercept"])
+
+
+def head_probs(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, p: dict,
+               num_labels: int) -> tuple[EmbeddingHead, np.ndarray, int]:
+    """(the head fitted on the training rows, every row's probabilities, folds used). The training rows'
+    probabilities are out of fold (`crossfit_folds` folds of accounts, as the gate and the trees then
+    see on new rows); the other rows' come from the full head."""
+    head = EmbeddingHead.fit(emb[tr], labels[tr], num_labels, p)
+    probs = head.predict_proba(emb)
+    idx = np.flatnonzero(tr)
+    k = min(int(p["crossfit_folds"] or 0), len(np.unique(groups[idx])))
+    if k < 2:
+        print(f"train_like_classifier: NOTE {len(np.unique(groups[idx]))} account(s) among the training rows: "
+              "their head probabilities are in-sample")
+        return head, probs, 0
+    fold = crossfit_folds(groups[idx], labels[idx], k, int(p["seed"]))
+    for f in range(k):
+        probs[idx[fold == f]] = EmbeddingHead.fit(emb[idx[fold != f]], labels[idx[fold != f]], num_labels, p
+                                                  ).predict_proba(emb[idx[fold == f]])
+    return head, probs, k

@@ -8,7 +8,7 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, write_training
-from tweetsim.likes.classifier import bucketize, predict_proba, verbalise
+from tweetsim.likes.classifier import HEAD_FILE, bucketize, head_probs, predict_proba, verbalise
 from tweetsim.lm.save import save_tokenizer
 
 
@@ -20,8 +20,20 @@ def encoder_of(p: dict):
     return EncoderConfig.from_params(p["encoder"]) if p.get("encoder") else None
 
 
+def head_mode(p: dict) -> bool:
+    """Whether the bucket probabilities come from classifier.EmbeddingHead (`classifier: head`), not a
+    fine-tuned transformer; a bundle written before the param existed is fine-tuned."""
+    from tweetsim.likes.classifier import MODES
+
+    mode = p.get("classifier") or "finetune"
+    if mode not in MODES:
+        raise ValueError(f"train_like_classifier.classifier: unknown {mode!r} ({' | '.join(MODES)})")
+    return mode == "head"
+
+
 def embed_texts(texts: list[str], p: dict) -> np.ndarray:
-    if int(p["embed_components"]) <= 0:
+    """The sentence embeddings of `texts` (features.text_of) that the PCA features and the head read."""
+    if int(p["embed_components"]) <= 0 and not head_mode(p):
         return np.zeros((len(texts), 0), np.float32)
     from tweetsim.text import embed
 
@@ -88,6 +100,42 @@ def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr:
     return out
 
 
+def _finetune(table, hist, ctx, labels, tr, va, regime, p, K, live, progress):
+    """The fine-tuned transformer's (tokenizer, model, history, kept step, probabilities, cross-fit folds)."""
+    from tweetsim.likes.classifier import train_classifier
+
+    texts = verbalise(table, hist, int(p["max_chars"]), ctx)
+    tok, model, history, kept = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
+                                                 [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
+    folds = int(p["crossfit_folds"] or 0) if regime in (p["crossfit_regimes"] or []) else 0
+    own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
+    probs = np.zeros((len(texts), K), np.float32)
+    probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),
+                               int(p["eval_batch_size"]), p.get("inference_dtype"), encoder_of(p))
+    if folds > 1:
+        probs[tr] = crossfit_probs(texts, labels, account_groups(table), tr, va, p, K, folds, progress)
+    return tok, model, history, kept, probs, folds
+
+
+def _head_record(probs: np.ndarray, labels: np.ndarray, va: np.ndarray, p: dict, live=None) -> dict:
+    """The head's one history record (step 0): its val loss and accuracy, weighted as the fine-tuned one's."""
+    from tweetsim.likes.classifier import class_weights
+
+    rec = {"step": 0}
+    if va.any():
+        lp = np.log(np.clip(probs[va, labels[va]], 1e-9, 1))
+        w = class_weights(labels[va], probs.shape[1], p["max_class_weight"])[labels[va]]
+        rec.update(val_loss=float(-lp.mean()), val_accuracy=float(np.mean(probs[va].argmax(1) == labels[va])),
+                   val_weighted_loss=float(-(w * lp).sum() / max(w.sum(), 1e-9)))
+    if live is not None:
+        live.step = 0
+        for k, v in rec.items():
+            if k != "step":
+                live.log_metric(k, v)
+        live.next_step()
+    return rec
+
+
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
                context: pd.DataFrame, live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
@@ -95,8 +143,6 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
     `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
     """
-    from tweetsim.likes.classifier import train_classifier
-
     edges = p["bucket_edges"]
     side = table[regime].to_numpy()
     tr = side == "train"
@@ -105,29 +151,26 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
         table = F.hide_like_stats(table)
     hist, tables_test = regime_history(table, regime, p)
     ctx = F.context_features(table, context)
-    texts = verbalise(table, hist, int(p["max_chars"]), ctx)
     labels = bucketize(table["likes"].astype(float), edges)
     K = len(edges)
-    tok, model, history, kept = train_classifier([texts[i] for i in np.flatnonzero(tr)], labels[tr],
-                                           [texts[i] for i in np.flatnonzero(va)], labels[va], p, K, live, progress)
-    folds = int(p["crossfit_folds"] or 0) if regime in (p["crossfit_regimes"] or []) else 0
-    own = ~tr if folds > 1 else np.ones(len(texts), bool)  # cross-fitted: the full model predicts val and test only
-    probs = np.zeros((len(texts), K), np.float32)
-    probs[own] = predict_proba(tok, model, [texts[i] for i in np.flatnonzero(own)], int(p["max_length"]),
-                               int(p["eval_batch_size"]), p.get("inference_dtype"), encoder_of(p))
-    if folds > 1:
-        probs[tr] = crossfit_probs(texts, labels, account_groups(table), tr, va, p, K, folds, progress)
-    pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if emb.shape[1] else F.TextPCA(0)
-    X = tabular(table, hist, ctx, emb, pca, probs)
-    state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
     folder = out / regime
-    model.save_pretrained(folder, safe_serialization=True)
-    save_tokenizer(tok, folder)
+    if head_mode(p):
+        head, probs, folds = head_probs(emb, labels, account_groups(table), tr, p, K)
+        history, kept = [_head_record(probs, labels, va, p, live)], 0
+        folder.mkdir(parents=True, exist_ok=True)
+        head.save(folder / HEAD_FILE)
+    else:
+        tok, model, history, kept, probs, folds = _finetune(table, hist, ctx, labels, tr, va, regime, p, K, live, progress)
+        model.save_pretrained(folder, safe_serialization=True)
+        save_tokenizer(tok, folder)
+    pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if int(p["embed_components"]) > 0 else F.TextPCA(0)
+    X = tabular(table, hist, ctx, emb if pca.k else emb[:, :0], pca, probs)
+    state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
     tables_all = {lv: F.history_table(table, lv) for lv in F.LEVELS}
     state.save(folder, tables_all)
     meta = pd.DataFrame({"regime": regime, "source": table["source"].to_numpy(), "id": table["id"].to_numpy(),
                          "side": side, "likes": table["likes"].astype(float).to_numpy(), "bucket": labels})
-    pred = probs.argmax(1)
+    pred = probs.argmax(1)  # training rows: out-of-fold where cross-fitted
     # the step whose checkpoint was kept (early stopping on val): the deploy fit trains this many steps
     write_training(folder, kept, history[-1]["step"] if history else 0)
     summary = {"steps": history[-1]["step"] if history else 0, "history": history, "crossfit_folds": folds if folds > 1 else 0,

@@ -9,7 +9,7 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, model_paths
-from tweetsim.likes.classifier import predict_proba, verbalise
+from tweetsim.likes.classifier import HEAD_FILE, EmbeddingHead, predict_proba, verbalise
 from tweetsim.likes.fit import embed_texts, encoder_of, tabular
 
 
@@ -73,8 +73,11 @@ class Predictor:
         torch.set_num_threads(num_threads)
         folder = paths["classifier"]
         self.state = FeatureState.load(folder, self.bundle.get("history", "all"))
-        self.tok = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        # the bucket probabilities: a head on the sentence embedding (classifier: head), else the fine-tuned transformer
+        self.head = EmbeddingHead.load(folder / HEAD_FILE) if (folder / HEAD_FILE).exists() else None
+        if self.head is None:
+            self.tok = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         self.regs = [BucketRegressor.load(stem) for stem in paths["regressors"]]
         self.gate = BucketGate.load(paths["gate"]) if self.bundle.get("gate") == "tabular" else None
         self.intervals = Intervals.load(paths["intervals"]) if paths.get("intervals") else None
@@ -117,8 +120,6 @@ class Predictor:
                 self._set_threads(self.num_threads)
 
     def _predict(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from tweetsim.likes.regressor import combine
-
         clock = time.perf_counter
         t0 = clock()
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
@@ -130,14 +131,19 @@ class Predictor:
             rows["ocr_text"] = None
         hist = F.history_features(rows, tables=self.state.tables)
         ctx = F.context_features(rows, self.state.context) if context is None else context.reset_index(drop=True)
+        with_emb = self.head is not None or (self.state.pca.components is not None and self.state.pca.k)
+        to_embed = F.text_of(rows) if with_emb else []
+        embed = (lambda: embed_texts(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
+        if self.head is not None:  # one encoder pass: the head reads the embedding the PCA features read
+            t1 = clock()
+            emb, t_emb = _timed(embed)
+            probs, t_cls = _timed(lambda: self.head.predict_proba(emb))
+            return self._finish(rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb)
         texts = verbalise(rows, hist, int(self.p["max_chars"]), ctx)
         t1 = clock()
         classify = lambda: predict_proba(self.tok, self.model, texts, self.state.max_length,  # noqa: E731
                                          int(self.p["eval_batch_size"]), self.p.get("inference_dtype"),
                                          encoder_of(self.p))
-        with_emb = self.state.pca.components is not None and self.state.pca.k
-        to_embed = F.text_of(rows) if with_emb else []
-        embed = (lambda: embed_texts(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
         # torch: side by side only when both passes have work (best-time: 168 lines, one text to embed); the
         # ONNX runtime already runs each pass on `encoder.workers` sessions side by side
         enc = encoder_of(self.p)
@@ -145,8 +151,15 @@ class Predictor:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)
+        return self._finish(rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb)
+
+    def _finish(self, rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb):
+        """The trees' features, the gate, the mixture and the ranges of `_predict`."""
+        from tweetsim.likes.regressor import combine
+
+        clock = time.perf_counter
         t3 = clock()
-        X = tabular(rows, hist, ctx, emb, self.state.pca, probs)
+        X = tabular(rows, hist, ctx, emb if self.state.pca.k else emb[:, :0], self.state.pca, probs)
         t4 = clock()
         self.last_features = X
         if self.gate is not None:
