@@ -83,6 +83,15 @@ def test_verbalise_and_combine():
         combine(probs, z, np.ones(2), "mean", True)
 
 
+def test_rows_dot_does_not_depend_on_the_batch():
+    X = np.random.default_rng(1).normal(size=(5000, 384)).astype(np.float32)
+    W = np.random.default_rng(2).normal(size=(8, 384)).astype(np.float32)
+    z = F.rows_dot(X, W)
+    assert z.shape == (5000, 8) and np.allclose(z, X @ W.T, atol=1e-4)
+    assert np.array_equal(np.concatenate([F.rows_dot(X[i : i + 1], W) for i in range(0, 5000, 997)]), z[::997])
+    assert F.rows_dot(X[:0], W).shape == (0, 8)
+
+
 def test_text_pca_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
     v = rng.normal(size=(50, 6)).astype(np.float32)

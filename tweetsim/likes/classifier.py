@@ -267,7 +267,9 @@ class EmbeddingHead:
         return cls(coef, icpt)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = np.asarray(X, np.float64) @ self.coef.T + self.intercept
+        from tweetsim.likes.features import rows_dot
+
+        z = rows_dot(np.asarray(X, np.float64), self.coef) + self.intercept  # not BLAS: see rows_dot
         z = np.exp(z - z.max(1, keepdims=True))
         return (z / z.sum(1, keepdims=True)).astype(np.float32)
 

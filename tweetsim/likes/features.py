@@ -248,6 +248,16 @@ def base_features(rows: pd.DataFrame) -> pd.DataFrame:
                         index=rows.index).astype(float)
 
 
+def rows_dot(X: np.ndarray, W: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """X @ W.T computed row by row (an elementwise product and a sum, in chunks to bound memory), not by
+    BLAS: a one-row call (gemv) and a batch (gemm) round differently, and a row's features must not
+    depend on the batch it came in (predict-likes one tweet at a time equals the batch)."""
+    X, W = np.asarray(X), np.asarray(W)
+    if not len(X):
+        return np.zeros((0, W.shape[0]), np.result_type(X, W))
+    return np.concatenate([(X[i : i + chunk, None, :] * W[None]).sum(-1) for i in range(0, len(X), chunk)])
+
+
 class TextPCA:
     """Sentence embeddings reduced to a few components fitted on training rows (the raw 384-d
     vectors overfit the trees)."""
@@ -266,7 +276,7 @@ class TextPCA:
         return self
 
     def transform(self, vecs: np.ndarray) -> pd.DataFrame:
-        z = (vecs - self.mean) @ self.components.T if self.components is not None and len(vecs) else np.zeros((len(vecs), 0))
+        z = rows_dot(vecs - self.mean, self.components) if self.components is not None and len(vecs) else np.zeros((len(vecs), 0))
         return pd.DataFrame(z, columns=[f"emb_pc{i}" for i in range(z.shape[1])]).astype(float)
 
     def save(self, path) -> None:
