@@ -22,7 +22,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     b = fit_deploy(params, data / "tweets.parquet", data / "captions.parquet", data / "ocr.parquet", Path(models_dir),
                    progress=params["train_like_classifier"]["progress"])
     print(f"deploy_likes: fitted on all {b['n_rows']} labelled rows with the settings of regime {d['settings_from']}: "
-          f"{b['classifier_steps']} classifier steps, trees {b['trees']}"
+          + ("the embedding head" if params["train_like_classifier"]["classifier"] == "head" else f"{b['classifier_steps']} classifier steps")
+          + f", trees {b['trees']}"
           + (f", gate {b['gate_trees']} trees" if "gate_trees" in b else "")
           + f"; ranges from {d['intervals']}. No figure of this fit can come from its own rows (all of them are "
           "training rows): evaluate's per-regime tables (metrics/likes.json) are the measure.")
