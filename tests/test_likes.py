@@ -166,21 +166,28 @@ def test_pipeline_trains_to_completion(trained, fixture_data):
     assert bundle["regime"] == "random" and (models / "like_classifier" / "random" / "state.json").exists()
 
 
-def test_same_params_same_predictions(trained, fixture_data, tmp_path):
-    """A second run gives identical predictions. To keep the test short it trains the `random`
-    regime only: regimes are trained independently (each seeded), so its rows must match exactly."""
+def _random_only(fixture_data, tmp_path: Path, **classifier) -> tuple[Path, Path]:
+    """(params, data) in tmp_path: the fixture's rows, the `random` regime only, `classifier` params over."""
     import yaml
 
     tmp, params = fixture_data
     p = yaml.safe_load(params.read_text())
     p["split"]["regimes"] = ["random"]
     p["deploy_likes"]["intervals"] = {"known_brand": "random", "new_brand": None}
-    params_again = tmp_path / "params.yaml"
-    params_again.write_text(yaml.safe_dump(p))
-    again_data = tmp_path / "data"
-    again_data.mkdir()
+    p["train_like_classifier"].update(classifier)
+    path, data = tmp_path / "params.yaml", tmp_path / "data"
+    path.write_text(yaml.safe_dump(p))
+    data.mkdir()
     for f in ("tweets.parquet", "splits.parquet"):
-        (again_data / f).write_bytes((tmp / "data" / f).read_bytes())
+        (data / f).write_bytes((tmp / "data" / f).read_bytes())
+    return path, data
+
+
+def test_same_params_same_predictions(trained, fixture_data, tmp_path):
+    """A second run gives identical predictions. To keep the test short it trains the `random`
+    regime only: regimes are trained independently (each seeded), so its rows must match exactly."""
+    tmp, _ = fixture_data
+    params_again, again_data = _random_only(fixture_data, tmp_path)
     _run_pipeline(tmp_path, params_again, again_data)
     names = sorted(q.name for q in (again_data / "predictions" / "likes").glob("*.parquet"))
     assert len(names) == 4
@@ -192,22 +199,13 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
 
 def test_finetune_classifier_mode(fixture_data, tmp_path):
     """`classifier: finetune` (the transformer fine-tuned on verbalised lines) trains, logs its curves, saves
-    the transformer, and the Predictor reads it back with the probabilities the trees were fitted on."""
+    the transformer, and the Predictor predicts through it; a misspelt mode is named."""
     import yaml
 
     from tweetsim.likes.predictor import Predictor
 
-    tmp, params = fixture_data
-    p = yaml.safe_load(params.read_text())
-    p["split"]["regimes"] = ["random"]
-    p["deploy_likes"]["intervals"] = {"known_brand": "random", "new_brand": None}
-    p["train_like_classifier"]["classifier"] = "finetune"
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(p))
-    data = tmp_path / "data"
-    data.mkdir()
-    for f in ("tweets.parquet", "splits.parquet"):
-        (data / f).write_bytes((tmp / "data" / f).read_bytes())
+    path, data = _random_only(fixture_data, tmp_path, classifier="finetune")
+    p = yaml.safe_load(path.read_text())
     models = _run_pipeline(tmp_path, path, data)
     curves = tmp_path / "dvclive" / "random" / "plots" / "metrics" / "train_loss.tsv"
     assert curves.exists() and len(curves.read_text().splitlines()) >= 2
