@@ -276,7 +276,8 @@ class TextPCA:
         return self
 
     def transform(self, vecs: np.ndarray) -> pd.DataFrame:
-        z = rows_dot(vecs - self.mean, self.components) if self.components is not None and len(vecs) else np.zeros((len(vecs), 0))
+        # k = 0: no components, whatever the vectors (the head's embeddings are there without PCA features)
+        z = rows_dot(vecs - self.mean, self.components) if self.k and self.components is not None and len(vecs) else np.zeros((len(vecs), 0))
         return pd.DataFrame(z, columns=[f"emb_pc{i}" for i in range(z.shape[1])]).astype(float)
 
     def save(self, path) -> None:

@@ -164,7 +164,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
         model.save_pretrained(folder, safe_serialization=True)
         save_tokenizer(tok, folder)
     pca = F.TextPCA(int(p["embed_components"])).fit(emb[tr]) if int(p["embed_components"]) > 0 else F.TextPCA(0)
-    X = tabular(table, hist, ctx, emb if pca.k else emb[:, :0], pca, probs)
+    X = tabular(table, hist, ctx, emb, pca, probs)
     state = FeatureState(edges, p["max_length"], pca, tables_test, side_stats, context, list(X.columns))
     tables_all = {lv: F.history_table(table, lv) for lv in F.LEVELS}
     state.save(folder, tables_all)

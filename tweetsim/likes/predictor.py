@@ -159,7 +159,7 @@ class Predictor:
 
         clock = time.perf_counter
         t3 = clock()
-        X = tabular(rows, hist, ctx, emb if self.state.pca.k else emb[:, :0], self.state.pca, probs)
+        X = tabular(rows, hist, ctx, emb, self.state.pca, probs)
         t4 = clock()
         self.last_features = X
         if self.gate is not None:
