@@ -87,7 +87,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             examples = B.make_examples(tok, rows_tr, hist_tr, feats, has, cfg.max_length, answers, int(p["max_field_chars"]))
             # checkpoints keyed by every param and the encoded data: only an identical interrupted run resumes
             key = llm.fingerprint({"p": p, "vision": enc.id, "format": trainloop.CHECKPOINT_FORMAT, "data": llm.fingerprint(
-                [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"].tolist()} for e in examples])})
+                [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"]} for e in examples])})
             ckpt = Path(p["checkpoint_dir"]) / f"{regime}-{key}" if p.get("checkpoint_dir") else None
             res = B.train(model, tok, examples, cfg, live_dir=Path("dvclive") / "train_behaviour_lm" / regime, progress=p["progress"],
                           checkpoint_dir=ckpt, resume=bool(p["resume"]))

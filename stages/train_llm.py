@@ -70,7 +70,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                  "format": trainloop.CHECKPOINT_FORMAT}  # checkpoints of another training loop never resume
         keyed["cfg"] = {k: v for k, v in cfg.__dict__.items() if enc is not None or k != "projection_lr"}
         if enc is not None:
-            keyed.update(image_prefix=ip, images=llm.fingerprint([ex["feat"].tolist() for ex in examples]))
+            keyed.update(image_prefix=ip, images=llm.fingerprint([ex["feat"] for ex in examples]))
         key = llm.fingerprint(keyed)
         out = Path(models_dir) / "llm" / regime
         for stale in (IP.PROJECTOR_FILE, IP.META_FILE):  # a text-only run must not leave an old projector behind

@@ -4,6 +4,7 @@ checkpoint resume, adapter reload + generation, `tweetsim generate`, the 4-bit g
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -217,3 +218,16 @@ def test_generate_cli_with_missing_optional_columns(tiny_base, tmp_path, capsys)
     assert main(["generate", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o3.csv"),
                  "--params", str(tmp_path / "params.yaml"), "--adapter", str(tmp_path / "adapter")]) == 2
     assert "add --writer lm" in capsys.readouterr().err
+
+
+def test_fingerprint_keys_arrays_by_their_bytes():
+    # checkpoint keys hash image features as arrays (their JSON as floats took gigabytes at 200,000 rows)
+    fingerprint = llm.fingerprint
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    key = fingerprint([{"ids": [1, 2], "feat": a}])
+    assert key == fingerprint([{"ids": [1, 2], "feat": a.copy()}])
+    b = a.copy()
+    b[1, 2] += 1e-3
+    assert len({key, fingerprint([{"ids": [1, 2], "feat": b}]), fingerprint([{"ids": [1, 2], "feat": a.astype(np.float64)}]),
+                fingerprint([{"ids": [1, 2], "feat": a.reshape(3, 2)}]), fingerprint([{"ids": [1, 3], "feat": a}])}) == 5
+    assert fingerprint(a.T) == fingerprint(np.ascontiguousarray(a.T))  # a strided view keys by its values

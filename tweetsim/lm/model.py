@@ -254,7 +254,15 @@ class TrainConfig:
 
 
 def fingerprint(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_keyable).encode()).hexdigest()[:16]
+
+
+def _keyable(obj):
+    # an array by its digest: the JSON of 200,000 image features as Python floats took gigabytes
+    if isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        return {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+    return str(obj)
 
 
 def train_lora(model, tok, examples: list[dict], cfg: TrainConfig, out_dir: str | Path,
