@@ -24,7 +24,8 @@ it (foreach/matrix included, asked of DVC's own stage graph) is run as a plain s
 order (not through `dvc repro`: no DVC cache, no hashing of outputs in the time), and for each:
 - wall seconds of the command;
 - peak RSS in MiB: the largest of the largest single process of its tree (os.wait4's ru_maxrss)
-  and the sum over the tree polled every 0.2 s (psutil), for stages that start helper processes;
+  and the tree's memory polled every 0.2 s (psutil), for stages that start helper processes: the
+  sum of each process's PSS, where a page shared by forked processes counts once (split among them);
 - rows/s: rows of data/tweets.parquet / wall seconds;
 - scale: (wall at K / wall at the smallest K) / (K / smallest K): 1.0 is linear, above is super-linear.
 `--stages` runs the named stages and every stage they depend on (those are timed too); a name
@@ -111,11 +112,12 @@ def run_stage(cmd: str, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
         # own process group: an interrupted bench stops the stage's whole tree with it
         p = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
-        def poll():  # the tree's summed RSS, for stages whose work runs in child processes
+        def poll():  # the tree's summed PSS, for stages whose work runs in child processes
             while psutil and not done.wait(0.2):
                 try:
                     procs = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
-                    peak[0] = max(peak[0], sum(q.memory_info().rss for q in procs if q.is_running()))
+                    # PSS, not RSS: forked workers share their parent's pages, which RSS would count once per process
+                    peak[0] = max(peak[0], sum(q.memory_full_info().pss for q in procs if q.is_running()))
                 except psutil.Error:
                     pass
 

@@ -43,3 +43,19 @@ def test_replicate_k_copies(tmp_path, sample_table):
     assert (copy1["id"] == copy0["id"] + _bench().ID_STRIDE).all()
     same = ["date", "likes", "username", "company", "n_media", "followers"]
     pd.testing.assert_frame_equal(copy1[same], copy0[same])
+
+
+def test_peak_memory_counts_forked_pages_once_and_separate_processes_each(tmp_path):
+    """run_stage's peak: a forked child sharing its parent's 200 MiB adds little (PSS), two processes
+    holding 150 MiB each add up."""
+    import sys
+
+    alloc = "b = b'x' * ({mib} * 2**20); import time; time.sleep(3)"  # long enough that the two processes of `apart` overlap on busy cores
+    forked = ("import os, time; b = b'x' * (200 * 2**20); pid = os.fork(); time.sleep(3); "
+              "os._exit(0) if pid == 0 else os.waitpid(pid, 0)")
+    run = _bench().run_stage
+    _, shared = run(f'{sys.executable} -c "{forked}"', tmp_path, None, tmp_path / "forked.log")
+    _, apart = run(f'{sys.executable} -c "{alloc.format(mib=150)}" & {sys.executable} -c "{alloc.format(mib=150)}"; wait',
+                   tmp_path, None, tmp_path / "apart.log")
+    assert 200 <= shared < 300, shared  # RSS summed over the two processes would give over 400
+    assert apart >= 300, apart

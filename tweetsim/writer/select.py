@@ -11,6 +11,7 @@ like the others an account would post at that time with that media (minimum Baye
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,53 @@ def share_pools(records: list[dict], metas: list[dict], cands: list[np.ndarray],
     return groups
 
 
+@dataclass
+class _Job:
+    """What `Selector.score` hands its workers: the selector and, per row, its candidates and inputs."""
+    selector: "Selector"
+    records: list
+    metas: list
+    cands: list
+    cap: list
+    drafts: list | None
+    truth: textsim.Encoded | None
+
+
+CHUNK_ROWS = 256   # rows a worker scores per task: big enough that passing the results back is cheap
+_FORKED: _Job | None = None  # the job forked workers inherit: the pool (gigabytes at 300,000 tweets) is never pickled
+
+
+def _forked(groups: list[list[int]]) -> list[tuple[int, Scored]]:
+    return _FORKED.selector._groups(_FORKED, groups)
+
+
+def _in_workers(job: _Job, groups: list[list[int]], workers: int):
+    """Yields `job.selector._groups` of consecutive chunks of `groups` (about CHUNK_ROWS rows each),
+    in order, computed by `workers` forked processes. A row's Scored depends on its own group only,
+    so the results are the same, bit for bit, whatever the number of workers. One worker, one
+    chunk, or no fork (not Linux): in this process."""
+    chunks, cur, n = [], [], 0
+    for g in groups:
+        cur.append(g)
+        n += len(g)
+        if n >= CHUNK_ROWS:
+            chunks.append(cur)
+            cur, n = [], 0
+    if cur:
+        chunks.append(cur)
+    if workers <= 1 or len(chunks) < 2 or "fork" not in mp.get_all_start_methods():
+        for c in chunks:
+            yield job.selector._groups(job, c)
+        return
+    global _FORKED
+    _FORKED = job
+    try:
+        with mp.get_context("fork").Pool(min(workers, len(chunks))) as procs:
+            yield from procs.imap(_forked, chunks)
+    finally:
+        _FORKED = None
+
+
 def _rank(x: np.ndarray) -> np.ndarray:
     """0 for the smallest value, 1 for the next (ties in order), NaN where x is NaN."""
     out = np.full(len(x), np.nan)
@@ -185,22 +233,31 @@ class Selector:
                 cap.append(c)
         out: list[Scored | None] = [None] * len(rows)
         bar = tqdm(total=len(rows), desc=progress, disable=progress is None, mininterval=5)
-        for group in share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
-                                 [bool(drafts is not None and drafts[r]) for r in range(len(rows))]):
-            union = np.unique(np.concatenate([cands[r][0] for r in group]))
-            shared = textsim.similarity(*(2 * [pool.enc.rows(union)]), self.components) if len(group) > 1 else None
+        groups = share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
+                             [bool(drafts is not None and drafts[r]) for r in range(len(rows))])
+        for part in _in_workers(_Job(self, records, metas, cands, cap, drafts, truth_enc), groups, int(self.p["workers"])):
+            for r, scored in part:
+                out[r] = scored
+            bar.update(len(part))
+        bar.close()
+        return out
+
+    def _groups(self, job: "_Job", groups: list[list[int]]) -> list[tuple[int, Scored]]:
+        """(row, Scored) for the rows of `groups`; a group's similarities are computed once, on the union of its pools."""
+        got = []
+        for group in groups:
+            union = np.unique(np.concatenate([job.cands[r][0] for r in group]))
+            shared = textsim.similarity(*(2 * [self.pool.enc.rows(union)]), self.components) if len(group) > 1 else None
             for r in group:
-                ix, flags = cands[r]
+                ix, flags = job.cands[r]
                 sims = None
                 if shared is not None:
                     pos = np.searchsorted(union, ix)
                     sims = {c: m[np.ix_(pos, pos)] for c, m in shared.items()}
-                out[r] = self._features(records[r], metas[r], ix, flags, sims, cap[r],
-                                        drafts[r] if drafts is not None else None,
-                                        truth_enc.rows([r]) if truth_enc is not None else None)
-                bar.update(1)
-        bar.close()
-        return out
+                got.append((r, self._features(job.records[r], job.metas[r], ix, flags, sims, job.cap[r],
+                                              job.drafts[r] if job.drafts is not None else None,
+                                              job.truth.rows([r]) if job.truth is not None else None)))
+        return got
 
     def _features(self, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, sims: dict | None, cap: np.ndarray,
                   drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None) -> Scored:
