@@ -6,12 +6,15 @@ Likes models are scored on the test rows with likes; a model with a range (`pred
 also gets its coverage and median width (high / low) there. Text models, per regime: `all_rows` scores
 the models that wrote every test row with content on all of them; `shared_rows` scores every
 listed model on the rows all of them wrote (the LMs write a capped draw), so all are compared on
-the same rows; `n` says how many.
+the same rows; `n` says how many. The n-gram scores run in `evaluate.workers` forked processes.
 usage: python stages/evaluate.py [params.yaml] [data] [metrics]
 """
 
 import json
+import multiprocessing as mp
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.text import embed
 from tweetsim.text.runtime import EncoderConfig
-from tweetsim.text.metrics import interval_metrics, likes_metrics, text_metrics, to_json_safe
+from tweetsim.text.metrics import embedding_cosine, interval_metrics, likes_metrics, text_metrics, to_json_safe
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
@@ -33,9 +36,10 @@ def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _text_blocks(refs: pd.DataFrame, preds: dict[str, pd.DataFrame], encode) -> dict:
-    """`all_rows`: the models that predicted every test row with content, scored on all of them;
-    `shared_rows`: every model on the rows all of them predicted (the LMs are capped to a draw)."""
+def _text_jobs(refs: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> dict:
+    """{block: {model: (references, written)}}: `all_rows`: the models that predicted every test row
+    with content, on all of them; `shared_rows`: every model on the rows all of them predicted (the
+    LMs are capped to a draw)."""
     keys = refs.set_index(["source", "id"]).index
     covered = {n: keys.isin(p.set_index(["source", "id"]).index) for n, p in preds.items()}
     blocks = {"all_rows": [n for n in preds if covered[n].all()], "shared_rows": list(preds)}
@@ -48,8 +52,26 @@ def _text_blocks(refs: pd.DataFrame, preds: dict[str, pd.DataFrame], encode) -> 
         out[block] = {}
         for name in names:
             m = rows.merge(preds[name], on=["source", "id"], how="left")
-            out[block][name] = text_metrics(m["content"].astype(str).tolist(),
-                                            m["pred_content"].fillna("").astype(str).tolist(), encode=encode)
+            out[block][name] = (m["content"].astype(str).tolist(), m["pred_content"].fillna("").astype(str).tolist())
+    return out
+
+
+def _score_texts(jobs: dict, encode, workers: int) -> dict:
+    """text_metrics of every (regime, block, model) in `jobs`: the n-gram scores (pure Python, the
+    stage's slow part at 300,000 tweets) in `workers` forked processes, each pair on its own, so the
+    figures do not depend on the number of workers; the embedding cosine here, where the encoder and
+    its cache are."""
+    keys = [(r, b, n) for r, blocks in jobs.items() for b, models in blocks.items() for n in models]
+    pairs = [jobs[r][b][n] for r, b, n in keys]
+    lexical = partial(text_metrics, embed=False)
+    if workers > 1 and len(pairs) > 1 and "fork" in mp.get_all_start_methods():
+        with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=mp.get_context("fork")) as ex:
+            scores = list(ex.map(lexical, *zip(*pairs)))
+    else:
+        scores = [lexical(*pair) for pair in pairs]
+    out = {r: {b: {} for b in blocks} for r, blocks in jobs.items()}
+    for (r, b, n), pair, lex in zip(keys, pairs, scores):
+        out[r][b][n] = {**lex, "embedding_cosine": embedding_cosine(*pair, encode)}
     return out
 
 
@@ -62,7 +84,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
     text_preds = {m: _predictions(data, "text", m) for m in p["text_models"]}
     enc = EncoderConfig.from_params(params["encoder"])
     encode = lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)  # noqa: E731
-    likes_res, text_res, text_rows_res = {}, {}, {}
+    likes_res, text_jobs, text_rows_res = {}, {}, {}
     for regime in params["split"]["regimes"]:
         side = table[regime]
         train_median = float(table.loc[(side == "train") & table["likes"].notna(), "likes"].astype(float).median())
@@ -83,7 +105,9 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
                                                             train_median) if sel.any() else {"n": 0}
                                            for k, sel in (("with_text", has_text), ("without_text", ~has_text))}
         refs = table[(side == "test") & table["content"].notna()][["source", "id", "content"]]
-        text_res[regime] = _text_blocks(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()}, encode)
+        text_jobs[regime] = _text_jobs(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()})
+    text_res = _score_texts(text_jobs, encode, int(p["workers"]))
+    for regime in params["split"]["regimes"]:
         print(f"evaluate {regime}: " + "; ".join(
             f"{n} log1p-RMSE {r['rmse_log1p']:.3f} hi/lo {r['high_low_accuracy']:.3f}"
             + (f" range coverage {r['interval_coverage']:.3f} width x{r['interval_width_ratio_median']:.1f}" if "interval_coverage" in r else "")

@@ -158,3 +158,23 @@ def test_target_figures_equal_text_metrics_for_every_list():
         want = text_metrics(refs, hyps, embed=False)
         for k in ("bleu1", "rougeL", "cider"):
             assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
+
+
+def test_evaluate_scores_texts_the_same_in_forked_workers():
+    from stages_helper import stage
+
+    ev = stage("evaluate")
+    rng = np.random.default_rng(0)
+    words = ["new", "shoes", "sale", "<hyperlink>", "live", "stream", "tonight", "zeta", "phones", "happy"]
+    sent = lambda: " ".join(rng.choice(words, rng.integers(0, 7)))  # noqa: E731
+    refs = [sent() or "x" for _ in range(40)]
+    jobs = {r: {"all_rows": {m: (refs, [sent() for _ in refs]) for m in ("a", "b", "c")}, "shared_rows": {}}
+            for r in ("time", "account")}
+
+    def encode(texts):  # a deterministic stand-in: unit vectors from each text's token counts
+        v = np.array([[t.split().count(w) + 1.0 for w in words] for t in texts])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    one, two = ev._score_texts(jobs, encode, 1), ev._score_texts(jobs, encode, 2)
+    assert one == two and set(one["time"]) == {"all_rows", "shared_rows"} and one["time"]["shared_rows"] == {}
+    assert one["account"]["all_rows"]["b"] == text_metrics(*jobs["account"]["all_rows"]["b"], encode=encode)

@@ -106,6 +106,21 @@ class _Tokenizer:
         return tokenize(text)
 
 
+def embedding_cosine(refs: list[str], hyps: list[str], encode: Callable[[list[str]], np.ndarray] | None = None,
+                     hyp_toks: list[list[str]] | None = None) -> float:
+    """`text_metrics`' embedding_cosine on its own (evaluate computes it apart from the n-gram
+    scores, which its workers compute): an empty hypothesis scores 0."""
+    if encode is None:
+        from tweetsim.text.embed import encode
+    if hyp_toks is None:
+        hyp_toks = [tokenize(h) for h in hyps]
+    # The slow part: encode each distinct text once (generations repeat), ordered by length
+    # so each batch pads to a similar length.
+    uniq = sorted(set(refs) | {str(h) for h, t in zip(hyps, hyp_toks) if t}, key=lambda s: (len(s), s))
+    vecs = dict(zip(uniq, np.asarray(encode(uniq), dtype=np.float64)))
+    return float(np.mean([float(vecs[r] @ vecs[str(h)]) if t else 0.0 for r, h, t in zip(refs, hyps, hyp_toks)]))
+
+
 def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
                  encode: Callable[[list[str]], np.ndarray] | None = None) -> dict:
     """Scores of written tweets `hyps` against the real ones `refs` (one reference each).
@@ -150,17 +165,7 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
         for k in rouge:
             rouge[k] += s[k].fmeasure
 
-    cosine = None
-    if embed:
-        if encode is None:
-            from tweetsim.text.embed import encode
-        # The slow part: encode each distinct text once (generations repeat), ordered by length
-        # so each batch pads to a similar length.
-        uniq = sorted(set(refs) | {str(h) for h, t in zip(hyps, hyp_toks) if t}, key=lambda s: (len(s), s))
-        vecs = dict(zip(uniq, np.asarray(encode(uniq), dtype=np.float64)))
-        cos = [float(vecs[r] @ vecs[str(h)]) if t else 0.0 for r, h, t in zip(refs, hyps, hyp_toks)]
-        cosine = float(np.mean(cos))
-
+    cosine = embedding_cosine(refs, hyps, encode, hyp_toks) if embed else None
     n = len(refs)
     out = {f"bleu{k + 1}": float(bleu[k]) for k in range(4)}
     out.update({k: v / n for k, v in rouge.items()})
