@@ -25,7 +25,8 @@ order (not through `dvc repro`: no DVC cache, no hashing of outputs in the time)
 - wall seconds of the command;
 - peak RSS in MiB: the largest of the largest single process of its tree (os.wait4's ru_maxrss)
   and the tree's memory polled every 0.2 s (psutil), for stages that start helper processes: the
-  sum of each process's PSS, where a page shared by forked processes counts once (split among them);
+  sum of each process's RSS, or, once several processes are over 64 MiB (forked workers), of their
+  PSS, where a page shared by forked processes counts once (split among them);
 - rows/s: rows of data/tweets.parquet / wall seconds;
 - scale: (wall at K / wall at the smallest K) / (K / smallest K): 1.0 is linear, above is super-linear.
 `--stages` runs the named stages and every stage they depend on (those are timed too); a name
@@ -112,12 +113,22 @@ def run_stage(cmd: str, cwd: Path, env: dict, log: Path) -> tuple[float, float]:
         # own process group: an interrupted bench stops the stage's whole tree with it
         p = subprocess.Popen(cmd, shell=True, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
-        def poll():  # the tree's summed PSS, for stages whose work runs in child processes
-            while psutil and not done.wait(0.2):
+        def poll():  # the tree's memory, for stages whose work runs in child processes
+            wait = 0.2
+            while psutil and not done.wait(wait):
                 try:
+                    t = time.perf_counter()
                     procs = [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]
-                    # PSS, not RSS: forked workers share their parent's pages, which RSS would count once per process
-                    peak[0] = max(peak[0], sum(q.memory_full_info().pss for q in procs if q.is_running()))
+                    rss = {q: q.memory_info().rss for q in procs if q.is_running()}
+                    big = [q for q, m in rss.items() if m > 64 * 2**20]
+                    # PSS, not RSS, once several processes are big (forked workers): they share their
+                    # parent's pages, which RSS would count once per process. PSS reads every page
+                    # table (~50 ms for a torch process), so it is read only then, and the poll backs
+                    # off to keep its cost under a tenth of a core: the bench must not slow the stage.
+                    if len(big) > 1:
+                        rss.update({q: q.memory_full_info().pss for q in big})
+                    peak[0] = max(peak[0], sum(rss.values()))
+                    wait = max(0.2, 10 * (time.perf_counter() - t))
                 except psutil.Error:
                     pass
 
