@@ -301,3 +301,23 @@ def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys
     write_tweets(POOL.assign(content=None), empty)
     assert main(args[:-4] + ["--pool", str(empty), "--writer-dir", str(tmp_path / "writer"), "--output", str(tmp_path / "o2.csv")]) == 2
     assert f"the writer's pool {empty} has no row with content" in capsys.readouterr().err
+
+
+def test_reranker_early_stops_on_a_seeded_draw_of_max_val_queries_rows(caplog):
+    caplog.set_level("INFO", logger=S.logger.name)
+    rows = POOL.iloc[:8]
+    w = TweetWriter(POOL, params(**{"pool.typical_k": 3}))
+    scored = [s for s in w.scored(rows, truths=rows["content"].tolist()) if len(s.texts) > 1]
+    assert len(scored) > 3
+
+    def booster(val, cap):
+        p = params(**{"reranker.n_estimators": 30, "reranker.early_stopping_rounds": 3, "reranker.max_val_queries": cap})
+        b = S.train_reranker(scored, val, p["reranker"])
+        return b.attr("best_iteration"), np.concatenate(S.rerank_scores(b, scored))
+
+    drawn = [scored[i] for i in np.sort(np.random.default_rng(PARAMS["reranker"]["seed"]).choice(len(scored), 2, replace=False))]
+    capped = booster(scored, 2)
+    assert f"{len(scored)} training pools" in caplog.text and ", 2 val pools" in caplog.text
+    explicit = booster(drawn, None)
+    assert capped[0] == explicit[0] and np.array_equal(capped[1], explicit[1])
+    assert np.array_equal(booster(scored, len(scored))[1], booster(scored, None)[1])  # a cap the rows fit in changes nothing

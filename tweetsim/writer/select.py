@@ -331,7 +331,8 @@ def _stack(scored: list[Scored]):
 
 
 def train_reranker(train: list[Scored], val: list[Scored], p: dict):
-    """A gradient-boosted reranker on the training rows' pools, early-stopped on the val rows;
+    """A gradient-boosted reranker on the training rows' pools, early-stopped on the val rows (a
+    seeded draw of `max_val_queries` of them);
     returns its xgboost Booster. `p["objective"]`: `reg:squarederror` predicts each candidate's label
     (pointwise), `rank:ndcg` is LambdaMART on the label as grades 0..31 (linear gain, NDCG@1).
     Pools of one candidate carry no ranking signal and are left out."""
@@ -341,6 +342,9 @@ def train_reranker(train: list[Scored], val: list[Scored], p: dict):
         raise ValueError(f"writer.reranker.objective: {p['objective']!r} is not one of {OBJECTIVES}")
     train = [s for s in train if len(s.texts) > 1]
     val = [s for s in val if len(s.texts) > 1]
+    cap = p["max_val_queries"]
+    if cap and len(val) > cap:  # a seeded draw, in order: early stopping scores every val candidate each round
+        val = [val[i] for i in np.sort(np.random.default_rng(int(p["seed"])).choice(len(val), int(cap), replace=False))]
     if not train:
         raise ValueError("reranker: no training row has a pool of two or more candidates")
     ranking = p["objective"].startswith("rank:")
