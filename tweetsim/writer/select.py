@@ -10,6 +10,7 @@ like the others an account would post at that time with that media (minimum Baye
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 from dataclasses import dataclass
@@ -161,10 +162,12 @@ def _in_workers(job: _Job, groups: list[list[int]], workers: int):
         return
     global _FORKED
     _FORKED = job
+    gc.freeze()  # the workers' collections would touch, and so copy, every page of the parent's objects
     try:
         with mp.get_context("fork").Pool(min(workers, len(chunks))) as procs:
             yield from procs.imap(_forked, chunks)
     finally:
+        gc.unfreeze()
         _FORKED = None
 
 
