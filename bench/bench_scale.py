@@ -23,7 +23,8 @@ params.yaml is this repo's with only `download.source` changed, each stage's `cm
 it (foreach/matrix included, asked of DVC's own stage graph) is run as a plain subprocess in DAG
 order (not through `dvc repro`: no DVC cache, no hashing of outputs in the time), and for each:
 - wall seconds of the command;
-- peak RSS in MiB: the largest of the largest single process of its tree (os.wait4's ru_maxrss)
+- peak RSS in MiB: the largest of the largest single process of its tree (os.wait4's ru_maxrss, which
+  starts at the RSS of the process that forks the stage: the bench's own ~0.2 GB)
   and the tree's memory polled every 0.2 s (psutil), for stages that start helper processes: the
   sum of each process's RSS, or, once several processes are over 64 MiB (forked workers), of their
   PSS, where a page shared by forked processes counts once (split among them);
