@@ -11,10 +11,7 @@ usage: python stages/evaluate.py [params.yaml] [data] [metrics]
 """
 
 import json
-import multiprocessing as mp
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +19,7 @@ import pandas as pd
 
 from tweetsim.apps import report
 from tweetsim.apps.entry import stage
+from tweetsim.config.parallel import forked_map
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.text import embed
@@ -63,12 +61,7 @@ def _score_texts(jobs: dict, encode, workers: int) -> dict:
     its cache are."""
     keys = [(r, b, n) for r, blocks in jobs.items() for b, models in blocks.items() for n in models]
     pairs = [jobs[r][b][n] for r, b, n in keys]
-    lexical = partial(text_metrics, embed=False)
-    if workers > 1 and len(pairs) > 1 and "fork" in mp.get_all_start_methods():
-        with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=mp.get_context("fork")) as ex:
-            scores = list(ex.map(lexical, *zip(*pairs)))
-    else:
-        scores = [lexical(*pair) for pair in pairs]
+    scores = list(forked_map(lambda pair: text_metrics(*pair, embed=False), pairs, workers))
     out = {r: {b: {} for b in blocks} for r, blocks in jobs.items()}
     for (r, b, n), pair, lex in zip(keys, pairs, scores):
         out[r][b][n] = {**lex, "embedding_cosine": embedding_cosine(*pair, encode)}

@@ -160,6 +160,24 @@ def test_target_figures_equal_text_metrics_for_every_list():
             assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
 
 
+def test_cider_d_per_row_is_pycocoevalcaps_to_the_bit():
+    from pycocoevalcap.cider.cider import Cider
+
+    from tweetsim.text.metrics import TargetScorer, tokenize
+
+    rng = np.random.default_rng(1)
+    words = ["new", "shoes", "sale", "<hyperlink>", "live", "stream", "tonight", "zeta", "phones", "happy", "🎉", "#ad"]
+    sent = lambda lo: " ".join(rng.choice(words, rng.integers(lo, 12)))  # noqa: E731
+    refs = [sent(1) for _ in range(300)]
+    hyps = [r if k % 4 == 0 else "" if k % 9 == 1 else sent(0) for k, r in enumerate(refs)]  # exact, empty, other
+    tok = lambda t: [" ".join(tokenize(t))]  # noqa: E731
+    _, want = Cider().compute_score({i: tok(r) for i, r in enumerate(refs)}, {i: tok(h) for i, h in enumerate(hyps)})
+    target = TargetScorer(refs)
+    got = target.figures([hyps], per_row=True)[0]["rows"]["cider"]
+    assert got.tolist() == want.tolist()  # equal, not close: tuning breaks ties on these
+    assert target.figures([hyps])[0]["cider"] == float(np.mean(want))  # a second call, from the cache
+
+
 def test_evaluate_scores_texts_the_same_in_forked_workers():
     from stages_helper import stage
 

@@ -1,7 +1,6 @@
 """The tweet writer (tweetsim.writer): pools, consensus selection, the reranker, edits, the stage."""
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -201,16 +200,6 @@ def test_rows_scored_by_forked_workers_are_the_same_in_the_same_order(monkeypatc
         assert a.texts == b.texts and np.array_equal(a.pool_ix, b.pool_ix) and np.array_equal(a.flags, b.flags)
         assert np.array_equal(a.features, b.features, equal_nan=True) and np.array_equal(a.consensus, b.consensus)
         assert np.array_equal(a.label, b.label)
-
-    class Fake:  # which process computed each chunk, in the order the chunks come back
-        def _groups(self, job, groups):
-            return [(g[0], os.getpid()) for g in groups]
-
-    job = S._Job(Fake(), [], [], [], [], None, None)
-    got = [x for part in S._in_workers(job, [[i] for i in range(10)], 2) for x in part]
-    assert [r for r, _ in got] == list(range(10))
-    assert os.getpid() not in {pid for _, pid in got}
-    assert {pid for _, pid in (x for part in S._in_workers(job, [[0], [1]], 1) for x in part)} == {os.getpid()}
 
 
 def test_drafts_are_distinct_and_best_first():

@@ -1,1 +1,2 @@
-"""Layer 0: params.yaml, read strictly into one typed config per section."""
+"""Layer 0: params.yaml, read strictly into one typed config per section (params); how work is
+spread over forked processes (parallel)."""

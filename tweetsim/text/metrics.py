@@ -173,51 +173,110 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
     return out
 
 
-def target_figures(refs: list[str], hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
-    """`text_metrics`' bleu1, rougeL and cider (the same libraries, the same numbers) for many
-    candidate writers over one set of rows, each (row, text) pair scored once: what tuning a writer
-    on val needs, where dozens of choice rules differ on a few rows each.
+class _CiderD:
+    """pycocoevalcap's CIDEr-D (CiderScorer: n=4, sigma=6, one reference a row) for any (row, text)
+    pair, with the references' side (document frequencies, idf, reference vectors) computed once.
+    CiderScorer recomputes all of it on every call, which made tuning a writer on 40,000 val rows
+    spend most of its time there. The arithmetic is CiderScorer's, in its order (the same numbers,
+    to the bit; tests compare with `text_metrics`), including its quirk of counting a text's length
+    in bigrams for the length penalty."""
+
+    def __init__(self, ref_sents: list[str], n: int = 4, sigma: float = 6.0):
+        from pycocoevalcap.cider.cider_scorer import precook
+
+        self.precook, self.n, self.sigma = precook, n, sigma
+        crefs = [precook(s, n) for s in ref_sents]
+        self.df: dict[tuple, float] = {}
+        for c in crefs:
+            for ngram in c:
+                self.df[ngram] = self.df.get(ngram, 0.0) + 1
+        self.ref_len = np.log(float(len(crefs)))
+        self.idf: dict[tuple, float] = {}
+        self.refs = [self._vec(c) for c in crefs]
+
+    def _vec(self, cnts):
+        vec, norm, length = [{} for _ in range(self.n)], [0.0] * self.n, 0
+        for ngram, tf in cnts.items():
+            w = self.idf.get(ngram)
+            if w is None:
+                w = self.idf[ngram] = float(self.ref_len - np.log(max(1.0, self.df.get(ngram, 0.0))))
+            k = len(ngram) - 1
+            vec[k][ngram] = float(tf) * w
+            norm[k] += pow(vec[k][ngram], 2)
+            if k == 1:
+                length += tf
+        return vec, [np.sqrt(x) for x in norm], length
+
+    def score(self, i: int, sent: str) -> float:
+        """CIDEr-D of `sent` (tokens joined by spaces) against reference row i."""
+        vec, norm, length = self._vec(self.precook(sent, self.n))
+        vec_ref, norm_ref, length_ref = self.refs[i]
+        delta = float(length - length_ref)
+        val = np.array([0.0 for _ in range(self.n)])
+        for k in range(self.n):
+            for ngram, v in vec[k].items():
+                r = vec_ref[k].get(ngram, 0.0)
+                val[k] += min(v, r) * r
+            if norm[k] != 0 and norm_ref[k] != 0:
+                val[k] /= norm[k] * norm_ref[k]
+            val[k] *= np.e ** (-(delta ** 2) / (2 * self.sigma ** 2))
+        return float(np.mean(val) * 10.0)
+
+
+class TargetScorer:
+    """`text_metrics`' bleu1, rougeL and cider (the same libraries' numbers) for many candidate
+    writers over one set of rows, each (row, text) pair scored once over the scorer's life: what
+    tuning a writer on val needs, where dozens of choice rules and edits differ on a few rows each.
 
     BLEU-1 is corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed
     from per-pair counts; ROUGE-L is rouge-score's F per pair; CIDEr-D's idf comes from all the
-    references, so each pair's score is taken from a pycocoevalcap run over every row (one run per
-    `layer`: the k-th distinct text of each row). With `per_row`, each dict also has the per-row
-    arrays `figures_from_rows` sums (for resampling the rows)."""
-    from collections import Counter
+    references (`_CiderD`), as a pycocoevalcap run over every row would give it."""
 
-    from pycocoevalcap.cider.cider import Cider
-    from rouge_score import rouge_scorer
+    def __init__(self, refs: list[str]):
+        from collections import Counter
 
-    if not refs or any(len(h) != len(refs) for h in hyp_lists):
-        raise ValueError(f"target_figures: every hypothesis list needs one text per reference ({len(refs)})")
-    ref_toks = [tokenize(r) for r in refs]
-    ref_counts = [Counter(t) for t in ref_toks]
-    distinct: list[dict[str, int]] = [{} for _ in refs]  # per row: text -> layer
-    for hyps in hyp_lists:
-        for i, h in enumerate(hyps):
-            distinct[i].setdefault("" if h is None else str(h), len(distinct[i]))
-    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
-    stats: list[dict[str, tuple]] = [{} for _ in refs]  # per row: text -> (matches, length, rougeL, cider)
-    for i, texts in enumerate(distinct):
-        for h in texts:
+        from rouge_score import rouge_scorer
+
+        if not refs:
+            raise ValueError("target_figures: no rows to score")
+        self.refs = list(refs)
+        ref_toks = [tokenize(r) for r in self.refs]
+        self.ref_counts = [Counter(t) for t in ref_toks]
+        self.ref_lens = np.array([len(t) for t in ref_toks], float)
+        self.cider = _CiderD([" ".join(t) for t in ref_toks])
+        self.rouge = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
+        self.stats: list[dict[str, list]] = [{} for _ in self.refs]  # per row: text -> (matches, length, rougeL, cider)
+
+    def _stats(self, i: int, h: str) -> list:
+        got = self.stats[i].get(h)
+        if got is None:
+            from collections import Counter
+
             toks = tokenize(h)
-            match = sum(min(c, ref_counts[i][w]) for w, c in Counter(toks).items())
-            stats[i][h] = [match, len(toks), scorer.score(refs[i], h)["rougeL"].fmeasure if toks else 0.0, 0.0]
-    gts = {i: [" ".join(t)] for i, t in enumerate(ref_toks)}
-    for layer in range(max(len(t) for t in distinct)):
-        texts = [next((h for h, k in d.items() if k == layer), next(iter(d))) for d in distinct]
-        _, row_cider = Cider().compute_score(gts, {i: [" ".join(tokenize(h))] for i, h in enumerate(texts)})
-        for i, h in enumerate(texts):
-            if distinct[i][h] == layer:
-                stats[i][h][3] = float(row_cider[i])
-    ref_lens = np.array([len(t) for t in ref_toks], float)
-    out = []
-    for hyps in hyp_lists:
-        rows = np.array([stats[i]["" if h is None else str(h)] for i, h in enumerate(hyps)], float).reshape(-1, 4)
-        parts = {"matches": rows[:, 0], "lengths": rows[:, 1], "ref_lengths": ref_lens, "rougeL": rows[:, 2], "cider": rows[:, 3]}
-        f = {k: float(v[0]) for k, v in figures_from_rows(parts, np.arange(len(refs))[None]).items()}
-        out.append({**f, "rows": parts} if per_row else f)
-    return out
+            match = sum(min(c, self.ref_counts[i][w]) for w, c in Counter(toks).items())
+            got = self.stats[i][h] = [match, len(toks), self.rouge.score(self.refs[i], h)["rougeL"].fmeasure if toks else 0.0,
+                                      self.cider.score(i, " ".join(toks))]
+        return got
+
+    def figures(self, hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
+        """One dict of bleu1, rougeL, cider per list of `hyp_lists` (one text per reference; None is
+        empty). With `per_row`, each dict also has the per-row arrays `figures_from_rows` sums (for
+        resampling the rows)."""
+        n = len(self.refs)
+        if any(len(h) != n for h in hyp_lists):
+            raise ValueError(f"target_figures: every hypothesis list needs one text per reference ({n})")
+        out = []
+        for hyps in hyp_lists:
+            rows = np.array([self._stats(i, "" if h is None else str(h)) for i, h in enumerate(hyps)], float).reshape(-1, 4)
+            parts = {"matches": rows[:, 0], "lengths": rows[:, 1], "ref_lengths": self.ref_lens, "rougeL": rows[:, 2], "cider": rows[:, 3]}
+            f = {k: float(v[0]) for k, v in figures_from_rows(parts, np.arange(n)[None]).items()}
+            out.append({**f, "rows": parts} if per_row else f)
+        return out
+
+
+def target_figures(refs: list[str], hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
+    """`TargetScorer(refs).figures(hyp_lists, per_row)`: see there."""
+    return TargetScorer(refs).figures(hyp_lists, per_row)
 
 
 def figures_from_rows(parts: dict, draws: np.ndarray) -> dict[str, np.ndarray]:

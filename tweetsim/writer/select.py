@@ -10,14 +10,14 @@ like the others an account would post at that time with that media (minimum Baye
 
 from __future__ import annotations
 
-import gc
 import logging
-import multiprocessing as mp
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from tweetsim.config.parallel import forked_map
 from tweetsim.writer import edits as E
 from tweetsim.writer import textsim
 from tweetsim.writer.pools import NAT, SOURCES, Pool
@@ -124,8 +124,7 @@ def share_pools(records: list[dict], metas: list[dict], cands: list[np.ndarray],
 
 @dataclass
 class _Job:
-    """What `Selector.score` hands its workers: the selector and, per row, its candidates and inputs."""
-    selector: "Selector"
+    """What `Selector.score` hands `Selector._groups`: per row, its candidates and inputs."""
     records: list
     metas: list
     cands: list
@@ -135,18 +134,10 @@ class _Job:
 
 
 CHUNK_ROWS = 256   # rows a worker scores per task: big enough that passing the results back is cheap
-_FORKED: _Job | None = None  # the job forked workers inherit: the pool (gigabytes at 300,000 tweets) is never pickled
 
 
-def _forked(groups: list[list[int]]) -> list[tuple[int, Scored]]:
-    return _FORKED.selector._groups(_FORKED, groups)
-
-
-def _in_workers(job: _Job, groups: list[list[int]], workers: int):
-    """Yields `job.selector._groups` of consecutive chunks of `groups` (about CHUNK_ROWS rows each),
-    in order, computed by `workers` forked processes. A row's Scored depends on its own group only,
-    so the results are the same, bit for bit, whatever the number of workers. One worker, one
-    chunk, or no fork (not Linux): in this process."""
+def _chunks(groups: list[list[int]]) -> list[list[list[int]]]:
+    """Consecutive runs of `groups` of about CHUNK_ROWS rows each."""
     chunks, cur, n = [], [], 0
     for g in groups:
         cur.append(g)
@@ -156,19 +147,7 @@ def _in_workers(job: _Job, groups: list[list[int]], workers: int):
             cur, n = [], 0
     if cur:
         chunks.append(cur)
-    if workers <= 1 or len(chunks) < 2 or "fork" not in mp.get_all_start_methods():
-        for c in chunks:
-            yield job.selector._groups(job, c)
-        return
-    global _FORKED
-    _FORKED = job
-    gc.freeze()  # the workers' collections would touch, and so copy, every page of the parent's objects
-    try:
-        with mp.get_context("fork").Pool(min(workers, len(chunks))) as procs:
-            yield from procs.imap(_forked, chunks)
-    finally:
-        gc.unfreeze()
-        _FORKED = None
+    return chunks
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -238,7 +217,9 @@ class Selector:
         bar = tqdm(total=len(rows), desc=progress, disable=progress is None, mininterval=5)
         groups = share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
                              [bool(drafts is not None and drafts[r]) for r in range(len(rows))])
-        for part in _in_workers(_Job(self, records, metas, cands, cap, drafts, truth_enc), groups, int(self.p["workers"])):
+        # A row's Scored depends on its own group only: the same, bit for bit, whatever writer.workers is.
+        job = _Job(records, metas, cands, cap, drafts, truth_enc)
+        for part in forked_map(partial(self._groups, job), _chunks(groups), int(self.p["workers"])):
             for r, scored in part:
                 out[r] = scored
             bar.update(len(part))

@@ -125,11 +125,12 @@ class TweetWriter:
         "length_bonus": [...]}), the best taken (ties: the best mean gain; then the earlier, i.e.
         smaller, values).
         An edit is kept only where it raises that (or, equal, the mean gain). Returns every figure tried."""
-        from tweetsim.text.metrics import target_figures
+        from tweetsim.text.metrics import TargetScorer
 
         refs = rows["content"].astype(str).tolist()
+        target = TargetScorer(refs)  # every (row, text) scored once over all the trials below
         names = list(baselines)
-        against = dict(zip(names, target_figures(refs, [baselines[n] for n in names], per_row=True)))
+        against = dict(zip(names, target.figures([baselines[n] for n in names], per_row=True)))
         draws = np.random.default_rng(seed).integers(0, len(refs), size=(max(int(resamples), 1), len(refs)))
         if int(resamples) <= 0:  # no resampling: the val rows as they are
             draws = np.arange(len(refs))[None]
@@ -157,7 +158,7 @@ class TweetWriter:
             for k, v in zip(knobs, combo):
                 setattr(self, k, v)
             written.append(texts([]))
-        tried = {c: judged(f) for c, f in zip(combos, target_figures(refs, written, per_row=True))}
+        tried = {c: judged(f) for c, f in zip(combos, target.figures(written, per_row=True))}
         chosen = max(combos, key=lambda c: (tried[c]["resampled_worst_gain"], tried[c]["mean_gain"]))  # first of ties: smaller values
         for k, v in zip(knobs, chosen):
             setattr(self, k, v)
@@ -168,7 +169,7 @@ class TweetWriter:
         for name in edit_names:
             if name not in E.EDITS:
                 raise ValueError(f"writer.edits: unknown edit {name!r} (known: {E.EDITS})")
-            trial = judged(target_figures(refs, [texts(self.kept + [name])], per_row=True)[0])
+            trial = judged(target.figures([texts(self.kept + [name])], per_row=True)[0])
             key = ("resampled_worst_gain", "mean_gain")
             out[name] = {**trial, "kept": tuple(trial[k] for k in key) > tuple(best[k] for k in key)}
             if out[name]["kept"]:
