@@ -13,6 +13,7 @@ which are a large part of what a tweet writer must get right.
 import html
 import math
 import re
+from collections import Counter
 from typing import Callable
 
 import numpy as np
@@ -178,7 +179,7 @@ class _CiderD:
     pair, with the references' side (document frequencies, idf, reference vectors) computed once.
     CiderScorer recomputes all of it on every call, which made tuning a writer on 40,000 val rows
     spend most of its time there. The arithmetic is CiderScorer's, in its order (the same numbers,
-    to the bit; tests compare with `text_metrics`), including its quirk of counting a text's length
+    to the bit; tests/test_metrics.py compares it with CiderScorer's per-row scores), including its quirk of counting a text's length
     in bigrams for the length penalty."""
 
     def __init__(self, ref_sents: list[str], n: int = 4, sigma: float = 6.0):
@@ -233,8 +234,6 @@ class TargetScorer:
     references (`_CiderD`), as a pycocoevalcap run over every row would give it."""
 
     def __init__(self, refs: list[str]):
-        from collections import Counter
-
         from rouge_score import rouge_scorer
 
         if not refs:
@@ -250,8 +249,6 @@ class TargetScorer:
     def _stats(self, i: int, h: str) -> list:
         got = self.stats[i].get(h)
         if got is None:
-            from collections import Counter
-
             toks = tokenize(h)
             match = sum(min(c, self.ref_counts[i][w]) for w, c in Counter(toks).items())
             got = self.stats[i][h] = [match, len(toks), self.rouge.score(self.refs[i], h)["rougeL"].fmeasure if toks else 0.0,
