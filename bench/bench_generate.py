@@ -61,7 +61,7 @@ def main() -> None:
 
     # seconds per LoRA step at the params' batch size and sequence length
     train = prompts[prompts["split"] == "train"].head(t["batch_size"] * (args.steps + 1))
-    examples = [llm.encode_example(tok, a, c, t["max_length"]) for a, c in zip(train["prompt"], train["completion"])]
+    examples = llm.encode_examples(tok, train["prompt"].tolist(), train["completion"].tolist(), t["max_length"])
     model = llm.add_lora(llm.load_model(base, "none", t["model"]["dtype"], for_training=True), **t["lora"])
     cfg = llm.TrainConfig.from_params({**t, "steps": args.steps + 1, "save_every": 0,
                                        "projection_lr": t["image_prefix"]["projection_lr"]})

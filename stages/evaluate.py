@@ -24,7 +24,7 @@ from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.text import embed
 from tweetsim.text.runtime import EncoderConfig
-from tweetsim.text.metrics import embedding_cosine, interval_metrics, likes_metrics, text_metrics, to_json_safe
+from tweetsim.text.metrics import CorpusScorer, embedding_cosine, interval_metrics, likes_metrics, to_json_safe
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
@@ -55,16 +55,26 @@ def _text_jobs(refs: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> dict:
 
 
 def _score_texts(jobs: dict, encode, workers: int) -> dict:
-    """text_metrics of every (regime, block, model) in `jobs`: the n-gram scores (pure Python, the
-    stage's slow part at 300,000 tweets) in `workers` forked processes, each pair on its own, so the
-    figures do not depend on the number of workers; the embedding cosine here, where the encoder and
-    its cache are."""
-    keys = [(r, b, n) for r, blocks in jobs.items() for b, models in blocks.items() for n in models]
-    pairs = [jobs[r][b][n] for r, b, n in keys]
-    scores = list(forked_map(lambda pair: text_metrics(*pair, embed=False), pairs, workers))
+    """text_metrics of every (regime, block, model) in `jobs`. The n-gram scores (pure Python, the
+    stage's slow part at 300,000 tweets) come from one CorpusScorer per (regime, block), whose
+    models share the references' side and every (row, text) they both wrote, its rows split over
+    `workers` forked processes; each pair is scored on its own, so the figures do not depend on the
+    number of workers. The embedding cosine is computed here, where the encoder and its cache are."""
     out = {r: {b: {} for b in blocks} for r, blocks in jobs.items()}
-    for (r, b, n), pair, lex in zip(keys, pairs, scores):
-        out[r][b][n] = {**lex, "embedding_cosine": embedding_cosine(*pair, encode)}
+    for r, blocks in jobs.items():
+        for b, models in blocks.items():
+            if not models:
+                continue
+            refs = next(iter(models.values()))[0]
+            if any(pair[0] != refs for pair in models.values()):
+                raise ValueError(f"evaluate: the text models of {r}/{b} are not scored on the same rows")
+            hyp_lists = [hyps for _, hyps in models.values()]
+            scorer = CorpusScorer(refs)  # built before the fork: the workers share it
+            chunks = [c for c in np.array_split(np.arange(len(refs)), max(1, workers)) if len(c)]
+            parts = list(forked_map(lambda rows: [[scorer.pair(i, h[i]) for i in rows] for h in hyp_lists], chunks, workers))
+            for m, (name, pair) in enumerate(models.items()):
+                lex = scorer.figures([p for part in parts for p in part[m]])
+                out[r][b][name] = {**lex, "embedding_cosine": embedding_cosine(*pair, encode)}
     return out
 
 

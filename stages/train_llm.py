@@ -53,7 +53,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
             raise SystemExit(f"train_llm: regime {regime} has no training row with content in {data_dir}/prompts.parquet")
         trainloop.set_seed(cfg.seed)
         tok = llm.load_tokenizer(base)
-        examples = [llm.encode_example(tok, pr, c, cfg.max_length) for pr, c in zip(train["prompt"], train["completion"])]
+        examples = llm.encode_examples(tok, train["prompt"].tolist(), train["completion"].tolist(), cfg.max_length)
         model = llm.add_lora(llm.load_model(base, quant, p["model"]["dtype"], for_training=True), **p["lora"])
         images, meta = {}, None
         if enc is not None:

@@ -62,6 +62,28 @@ def _examples(tok, n=12, max_length=96):
     return [llm.encode_example(tok, render(tok, verbalise(r)), CORPUS[1 + i % 2], max_length) for i, r in enumerate(rows)]
 
 
+def test_examples_encoded_in_one_batch_equal_one_by_one(tiny_base):
+    from tweetsim.lm.prompts import render, verbalise
+
+    tok = llm.load_tokenizer(str(tiny_base))
+    prompts = [render(tok, verbalise({"company": c, "username": c, "date": pd.Timestamp("2021-05-03", tz="UTC"), "likes": 5 * i}))
+               for i, c in enumerate(["nike", "adidas", "zeta phones", "a"])]
+    completions = ["Thanks <mention> for the love!", "", "new 🎉 shoes " * 30, "x"]
+
+    def one(prompt, completion, max_length):  # the rule on one pair, each text tokenized on its own
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        c = tok(completion + llm.end_of_turn(tok), add_special_tokens=False)["input_ids"]
+        c = c[:max_length // 2] if len(c) > max_length // 2 and len(p) + len(c) > max_length else c
+        p = p[max(0, len(p) + len(c) - max_length):]
+        return {"input_ids": p + c, "labels": [llm.IGNORE] * len(p) + c}
+
+    for max_length in (24, 64, 512):  # completions cut, prompts cut, neither
+        batch = llm.encode_examples(tok, prompts, completions, max_length)
+        assert batch == [one(p, c, max_length) for p, c in zip(prompts, completions)]
+        assert batch[1:2] == [llm.encode_example(tok, prompts[1], completions[1], max_length)]
+    assert llm.encode_examples(tok, [], [], 64) == []
+
+
 def test_completion_only_masking(tiny_base):
     tok = llm.load_tokenizer(str(tiny_base))
     prompt = tok.apply_chat_template([{"role": "user", "content": "Write the tweet."}], tokenize=False, add_generation_prompt=True)

@@ -160,6 +160,46 @@ def test_target_figures_equal_text_metrics_for_every_list():
             assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
 
 
+def _libraries_text_metrics(refs, hyps):
+    """text_metrics' n-gram scores straight from the libraries, one call each: the reference."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from rouge_score import rouge_scorer
+
+    from tweetsim.text.metrics import _Tokenizer, tokenize
+
+    gts = {i: [" ".join(tokenize(r))] for i, r in enumerate(refs)}
+    res = {i: [" ".join(tokenize(h))] for i, h in enumerate(hyps)}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    cider, _ = Cider().compute_score(gts, res)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Tokenizer())
+    rouge = {k: 0.0 for k in ("rouge1", "rouge2", "rougeL")}
+    for r, h in zip(refs, hyps):
+        if h is not None:
+            s = scorer.score(r, str(h))
+            for k in rouge:
+                rouge[k] += s[k].fmeasure
+    return {**{f"bleu{k + 1}": float(bleu[k]) for k in range(4)}, **{k: v / len(refs) for k, v in rouge.items()},
+            "cider": float(cider), "n": len(refs)}
+
+
+def test_corpus_scorer_is_the_libraries_to_the_bit_for_every_writer():
+    from tweetsim.text.metrics import CorpusScorer
+
+    rng = np.random.default_rng(2)
+    words = ["new", "shoes", "sale", "<hyperlink>", "live", "stream", "tonight", "zeta", "phones", "happy", "🎉", "#ad", "&amp;"]
+    sent = lambda lo: " ".join(rng.choice(words, rng.integers(lo, 14)))  # noqa: E731
+    refs = [sent(1) for _ in range(200)]
+    writers = [[sent(0) for _ in refs] for _ in range(3)]
+    writers.append([w if k % 3 else r for k, (w, r) in enumerate(zip(writers[0], refs))])  # shares texts with writer 0
+    writers.append([None if k % 7 == 0 else "" if k % 7 == 1 else w for k, w in enumerate(writers[1])])
+    scorer = CorpusScorer(refs)
+    for hyps in writers:  # one scorer, its cache warm from the writers before
+        got = scorer.figures([scorer.pair(i, h) for i, h in enumerate(hyps)])
+        assert got == _libraries_text_metrics(refs, hyps)  # equal, not close
+        assert {k: v for k, v in text_metrics(refs, hyps, embed=False).items() if k != "embedding_cosine"} == got
+
+
 def test_cider_d_per_row_is_pycocoevalcaps_to_the_bit():
     from pycocoevalcap.cider.cider import Cider
 

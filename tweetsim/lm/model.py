@@ -182,11 +182,22 @@ def encode_example(tok, prompt: str, completion: str, max_length: int) -> dict:
     is the tweet; the end-of-turn token is appended to it so the model learns where to stop.
     When too long, the prompt is cut from the left (the instruction's head, not the tweet).
     """
-    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    c_ids = tok(completion + end_of_turn(tok), add_special_tokens=False)["input_ids"]
-    c_ids = c_ids[:max_length // 2] if len(c_ids) > max_length // 2 and len(p_ids) + len(c_ids) > max_length else c_ids
-    p_ids = p_ids[max(0, len(p_ids) + len(c_ids) - max_length):]
-    return {"input_ids": p_ids + c_ids, "labels": [IGNORE] * len(p_ids) + c_ids}
+    return encode_examples(tok, [prompt], [completion], max_length)[0]
+
+
+def encode_examples(tok, prompts: list[str], completions: list[str], max_length: int) -> list[dict]:
+    """`encode_example` of every pair, the tokenizer called once on each list: a fast tokenizer
+    encodes a batch in Rust without the per-call overhead (train_llm's 110,000 training rows a
+    regime at 300,000 tweets). Without padding a text's ids do not depend on its batch."""
+    eot = end_of_turn(tok)
+    p_all = tok(list(prompts), add_special_tokens=False)["input_ids"] if len(prompts) else []
+    c_all = tok([c + eot for c in completions], add_special_tokens=False)["input_ids"] if len(completions) else []
+    out = []
+    for p_ids, c_ids in zip(p_all, c_all):
+        c_ids = c_ids[:max_length // 2] if len(c_ids) > max_length // 2 and len(p_ids) + len(c_ids) > max_length else c_ids
+        p_ids = p_ids[max(0, len(p_ids) + len(c_ids) - max_length):]
+        out.append({"input_ids": p_ids + c_ids, "labels": [IGNORE] * len(p_ids) + c_ids})
+    return out
 
 
 def end_of_turn(tok) -> str:

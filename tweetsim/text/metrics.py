@@ -13,7 +13,6 @@ which are a large part of what a tweet writer must get right.
 import html
 import math
 import re
-from collections import Counter
 from typing import Callable
 
 import numpy as np
@@ -138,40 +137,95 @@ def text_metrics(refs: list[str], hyps: list[str], embed: bool = True,
       `tweetsim.text.embed.encode`, unit vectors); None when `embed` is False.
     Empty hypotheses are valid and score 0 on every measure (the embedding cosine included: the
     encoder would otherwise give an empty string a non-zero similarity). None counts as empty.
+    The n-gram scores are `CorpusScorer`'s: several writers on the same rows share its work.
     """
     if len(refs) != len(hyps):
         raise ValueError(f"text_metrics: {len(refs)} references but {len(hyps)} hypotheses")
-    if len(refs) == 0:
-        raise ValueError("text_metrics: no rows to score")
-    bad = [i for i, r in enumerate(refs) if not isinstance(r, str)]
-    if bad:
-        raise ValueError(f"text_metrics: reference {bad[0]} is {refs[bad[0]]!r}, not a string ({len(bad)} such)")
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from rouge_score import rouge_scorer
-
-    ref_toks = [tokenize(r) for r in refs]
-    hyp_toks = [tokenize(h) for h in hyps]
-    gts = {i: [" ".join(t)] for i, t in enumerate(ref_toks)}
-    res = {i: [" ".join(t)] for i, t in enumerate(hyp_toks)}
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    cider, _ = Cider().compute_score(gts, res)
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Tokenizer())
-    rouge = {k: 0.0 for k in ("rouge1", "rouge2", "rougeL")}
-    for r, h in zip(refs, hyps):
-        if h is None:
-            continue
-        s = scorer.score(r, str(h))
-        for k in rouge:
-            rouge[k] += s[k].fmeasure
-
-    cosine = embedding_cosine(refs, hyps, encode, hyp_toks) if embed else None
-    n = len(refs)
-    out = {f"bleu{k + 1}": float(bleu[k]) for k in range(4)}
-    out.update({k: v / n for k, v in rouge.items()})
-    out.update({"cider": float(cider), "embedding_cosine": cosine, "n": n})
+    scorer = CorpusScorer(refs)
+    out = scorer.figures([scorer.pair(i, h) for i, h in enumerate(hyps)])
+    out["embedding_cosine"] = embedding_cosine(refs, hyps, encode) if embed else None
     return out
+
+
+class CorpusScorer:
+    """`text_metrics`' n-gram scores for any number of writers over one set of references.
+
+    pycocoevalcap recomputes the references' side (BLEU's clipped counts, CIDEr-D's document
+    frequencies and vectors) on every call and scores every pair again; here the references' side
+    is computed once and each distinct (row, text) pair once (`pair`, cached per row), since
+    writers choosing from one pool often write the same text. The figures are pycocoevalcap's and
+    rouge-score's to the bit: BLEU runs BleuScorer's own sums over the cached per-pair counts,
+    CIDEr-D is `_CiderD`, ROUGE sums rouge-score's F-measures in row order (ROUGE-L's LCS from
+    rapidfuzz; tests/test_metrics.py)."""
+
+    ROUGE = ("rouge1", "rouge2", "rougeL")
+
+    def __init__(self, refs: list[str]):
+        from pycocoevalcap.bleu.bleu_scorer import cook_refs
+        from rouge_score import rouge_scorer
+
+        if len(refs) == 0:
+            raise ValueError("text_metrics: no rows to score")
+        bad = [i for i, r in enumerate(refs) if not isinstance(r, str)]
+        if bad:
+            raise ValueError(f"text_metrics: reference {bad[0]} is {refs[bad[0]]!r}, not a string ({len(bad)} such)")
+        self.refs = list(refs)
+        toks = [tokenize(r) for r in self.refs]
+        sents = [" ".join(t) for t in toks]
+        self.crefs = [cook_refs([s]) for s in sents]  # as Bleu(4).compute_score cooks them
+        self.cider = _CiderD(sents)
+        self.rouge = rouge_scorer.RougeScorer(["rouge1", "rouge2"], tokenizer=_Tokenizer())
+        self.chars: dict[str, str] = {}  # token -> one character, so rapidfuzz's string LCS is the token LCS
+        self.ref_chars = [self._chars(t) for t in toks]
+        self.seen: list[dict[str, tuple]] = [{} for _ in self.refs]
+
+    def _chars(self, toks: list[str]) -> str:
+        return "".join([self.chars.setdefault(t, chr(0x10000 + len(self.chars))) for t in toks])
+
+    def _rouge_l(self, i: int, toks: list[str]) -> float:
+        """rouge-score's ROUGE-L F (its _score_lcs arithmetic) with the LCS length from rapidfuzz
+        (C++): rouge-score's pure-Python LCS table was a third of evaluate's n-gram time."""
+        from rapidfuzz.distance import LCSseq
+        from rouge_score.scoring import fmeasure
+
+        ref = self.ref_chars[i]
+        if not ref or not toks:
+            return 0
+        lcs = LCSseq.similarity(ref, self._chars(toks))
+        return fmeasure(lcs / len(toks), lcs / len(ref))
+
+    def pair(self, i: int, hyp: str | None) -> tuple:
+        """(BLEU's counts of `hyp` against row i, as BleuScorer cooks them; ROUGE-1, -2, -L F; CIDEr-D)."""
+        from pycocoevalcap.bleu.bleu_scorer import cook_test
+
+        h = "" if hyp is None else str(hyp)
+        got = self.seen[i].get(h)
+        if got is None:
+            toks = tokenize(h)
+            sent = " ".join(toks)
+            r = self.rouge.score(self.refs[i], h)
+            got = self.seen[i][h] = (cook_test(sent, self.crefs[i]), r["rouge1"].fmeasure, r["rouge2"].fmeasure,
+                                     self._rouge_l(i, toks), self.cider.score(i, sent))
+        return got
+
+    def figures(self, pairs: list[tuple]) -> dict:
+        """bleu1..4, rouge1/2/L, cider and n of one writer from its `pair` of every row, in row order."""
+        from pycocoevalcap.bleu.bleu_scorer import BleuScorer
+
+        if len(pairs) != len(self.refs):
+            raise ValueError(f"text_metrics: {len(self.refs)} references but {len(pairs)} hypotheses")
+        bleu = BleuScorer(n=4)
+        bleu.crefs, bleu.ctest = self.crefs, [p[0] for p in pairs]
+        b, _ = bleu.compute_score(option="closest", verbose=0)
+        rouge = {k: 0.0 for k in self.ROUGE}
+        for p in pairs:
+            for j, k in enumerate(self.ROUGE):
+                rouge[k] += p[1 + j]
+        n = len(pairs)
+        out = {f"bleu{k + 1}": float(b[k]) for k in range(4)}
+        out.update({k: v / n for k, v in rouge.items()})
+        out.update({"cider": float(np.mean(np.array([p[4] for p in pairs]))), "n": n})
+        return out
 
 
 class _CiderD:
@@ -224,48 +278,26 @@ class _CiderD:
         return float(np.mean(val) * 10.0)
 
 
-class TargetScorer:
-    """`text_metrics`' bleu1, rougeL and cider (the same libraries' numbers) for many candidate
-    writers over one set of rows, each (row, text) pair scored once over the scorer's life: what
-    tuning a writer on val needs, where dozens of choice rules and edits differ on a few rows each.
-
-    BLEU-1 is corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed
-    from per-pair counts; ROUGE-L is rouge-score's F per pair; CIDEr-D's idf comes from all the
-    references (`_CiderD`), as a pycocoevalcap run over every row would give it."""
-
-    def __init__(self, refs: list[str]):
-        from rouge_score import rouge_scorer
-
-        if not refs:
-            raise ValueError("target_figures: no rows to score")
-        self.refs = list(refs)
-        ref_toks = [tokenize(r) for r in self.refs]
-        self.ref_counts = [Counter(t) for t in ref_toks]
-        self.ref_lens = np.array([len(t) for t in ref_toks], float)
-        self.cider = _CiderD([" ".join(t) for t in ref_toks])
-        self.rouge = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Tokenizer())
-        self.stats: list[dict[str, list]] = [{} for _ in self.refs]  # per row: text -> (matches, length, rougeL, cider)
-
-    def _stats(self, i: int, h: str) -> list:
-        got = self.stats[i].get(h)
-        if got is None:
-            toks = tokenize(h)
-            match = sum(min(c, self.ref_counts[i][w]) for w, c in Counter(toks).items())
-            got = self.stats[i][h] = [match, len(toks), self.rouge.score(self.refs[i], h)["rougeL"].fmeasure if toks else 0.0,
-                                      self.cider.score(i, " ".join(toks))]
-        return got
+class TargetScorer(CorpusScorer):
+    """`text_metrics`' bleu1, rougeL and cider for many candidate writers over one set of rows, each
+    (row, text) pair scored once over the scorer's life (`CorpusScorer.pair`): what tuning a writer
+    on val needs, where dozens of choice rules and edits differ on a few rows each. BLEU-1 is
+    corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed from
+    per-pair counts; `per_row` keeps those counts for resampling the rows (`figures_from_rows`)."""
 
     def figures(self, hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
         """One dict of bleu1, rougeL, cider per list of `hyp_lists` (one text per reference; None is
-        empty). With `per_row`, each dict also has the per-row arrays `figures_from_rows` sums (for
-        resampling the rows)."""
+        empty). With `per_row`, each dict also has the per-row arrays `figures_from_rows` sums."""
         n = len(self.refs)
         if any(len(h) != n for h in hyp_lists):
             raise ValueError(f"target_figures: every hypothesis list needs one text per reference ({n})")
+        ref_lens = np.array([c[0][0] for c in self.crefs], float)
         out = []
         for hyps in hyp_lists:
-            rows = np.array([self._stats(i, "" if h is None else str(h)) for i, h in enumerate(hyps)], float).reshape(-1, 4)
-            parts = {"matches": rows[:, 0], "lengths": rows[:, 1], "ref_lengths": self.ref_lens, "rougeL": rows[:, 2], "cider": rows[:, 3]}
+            pairs = [self.pair(i, h) for i, h in enumerate(hyps)]
+            parts = {"matches": np.array([p[0]["correct"][0] for p in pairs], float),
+                     "lengths": np.array([p[0]["testlen"] for p in pairs], float), "ref_lengths": ref_lens,
+                     "rougeL": np.array([p[3] for p in pairs]), "cider": np.array([p[4] for p in pairs])}
             f = {k: float(v[0]) for k, v in figures_from_rows(parts, np.arange(n)[None]).items()}
             out.append({**f, "rows": parts} if per_row else f)
         return out
