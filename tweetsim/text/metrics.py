@@ -278,25 +278,28 @@ class _CiderD:
         return float(np.mean(val) * 10.0)
 
 
-class TargetScorer(CorpusScorer):
+class TargetScorer:
     """`text_metrics`' bleu1, rougeL and cider for many candidate writers over one set of rows, each
     (row, text) pair scored once over the scorer's life (`CorpusScorer.pair`): what tuning a writer
     on val needs, where dozens of choice rules and edits differ on a few rows each. BLEU-1 is
     corpus-level (clipped matches and lengths summed, one brevity penalty), so it is summed from
     per-pair counts; `per_row` keeps those counts for resampling the rows (`figures_from_rows`)."""
 
+    def __init__(self, refs: list[str]):
+        self.corpus = CorpusScorer(refs)
+        self.ref_lens = np.array([c[0][0] for c in self.corpus.crefs], float)
+
     def figures(self, hyp_lists: list[list[str]], per_row: bool = False) -> list[dict]:
         """One dict of bleu1, rougeL, cider per list of `hyp_lists` (one text per reference; None is
         empty). With `per_row`, each dict also has the per-row arrays `figures_from_rows` sums."""
-        n = len(self.refs)
+        n = len(self.ref_lens)
         if any(len(h) != n for h in hyp_lists):
             raise ValueError(f"target_figures: every hypothesis list needs one text per reference ({n})")
-        ref_lens = np.array([c[0][0] for c in self.crefs], float)
         out = []
         for hyps in hyp_lists:
-            pairs = [self.pair(i, h) for i, h in enumerate(hyps)]
+            pairs = [self.corpus.pair(i, h) for i, h in enumerate(hyps)]
             parts = {"matches": np.array([p[0]["correct"][0] for p in pairs], float),
-                     "lengths": np.array([p[0]["testlen"] for p in pairs], float), "ref_lengths": ref_lens,
+                     "lengths": np.array([p[0]["testlen"] for p in pairs], float), "ref_lengths": self.ref_lens,
                      "rougeL": np.array([p[3] for p in pairs]), "cider": np.array([p[4] for p in pairs])}
             f = {k: float(v[0]) for k, v in figures_from_rows(parts, np.arange(n)[None]).items()}
             out.append({**f, "rows": parts} if per_row else f)
