@@ -80,6 +80,7 @@ def test_examples_encoded_in_one_batch_equal_one_by_one(tiny_base):
     for max_length in (24, 64, 512):  # completions cut, prompts cut, neither
         batch = llm.encode_examples(tok, prompts, completions, max_length)
         assert batch == [one(p, c, max_length) for p, c in zip(prompts, completions)]
+        assert llm.encode_examples(tok, prompts, completions, max_length, chunk=3) == batch  # chunks of 3 and 1
         assert batch[1:2] == [llm.encode_example(tok, prompts[1], completions[1], max_length)]
     assert llm.encode_examples(tok, [], [], 64) == []
 
