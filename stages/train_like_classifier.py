@@ -17,7 +17,7 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
 from tweetsim.likes.artefacts import Layout, classifier_params
-from tweetsim.likes.fit import embed_texts, fit_regime
+from tweetsim.likes.fit import embed_mode, embed_rows, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.apps.entry import stage
@@ -42,7 +42,12 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     side_stats = F.side_stats_table(table)
     context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
-    emb = embed_texts(F.text_of(sup), p)
+    emb = embed_rows(sup, p)
+    blank = int(sum(not t for t in F.texts_to_embed(sup, "content")[0]))
+    if p["classifier"] == "head" and embed_mode(p) == "content" and blank > len(sup) // 2:
+        print(f"train_like_classifier: NOTE {blank} of {len(sup)} rows with likes have no tweet text: with embed_text "
+              "content they share one vector, and the head's bucket accuracy says so (the trees still read their media "
+              "and history; embed_text content+media embeds their caption and OCR text too, at an encoder pass each)")
     out = Layout(Path(models_dir)).classifiers
     parts, summary = [], {}
     for regime in params["split"]["regimes"]:

@@ -339,6 +339,33 @@ def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
         embed.inference_autocast("int4")
 
 
+def test_embed_text_modes_and_the_content_vectors_evaluate_shares(tmp_path, caplog):
+    """embed_text picks the strings each row's vectors come from; `content` at max_length 128 is
+    evaluate's own call, so a stage that embedded the tweets first leaves evaluate nothing to compute."""
+    from tweetsim.likes.fit import embed_rows, embed_texts
+    from tweetsim.text import embed
+    from tweetsim.text.runtime import EncoderConfig
+
+    rows = pd.DataFrame({"content": ["New drop today <hyperlink>", "Thank you!", None],
+                         "caption": ["a red shoe", None, "a logo"], "ocr_text": ["SALE", None, None]})
+    enc = {"runtime": "onnx-int8", "workers": 1, "cache_dir": str(tmp_path)}
+    p = {"embed_components": 2, "embed_model": None, "embed_max_length": 128, "inference_dtype": "float32", "encoder": enc}
+    assert F.texts_to_embed(rows, "content+media") == [["New drop today <hyperlink>", "Thank you!", ""], ["a red shoe SALE", "", "a logo"]]
+    joined = embed_rows(rows, {**p, "embed_text": "joined"})
+    assert np.array_equal(joined, embed_rows(rows, p))  # a bundle without the param: joined, as before it
+    assert np.array_equal(joined, embed_texts(["New drop today <hyperlink> a red shoe SALE", "Thank you!", "a logo"], p))
+    both = embed_rows(rows, {**p, "embed_text": "content+media"})
+    assert both.shape == (3, 2 * joined.shape[1])
+    content = embed_rows(rows, {**p, "embed_text": "content"})
+    assert np.array_equal(both[:, :joined.shape[1]], content)
+    embed._memo.clear()  # a fresh process, as evaluate is: the vectors come from the shared cache, none computed
+    with caplog.at_level("INFO", logger="tweetsim.text.embed"):
+        got = embed.encode(F.texts_to_embed(rows, "content")[0], None, encoder=EncoderConfig.from_params(enc))
+    assert np.array_equal(got, content) and "3 distinct texts, 3 from the cache, 0 computed" in caplog.text
+    with pytest.raises(ValueError, match="train_like_classifier.embed_text: unknown 'caption'"):
+        embed_rows(rows, {**p, "embed_text": "caption"})
+
+
 def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
     """predict_log / the gate feed xgboost a float matrix in the trained column order: same values
     as xgboost's own DataFrame path (which checks feature names), even with the columns shuffled."""

@@ -28,7 +28,7 @@ from tweetsim.likes import features as F
 # the id and label columns of data/likes/features.parquet; every other column is a tree feature
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 # the classifier params the Predictor needs at inference, copied into bundle.json
-BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length",
+BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "embed_text",
                  "inference_dtype", "use_text", "encoder", "classifier")
 
 

@@ -233,8 +233,8 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
 
 
 class EmbeddingHead:
-    """The like-bucket classifier as a linear head on the sentence embedding of a tweet's text and media
-    text (features.text_of): multinomial logistic regression (scikit-learn) on standardised vectors,
+    """The like-bucket classifier as a linear head on the sentence embeddings of a tweet (fit.embed_rows:
+    its text, or its text and media text, per `embed_text`): multinomial logistic regression (scikit-learn) on standardised vectors,
     class-weighted as the fine-tuned one. `train_like_classifier.classifier: head`.
 
     Why: the fine-tuned classifier reads every labelled row once per regime through its own

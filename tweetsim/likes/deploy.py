@@ -22,7 +22,7 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
-from tweetsim.likes.fit import embed_texts, fit_regime
+from tweetsim.likes.fit import embed_rows, fit_regime
 from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
 from tweetsim.likes.intervals import Intervals
 from tweetsim.config.params import ParamsError
@@ -65,7 +65,7 @@ def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Pa
     s = validated_settings(models, src, edges, gate)
     out = layout.deploy
     sup, side_stats, context = labelled_rows(tweets, captions, ocr, p)
-    emb = embed_texts(F.text_of(sup), p)
+    emb = embed_rows(sup, p)
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
     steps = s["classifier_steps"]
     # its rows' classifier probabilities and history are built as in the regime it takes its settings from

@@ -198,11 +198,30 @@ def blank_text(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def text_of(rows: pd.DataFrame) -> list[str]:
-    """The text embedded for the PCA components: tweet text and media caption / OCR where known."""
-    parts = [rows[c].fillna("").astype(str) if c in rows else pd.Series("", index=rows.index)
-             for c in ("content", "caption", "ocr_text")]
+def _joined(rows: pd.DataFrame, cols: tuple[str, ...]) -> list[str]:
+    parts = [rows[c].fillna("").astype(str) if c in rows else pd.Series("", index=rows.index) for c in cols]
     return [" ".join(p for p in ps if p).strip() for ps in zip(*parts)]
+
+
+def text_of(rows: pd.DataFrame) -> list[str]:
+    """Tweet text and media caption / OCR where known, as one string (`embed_text: joined`)."""
+    return _joined(rows, ("content", "caption", "ocr_text"))
+
+
+EMBED_TEXTS = ("joined", "content", "content+media")
+
+
+def texts_to_embed(rows: pd.DataFrame, mode: str) -> list[list[str]]:
+    """The strings embedded for the head and the PCA features, one list per vector a row gets
+    (`train_like_classifier.embed_text`): joined: text_of; content: the tweet text alone, the
+    string evaluate and the writer embed (at the same max_length the embedding cache serves them);
+    content+media: that, and the caption + OCR string apart."""
+    if mode not in EMBED_TEXTS:
+        raise ValueError(f"train_like_classifier.embed_text: unknown {mode!r} ({' | '.join(EMBED_TEXTS)})")
+    if mode == "joined":
+        return [text_of(rows)]
+    content = _joined(rows, ("content",))
+    return [content] if mode == "content" else [content, _joined(rows, ("caption", "ocr_text"))]
 
 
 _UPPER = re.compile(r"[A-Z]")

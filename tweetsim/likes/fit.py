@@ -32,13 +32,24 @@ def head_mode(p: dict) -> bool:
 
 
 def embed_texts(texts: list[str], p: dict) -> np.ndarray:
-    """The sentence embeddings of `texts` (features.text_of) that the PCA features and the head read."""
-    if int(p["embed_components"]) <= 0 and not head_mode(p):
-        return np.zeros((len(texts), 0), np.float32)
+    """The sentence embeddings of `texts` at the like features' model and max_length."""
     from tweetsim.text import embed
 
     return embed.encode(texts, p.get("embed_model"), max_length=int(p["embed_max_length"]),
                         dtype=p["inference_dtype"] or "float32", encoder=encoder_of(p))
+
+
+def embed_mode(p: dict) -> str:
+    """`embed_text` of classifier params `p`; a bundle written before the param existed: joined."""
+    return p.get("embed_text") or "joined"
+
+
+def embed_rows(rows: pd.DataFrame, p: dict) -> np.ndarray:
+    """What the PCA features and the head read of each row: the embeddings of its strings
+    (features.texts_to_embed of `embed_text`), side by side."""
+    if int(p["embed_components"]) <= 0 and not head_mode(p):
+        return np.zeros((len(rows), 0), np.float32)
+    return np.hstack([embed_texts(texts, p) for texts in F.texts_to_embed(rows, embed_mode(p))])
 
 
 def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,
