@@ -43,8 +43,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     emb = embed_rows(sup, p)
-    blank = int(sum(not t for t in F.texts_to_embed(sup, "content")[0]))
-    if p["classifier"] == "head" and embed_mode(p) == "content" and blank > len(sup) // 2:
+    blank = int((sup["content"].fillna("").astype(str).str.strip() == "").sum()) if embed_mode(p) == "content" else 0
+    if p["classifier"] == "head" and blank > len(sup) // 2:
         print(f"train_like_classifier: NOTE {blank} of {len(sup)} rows with likes have no tweet text: with embed_text "
               "content they share one vector, and the head's bucket accuracy says so (the trees still read their media "
               "and history; embed_text content+media embeds their caption and OCR text too, at an encoder pass each)")

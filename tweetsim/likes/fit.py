@@ -44,12 +44,17 @@ def embed_mode(p: dict) -> str:
     return p.get("embed_text") or "joined"
 
 
+def embed_strings(texts: list[list[str]], p: dict) -> np.ndarray:
+    """features.texts_to_embed's lists embedded and set side by side: each row's vectors."""
+    return np.hstack([embed_texts(t, p) for t in texts])
+
+
 def embed_rows(rows: pd.DataFrame, p: dict) -> np.ndarray:
     """What the PCA features and the head read of each row: the embeddings of its strings
     (features.texts_to_embed of `embed_text`), side by side."""
     if int(p["embed_components"]) <= 0 and not head_mode(p):
         return np.zeros((len(rows), 0), np.float32)
-    return np.hstack([embed_texts(texts, p) for texts in F.texts_to_embed(rows, embed_mode(p))])
+    return embed_strings(F.texts_to_embed(rows, embed_mode(p)), p)
 
 
 def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.ndarray, pca: F.TextPCA,

@@ -10,7 +10,7 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, model_paths
 from tweetsim.likes.classifier import HEAD_FILE, EmbeddingHead, predict_proba, verbalise
-from tweetsim.likes.fit import embed_mode, embed_rows, encoder_of, tabular
+from tweetsim.likes.fit import embed_mode, embed_strings, encoder_of, tabular
 
 
 # Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
@@ -132,7 +132,8 @@ class Predictor:
         hist = F.history_features(rows, tables=self.state.tables)
         ctx = F.context_features(rows, self.state.context) if context is None else context.reset_index(drop=True)
         with_emb = self.head is not None or (self.state.pca.components is not None and self.state.pca.k)
-        embed = (lambda: embed_rows(rows, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
+        to_embed = F.texts_to_embed(rows, embed_mode(self.p)) if with_emb else []
+        embed = (lambda: embed_strings(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
         if self.head is not None:  # one encoder pass: the head reads the embedding the PCA features read
             t1 = clock()
             emb, t_emb = _timed(embed)
@@ -146,15 +147,11 @@ class Predictor:
         # torch: side by side only when both passes have work (best-time: 168 lines, one text to embed); the
         # ONNX runtime already runs each pass on `encoder.workers` sessions side by side
         enc = encoder_of(self.p)
-        if self.overlap and not (enc and enc.onnx) and self.num_threads >= 2 and min(len(rows), self._distinct(rows, with_emb)) > SMALL_CALL_ROWS:
+        if self.overlap and not (enc and enc.onnx) and self.num_threads >= 2 and min(len(rows), len(set(zip(*to_embed)))) > SMALL_CALL_ROWS:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)
         return self._finish(rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb)
-
-    def _distinct(self, rows: pd.DataFrame, with_emb: bool) -> int:
-        """How many distinct rows the embedding pass has to encode (best-time: 168 rows, one)."""
-        return len(set(zip(*F.texts_to_embed(rows, embed_mode(self.p))))) if with_emb else 0
 
     def _finish(self, rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb):
         """The trees' features, the gate, the mixture and the ranges of `_predict`."""
