@@ -247,6 +247,35 @@ def test_embedding_head_out_of_fold_and_absent_buckets(tmp_path):
     assert np.array_equal(again, probs)
 
 
+def test_embedding_head_fits_each_distinct_row_once_with_its_copies_weight():
+    """Rows sharing one vector (the textless rows at scale) are fitted once, weighted by their copies:
+    the same objective, so the same head as fitting every copy; without copies, the same bytes."""
+    from sklearn.linear_model import LogisticRegression
+    from tweetsim.likes.classifier import EmbeddingHead, distinct_rows
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 5))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 1)
+    X[:400], y[:400] = X[7], rng.integers(0, 3, 400)  # one vector, copied with every label
+    w = np.array([1.0, 2.5, 4.0])[y]
+    Xd, yd, sw = distinct_rows(X, y, w)
+    assert len(Xd) == 200 + 3 and sw.sum() == pytest.approx(w.sum())
+    for label in range(3):  # the copies' weight lands on their (vector, label) pair
+        at = np.flatnonzero((Xd == X[7]).all(1) & (yd == label))
+        assert len(at) == 1 and sw[at[0]] == pytest.approx(w[:400][y[:400] == label].sum())
+    assert list(Xd[0]) == list(X[0])  # order of first appearance
+    full = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(X, y, sample_weight=w)
+    once = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(Xd, yd, sample_weight=sw)
+    assert np.allclose(full.predict_proba(X), once.predict_proba(X), atol=1e-7)
+    p = {"head_c": 0.5, "class_weights": True, "max_class_weight": 10.0}  # the head: as every copy fitted
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    every = LogisticRegression(C=0.5, max_iter=1000).fit((X - mu) / sd, y, sample_weight=class_weights(y, 3, 10.0)[y])
+    assert np.allclose(EmbeddingHead.fit(X, y, 3, p).predict_proba(X), every.predict_proba((X - mu) / sd), atol=1e-4)
+    plain = rng.normal(size=(50, 4))
+    same = distinct_rows(plain, np.arange(50) % 3, np.full(50, 0.25))
+    assert same[0].tobytes() == plain.tobytes() and list(same[1]) == list(np.arange(50) % 3) and (same[2] == 0.25).all()
+
+
 def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
     from tweetsim.apps.cli import main
 
