@@ -132,14 +132,17 @@ def fill(driver, brand="nike", account="nikestore", date="2022-06-03", time="17:
         driver.execute_script("arguments[0].value = arguments[1];", f(By.ID, name), value)
     if image is not None:
         f(By.ID, "image").send_keys(str(image))
-    page = f(By.TAG_NAME, "html")
-    f(By.ID, "submit").click()
     # the answer is a new page: wait until this one is gone, or the next lookup may find this page's
-    # elements (its #errors) and read them as the new page dies
-    from selenium.webdriver.support import expected_conditions as EC
+    # elements (its #errors) and read them as the new page dies. A flag on this page's window marks
+    # it; element staleness is not enough, since chromedriver may answer a lookup of a node of the
+    # dying page with a generic error ("Node with given id does not belong to the document").
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 120).until(EC.staleness_of(page))
+    driver.execute_script("window.tweetsimOldPage = true;")
+    f(By.ID, "submit").click()
+    WebDriverWait(driver, 120, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return document.readyState !== 'loading' && !window.tweetsimOldPage;"))
 
 
 def wait_for(driver, css: str, timeout: float = 120):
