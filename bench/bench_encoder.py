@@ -7,6 +7,9 @@
   train_like_classifier.inference_dtype), ONNX float32 and ONNX int8, each text on its own in
   `workers` sessions; cosine of each to torch float32 (mean and min);
 - the embedding cache: the same texts again from embeddings.sqlite in a fresh process memo;
+- the static table (embed_model static: model2vec distilled from the same MiniLM, no transformer pass):
+  texts/s, and how well it keeps MiniLM's neighbourhoods (its vectors live in their own 256-d space, so
+  not a cosine to float32 but the Spearman correlation of the texts' pairwise similarities with float32's);
 - the like classifier (`--classifier`, a trained models/like_classifier/<regime>) on the rows'
   verbalised prompts (48 tokens): torch bfloat16 batched against ONNX int8; the largest change in a
   bucket probability and the share of rows whose most likely bucket is unchanged.
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 from tweetsim.likes.classifier import predict_proba, verbalise
 from tweetsim.text import embed, runtime
@@ -50,7 +54,9 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="bench_encoder_"))
     _, t_exp = timed(lambda: [runtime.export(embed._load(embed.default_model_path())[1], "embed", rt, cache)
                               for rt in ("onnx", "onnx-int8")])
-    print(f"export + quantisation of the sentence encoder: {t_exp:.1f} s (once per model; cached)\n")
+    _, t_dist = timed(lambda: embed.encode(["warm"], "static", encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+    print(f"export + quantisation of the sentence encoder: {t_exp:.1f} s; distillation of the static table: "
+          f"{t_dist:.1f} s (each once per model; cached)\n")
     print("| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |")
     print("|---|---|---|---|---|---|")
     for L in (128, 48):
@@ -71,6 +77,12 @@ def main() -> None:
         assert again.tobytes() == res["onnx int8"][0].tobytes()
         print(f"| onnx int8, from the cache | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
               f"| {res['torch bfloat16'][1] / dt:.1f} | identical bytes |")
+        embed.clear_cache()
+        stat, dt = timed(lambda: embed.encode(texts, "static", max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+        iu = np.triu_indices(min(len(texts), 1000), 1)
+        rho = spearmanr((stat[:1000] @ stat[:1000].T)[iu], (ref[:1000] @ ref[:1000].T)[iu]).statistic
+        print(f"| static table (model2vec) | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
+              f"| {res['torch bfloat16'][1] / dt:.1f} | pairwise similarities' Spearman to float32 {rho:.3f} |")
     folder = Path(a.classifier)
     if not (folder / "config.json").exists():
         print(f"\nno classifier at {folder}: run `dvc repro train_like_classifier` for the classifier rows")

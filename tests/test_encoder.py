@@ -62,3 +62,28 @@ def test_bad_runtime_is_named():
         EncoderConfig("onnx_int8", 2, ".cache/encoder")
     with pytest.raises(ValueError, match="encoder.workers"):
         EncoderConfig("onnx", 0, ".cache/encoder")
+
+
+def test_static_table_is_distilled_once_and_a_vector_depends_on_its_text_only(tmp_path, monkeypatch):
+    """embed_model static: model2vec's table distilled from the packaged MiniLM under the cache folder;
+    unit vectors (zeros for a text without tokens); the same bytes whatever the neighbours and call
+    order; a fresh process loads the table instead of distilling again; close texts land closer."""
+    cfg = EncoderConfig("onnx-int8", 2, str(tmp_path))
+    embed.clear_cache()
+    embed._static_model.cache_clear()
+    first = embed.encode(TEXTS, "static", encoder=cfg)
+    assert first.shape == (len(TEXTS), embed.STATIC_DIMS) and first.dtype == np.float32
+    norms = np.linalg.norm(first, axis=1)
+    assert norms[1] == 0 and np.allclose(np.delete(norms, 1), 1, atol=1e-5)
+    assert len(list((tmp_path / "static").iterdir())) == 1
+    embed.clear_cache()
+    embed._static_model.cache_clear()
+    import model2vec.distill
+
+    monkeypatch.setattr(model2vec.distill, "distill", lambda *a, **k: pytest.fail("distilled a second time"))
+    alone = np.stack([embed.encode([t, "other text"], "static", encoder=cfg)[0] for t in reversed(TEXTS)])[::-1]
+    assert alone.tobytes() == first.tobytes()
+    sale, sale2, earnings = embed.encode(["huge sale on running shoes today", "running shoes discounted today, big sale",
+                                          "the quarterly earnings call starts at noon"], "static", encoder=cfg)
+    assert sale @ sale2 > sale @ earnings + 0.2
+    assert not np.allclose(embed.encode([TEXTS[4]], "static", max_length=4, encoder=cfg), first[4])

@@ -9,11 +9,20 @@ keyed by sha256(model export + max_length + text), like the caption cache keyed 
 not a DVC out: an entry can never be stale, and a vector there is what any stage would compute (the
 ONNX paths embed each text on its own). The torch path is batched (its vectors move with the batch's
 padding under bfloat16), so it memoises in the process only.
+
+`model_path: static` (or `static:<folder>`) is a static token-embedding table distilled from the packaged
+MiniLM (or that folder) by model2vec: each vocabulary token through the encoder once, PCA to 256
+dimensions, SIF weights; a text's vector is then the mean of its tokens' rows, no transformer pass
+(tens of thousands of texts/s on one core, against hundreds). The table is made on first use (~15 s)
+and kept under `<encoder.cache_dir>/static/<key>/`, the key a hash of the source weights and the
+distillation settings. Its vectors live in their own 256-d space (not comparable with MiniLM's).
 """
 
 import contextlib
 import hashlib
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 from functools import lru_cache
@@ -121,15 +130,73 @@ def _encode_onnx(texts: list[str], path: str, max_length: int, cfg) -> np.ndarra
     return np.stack([_memo[(*key, t)] for t in texts])
 
 
+STATIC = "static"
+STATIC_DIMS = 256  # PCA components of the distilled table (model2vec's default)
+DEFAULT_CACHE = ".cache/encoder"  # encoder.cache_dir's default, for callers on the torch path
+
+
+def is_static(model_path: str | None) -> bool:
+    return model_path is not None and (model_path == STATIC or str(model_path).startswith(STATIC + ":"))
+
+
+_static_lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _static_model(source: str, cache_dir: str):
+    """The model2vec table distilled from the sentence encoder at `source`, made once per weights."""
+    import model2vec
+    from model2vec import StaticModel
+
+    from tweetsim.text import runtime
+
+    h = hashlib.sha256(f"{model2vec.__version__}|{STATIC_DIMS}|float32|mean".encode())
+    h.update(runtime.weights_key(_load(source)[1], "embed").encode())
+    folder = Path(cache_dir) / "static" / h.hexdigest()[:24]
+    with _static_lock:
+        if not (folder / "model.safetensors").exists():
+            from model2vec.distill import distill
+
+            logger.info("distilling a static embedding table from %s into %s (once)", source, folder)
+            model = distill(model_name=source, pca_dims=STATIC_DIMS, quantize_to="float32")
+            tmp = folder.with_name(f".{folder.name}.{os.getpid()}")
+            model.save_pretrained(str(tmp))
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            if folder.exists():  # another process finished first: its table is the same
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, folder)
+        return StaticModel.from_pretrained(str(folder), normalize=True, force_download=False)
+
+
+def _encode_static(texts: list[str], model_path: str, max_length: int, cache_dir: str) -> np.ndarray:
+    source = model_path.split(":", 1)[1] if ":" in model_path else default_model_path()
+    model = _static_model(source, cache_dir)
+    key = (model_path, source, max_length)
+    todo = sorted({t for t in texts if (*key, t) not in _memo})
+    if todo:
+        # no worker processes: a vector is a mean of table rows, cheap enough on the calling thread
+        vecs = model.encode(todo, max_length=max_length, use_multiprocessing=False).astype(np.float32)
+        for t, v in zip(todo, vecs):
+            _memo[(*key, t)] = v
+    if not texts:
+        return np.zeros((0, model.dim), np.float32)
+    return np.stack([_memo[(*key, t)] for t in texts])
+
+
 def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
            dtype: str = "float32", encoder=None) -> np.ndarray:
     """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string.
     `encoder` (text.runtime.EncoderConfig, params `encoder`): the runtime; None or torch: this process's
-    torch model in `dtype` (inference_autocast), results memoised per dtype."""
+    torch model in `dtype` (inference_autocast), results memoised per dtype. `model_path` static: the
+    distilled table (no transformer pass; cached under `encoder.cache_dir`, else .cache/encoder; an empty
+    text has no tokens and embeds as zeros there)."""
     import torch
 
-    path = model_path or default_model_path()
     texts = ["" if t is None or t != t else str(t) for t in texts]
+    if is_static(model_path):
+        return _encode_static(texts, str(model_path), max_length, encoder.cache_dir if encoder is not None else DEFAULT_CACHE)
+    path = model_path or default_model_path()
     if encoder is not None and encoder.onnx:
         return _encode_onnx(texts, path, max_length, encoder)
     tok, model = _load(path)
