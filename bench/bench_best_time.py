@@ -24,7 +24,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
 
-    from tweetsim.likes import predictor as behaviour
+    from tweetsim.likes.router import load_likes_model
     from tweetsim.likes import besttime
     from tweetsim.text import embed
     from tweetsim.likes import features as F
@@ -35,7 +35,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     table = table[table["id"].notna()].reset_index(drop=True)
     pick = np.linspace(0, len(table) - 1, int(posts) + 1).round().astype(int)
     t0 = time.perf_counter()
-    pred = behaviour.Predictor(models, num_threads=2)
+    pred = load_likes_model(models, num_threads=2)
     print(f"load artefacts: {time.perf_counter() - t0:.2f}s; inference dtype {pred.p.get('inference_dtype') or 'float32'}")
     besttime.best_time(pred, table.iloc[[pick[-1]]])  # warm-up (first tokenizer / kernel calls), not timed
     seconds, cpu, steps = [], [], []
@@ -45,7 +45,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         curve, best = besttime.best_time(pred, table.iloc[[i]])
         seconds.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-        steps.append(dict(pred.timings))
+        steps.append(dict(pred.pick(table.iloc[[i]])[2].timings))  # the post's route answered it
     row = table.iloc[[pick[0]]].reset_index(drop=True)
     curve, _ = besttime.best_time(pred, row)
     ctx = F.context_features(row, pred.state.context)

@@ -38,7 +38,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     import numpy as np
 
     from tweetsim.likes import features as F
-    from tweetsim.likes import predictor as behaviour
+    from tweetsim.likes.router import load_likes_model
     from tweetsim.text import embed
     from tweetsim.data.load import read_official
 
@@ -48,7 +48,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     table = table.head(int(rows)).reset_index(drop=True)
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pred = behaviour.Predictor(models, num_threads=2)
+    pred = load_likes_model(models, num_threads=2)
     t_load = time.perf_counter() - t0
     bundled = pred.p.get("encoder") or {"runtime": "torch", "workers": 2}
     cache = tempfile.mkdtemp(prefix="bench_predict_likes_")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.apps import report
+from tweetsim.apps.report import MIXED, SERVED_LIKES
 from tweetsim.apps.entry import stage
 from tweetsim.config.parallel import forked_map
 from tweetsim.config.params import load_params
@@ -32,6 +33,30 @@ def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
     if not path.exists():
         raise SystemExit(f"evaluate: {path} is missing: evaluate.{kind}_models names '{name}' but no stage wrote it")
     return pd.read_parquet(path)
+
+
+def _scores(m: pd.DataFrame, threshold, nominal: float) -> dict:
+    """likes_metrics (high/low against each row's regime's `threshold`) and the range's coverage and width."""
+    y, pred = m["likes"].astype(float), m["pred_likes"].astype(float)
+    t = np.broadcast_to(np.asarray(threshold, float), len(m))
+    out = likes_metrics(y, pred, float(np.median(t)))
+    out["high_low_accuracy"] = float(np.mean((y.to_numpy() > t) == (pred.to_numpy() > t)))
+    if "pred_low" in m:  # the model's conformal range (nominal: interval.coverage)
+        r = interval_metrics(y, m["pred_low"].astype(float), m["pred_high"].astype(float))
+        out.update({"interval_nominal": nominal, "interval_coverage": r["coverage"], "interval_width_ratio_median": r["width_ratio_median"]})
+    return out
+
+
+def _served(likes_res: dict, served: list[pd.DataFrame], nominal: float) -> None:
+    """The router's backtest by route within each regime, and every regime's test rows together (MIXED),
+    each row judged high or low against its own regime's training median."""
+    both = pd.concat(served, ignore_index=True)
+    for regime, part in both.groupby("regime", sort=True):
+        likes_res[regime][SERVED_LIKES]["routes"] = {
+            route: _scores(rows, rows["threshold"].to_numpy(), nominal) for route, rows in part.groupby("route", sort=True)}
+    likes_res[MIXED] = {SERVED_LIKES: {**_scores(both, both["threshold"].to_numpy(), nominal),
+                                       "routes": {route: _scores(rows, rows["threshold"].to_numpy(), nominal)
+                                                  for route, rows in both.groupby("route", sort=True)}}}
 
 
 def _text_jobs(refs: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> dict:
@@ -87,7 +112,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
     text_preds = {m: _predictions(data, "text", m) for m in p["text_models"]}
     enc = EncoderConfig.from_params(params["encoder"])
     encode = lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)  # noqa: E731
-    likes_res, text_jobs, text_rows_res = {}, {}, {}
+    likes_res, text_jobs, text_rows_res, served = {}, {}, {}, []
+    nominal = float(params["interval"]["coverage"])
     for regime in params["split"]["regimes"]:
         side = table[regime]
         train_median = float(table.loc[(side == "train") & table["likes"].notna(), "likes"].astype(float).median())
@@ -99,16 +125,16 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
             if m["pred_likes"].isna().any():
                 raise SystemExit(f"evaluate: model '{name}' has no prediction for {m['pred_likes'].isna().sum()} "
                                  f"test rows of regime {regime}")
-            likes_res[regime][name] = likes_metrics(m["likes"].astype(float), m["pred_likes"].astype(float), train_median)
-            if "pred_low" in m:  # the model's conformal range (nominal: interval.coverage)
-                r = interval_metrics(m["likes"].astype(float), m["pred_low"].astype(float), m["pred_high"].astype(float))
-                likes_res[regime][name].update({"interval_nominal": float(params["interval"]["coverage"]),
-                                                "interval_coverage": r["coverage"], "interval_width_ratio_median": r["width_ratio_median"]})
+            likes_res[regime][name] = _scores(m, train_median, nominal)
+            if name == SERVED_LIKES:
+                served.append(m.assign(regime=regime, threshold=train_median))
             text_rows_res[regime][name] = {k: likes_metrics(m.loc[sel, "likes"].astype(float), m.loc[sel, "pred_likes"].astype(float),
                                                             train_median) if sel.any() else {"n": 0}
                                            for k, sel in (("with_text", has_text), ("without_text", ~has_text))}
         refs = table[(side == "test") & table["content"].notna()][["source", "id", "content"]]
         text_jobs[regime] = _text_jobs(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()})
+    if served:
+        _served(likes_res, served, nominal)
     text_res = _score_texts(text_jobs, encode, int(p["workers"]))
     for regime in params["split"]["regimes"]:
         print(f"evaluate {regime}: " + "; ".join(

@@ -38,3 +38,12 @@ def run_download(tmp: Path, source: Path, **download) -> Path:
     params = write_params(tmp, **{"download.source": str(source), **{f"download.{k}": v for k, v in download.items()}})
     stage("download").main(str(params), str(tmp / "out"))
     return tmp / "out"
+
+
+def one_regime_deploy(regime: str) -> dict:
+    """deploy_likes overrides for a run with `regime` alone: every route takes its settings and its
+    ranges' held-out rows from that regime (the default names regimes such a run does not have)."""
+    hide = {"account": [], "brand": ["username"], "new_brand": ["username", "company"]}
+    return {"deploy_likes.routes": {r: {"settings_from": regime, "hide": h, "hide_like_stats": r == "new_brand"}
+                                    for r, h in hide.items()},
+            "deploy_likes.intervals": {r: [regime] for r in hide}}

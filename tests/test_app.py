@@ -256,7 +256,7 @@ TINY = {
     "regress_within_bucket.xgb.min_rows": 15, "generate.max_new_tokens": 8,
     "build_prompts.caption_similarity": False, "split.regimes": ["random"], "regress_within_bucket.cli_regime": "random",
     "generate.adapter_regime": "random", "writer.cli_regime": "random", "writer.caption_similarity": False,
-    "writer.reranker.n_estimators": 10, "deploy_likes.intervals": {"known_brand": "random", "new_brand": None},
+    "writer.reranker.n_estimators": 10,
 }
 CHAT = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"
         "{% if add_generation_prompt %}{{'<|im_start|>assistant\\n'}}{% endif %}")
@@ -289,7 +289,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     """models/ (likes stages + a LoRA adapter) and params, built by the real stages and library, tiny."""
     import yaml
 
-    from stages_helper import stage, write_params
+    from stages_helper import one_regime_deploy, stage, write_params
     from tweetsim.lm import model as llm
     from tweetsim.lm.prompts import build_examples
     from tweetsim.data.schema import write_tweets
@@ -302,7 +302,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     data, models = tmp / "data", tmp / "models"
     data.mkdir()
     write_tweets(table, data / "tweets.parquet")
-    params_path = write_params(tmp, **TINY)
+    params_path = write_params(tmp, **TINY, **one_regime_deploy("random"))
     params = yaml.safe_load(params_path.read_text())
     assign(table, params["split"]).to_parquet(data / "splits.parquet", index=False)
     args = (str(params_path), str(data), str(models))
@@ -310,6 +310,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     for edge in params["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(*args, str(edge))
     stage("combine_likes").main(*args, str(tmp / "plots"), str(tmp / "metrics"))
+    stage("backtest_likes").main(*args)  # the held-out rows the routes' ranges are calibrated on
     stage("deploy_likes").main(*args)  # the likes models the app loads by default
     stage("baselines").main(str(params_path), str(data))  # retrieval: what select_text tunes its rule against
     stage("select_text").main(*args, str(tmp / "metrics"))
@@ -353,7 +354,8 @@ def test_real_services_end_to_end(tiny_artefacts):
     assert r.status_code == 200 and "Traceback" not in page and "failed" not in page, page
     assert re.search(r"[\d,]+ likes", page) and "10,000+" in page
     assert re.search(r"80% range: [\d,]+ – [\d,]+ likes", page)  # the deploy fit's conformal range
-    assert s.info["likes"].startswith(f"{models}/likes/deploy (fitted on all")
+    assert s.info["likes"].startswith(f"{models}/likes/deploy (routes account, brand, new_brand")
+    assert re.search(r"Answered by the <strong>(account|brand|new_brand)</strong> model: ", page)  # the router's route
     assert "a photo of" in page  # EfficientNet-Lite0's description
     assert "SUMMER" in page.upper() or "SALE" in page.upper()  # the OCR read the banner
     assert len(re.findall(r"most likely bucket", page)) >= 1  # at least one distinct draft, with its own likes

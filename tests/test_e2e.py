@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from stages_helper import override
+from stages_helper import one_regime_deploy, override
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {".git", ".venv", ".dvc/cache", ".dvc/tmp", ".cache", "models", "dvclive", "data/media", "data/predictions",
@@ -23,8 +23,7 @@ TINY = {
     "train_like_classifier.max_eval_rows": 16,
     "regress_within_bucket.xgb.n_estimators": 30,
     "regress_within_bucket.cli_regime": "unseen_time",
-    "deploy_likes.settings_from": "unseen_time",
-    "deploy_likes.intervals": {"known_brand": "unseen_time", "new_brand": None},
+    **one_regime_deploy("unseen_time"),
     "train_llm.steps": 2,
     "train_llm.batch_size": 2,
     "build_prompts.caption_similarity": False,

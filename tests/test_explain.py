@@ -22,7 +22,7 @@ def test_every_feature_column_has_a_factor(trained):
     cols = [*F.base_features(rows).columns, *F.history_features(rows, tables=tabs).columns,
             *F.context_features(rows).columns, "emb_pc0", "emb_pc11", "p_bucket0", "p_bucket4"]
     _, models = trained
-    cols += Predictor(models).state.feature_names  # what the trained models use
+    cols += Predictor(folder=models / "likes" / "deploy" / "account").state.feature_names  # what the trained models use
     assert {E.factor_of(c) for c in cols} == set(E.FACTORS)
     assert E.factor_of("acct_hist_days_since") == "time" and E.factor_of("log_followers") == "audience"
     with pytest.raises(KeyError, match="'new_feature' has no factor"):
@@ -34,7 +34,7 @@ def predictor(trained):
     from tweetsim.likes.predictor import Predictor
 
     _, models = trained
-    return Predictor(models)
+    return Predictor(folder=models / "likes" / "deploy" / "account")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_predict_likes_explain_column(trained, rows, tmp_path, capsys):
     out = tmp_path / "likes.csv"
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models), "--explain"]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "explain", "status", "reason"]
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "route", "route_reason", "explain", "status", "reason"]
     for likes, js in zip(got["likes"], got["explain"]):
         total = sum(json.loads(js).values())
         assert abs(np.expm1(total) - likes) <= 0.5 + 1e-3 * likes  # the likes column is rounded to a whole like

@@ -46,12 +46,3 @@ def test_coverage_holds_on_exchangeable_rows(scale):
     low, high = iv.apply(point, probs, z)
     assert (low <= point).all() and (point <= high).all()
     assert interval_metrics(y, low, high)["coverage"] == pytest.approx(0.8, abs=0.02)
-
-
-def test_deploy_intervals_pick_the_new_brand_group():
-    known = Intervals({"coverage": 0.8, "scale": "constant", "groups": {"all": {"low": -0.5, "high": 0.5, "floor": 0.0}}})
-    new = Intervals({"coverage": 0.8, "scale": "constant", "groups": {"all": {"low": -2.0, "high": 2.0, "floor": 0.0}}})
-    iv = Intervals.for_deploy(known, new)
-    likes, probs, z = np.array([100.0, 100.0]), np.ones((2, 1)), np.zeros((2, 1))
-    low, high = iv.apply(likes, probs, z, brand_hist_n=np.array([3, 0]))
-    assert np.allclose(np.log1p(high) - np.log1p(likes), [0.5, 2.0]) and np.allclose(np.log1p(likes) - np.log1p(low), [0.5, 2.0])

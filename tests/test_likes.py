@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from stages_helper import SHIPPED, stage, write_params
+from stages_helper import SHIPPED, one_regime_deploy, override, stage, write_params
 from tweetsim.likes import features as F
 from tweetsim.likes.classifier import bucketize, class_weights, verbalise
 from tweetsim.likes.regressor import combine
@@ -128,6 +129,7 @@ def _run_pipeline(root: Path, params: Path, data: Path) -> Path:
     for edge in p["train_like_classifier"]["bucket_edges"]:
         stage("regress_within_bucket").main(str(params), str(data), str(models), str(edge))
     stage("combine_likes").main(str(params), str(data), str(models), str(root / "plots"), str(root / "metrics"))
+    stage("backtest_likes").main(str(params), str(data), str(models))
     stage("deploy_likes").main(str(params), str(data), str(models))
     return models
 
@@ -173,7 +175,7 @@ def _random_only(fixture_data, tmp_path: Path, **classifier) -> tuple[Path, Path
     tmp, params = fixture_data
     p = yaml.safe_load(params.read_text())
     p["split"]["regimes"] = ["random"]
-    p["deploy_likes"]["intervals"] = {"known_brand": "random", "new_brand": None}
+    p = override(p, one_regime_deploy("random"))
     p["train_like_classifier"].update(classifier)
     path, data = tmp_path / "params.yaml", tmp_path / "data"
     path.write_text(yaml.safe_dump(p))
@@ -190,7 +192,7 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
     params_again, again_data = _random_only(fixture_data, tmp_path)
     _run_pipeline(tmp_path, params_again, again_data)
     names = sorted(q.name for q in (again_data / "predictions" / "likes").glob("*.parquet"))
-    assert len(names) == 4
+    assert len(names) == 5  # the four bucket variants and the router's backtest (served)
     for name in names:
         first = pd.read_parquet(tmp / "data" / "predictions" / "likes" / name)
         second = pd.read_parquet(again_data / "predictions" / "likes" / name)
@@ -288,7 +290,9 @@ def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
     out = tmp_path / "out" / "likes.csv"
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models)]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "status", "reason"] and got["id"].tolist() == [7, 3, 11]
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "route", "route_reason", "status", "reason"]
+    assert got["route"].tolist() == ["account", "new_brand", "new_brand"]
+    assert got["route_reason"][2] == "brand (none given) has no labelled tweets" and got["id"].tolist() == [7, 3, 11]
     assert (got["likes"] >= 0).all() and got["likes"].dtype.kind == "i"
     # xlsx with media and date present goes through the same reader
     full = src.assign(date=["2021-05-01 10:00:00", "2022-01-01 00:00:00", "2019-03-03 12:00:00"],
@@ -306,7 +310,7 @@ def test_predict_likes_cli_errors(tmp_path, capsys):
     path = tmp_path / "in.csv"
     pd.DataFrame({"id": [1]}).to_csv(path, index=False)
     assert main(["predict-likes", "--input", str(path), "--output", str(tmp_path / "o.csv"), "--models", str(tmp_path)]) == 2
-    assert "bundle.json is missing" in capsys.readouterr().err
+    assert "router.json is missing" in capsys.readouterr().err
     assert main(["predict-likes", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "o.csv")]) == 2
 
 
@@ -332,7 +336,7 @@ def test_predict_with_probs(trained, fixture_data):
     _, models = trained
     tmp, _ = fixture_data
     rows = pd.read_parquet(tmp / "data" / "tweets.parquet").head(12)
-    pred = Predictor(models)
+    pred = Predictor(folder=models / "likes" / "deploy" / "account")
     likes, probs = pred.predict_with_probs(rows)
     assert probs.shape == (12, len(pred.state.edges)) and np.allclose(probs.sum(1), 1, atol=1e-5) and (probs >= 0).all()
     assert np.array_equal(likes, pred.predict(rows)) and set(pred.timings) == {"features", "classifier", "embedding", "trees"}
@@ -404,7 +408,7 @@ def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
 
     _, models = trained
     tmp, _ = fixture_data
-    pred = Predictor(models)
+    pred = Predictor(folder=models / "likes" / "deploy" / "account")
     X = pd.read_parquet(tmp / "data" / "likes" / "features.parquet")
     X = X[list(reversed(pred.state.feature_names))]
     for r in pred.regs:
@@ -480,50 +484,132 @@ def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     assert {"acct_ctx_views_median", "brand_ctx_n"} <= set(f.columns)
 
 
-def test_deploy_fit_trains_on_every_labelled_row(trained, fixture_data, tmp_path):
-    """models/likes/deploy: every row with likes is a training row; the classifier's steps and the trees
-    are the random regime's early-stopped ones; a second fit reloads with identical predictions."""
+def test_deploy_fit_trains_every_route_on_every_labelled_row(trained, fixture_data, tmp_path):
+    """models/likes/deploy/<route>: every row with likes is a training row of every route; each route's
+    classifier steps and trees are its settings_from regime's early-stopped ones and its hidden levels are
+    blank on every training row; a second fit reloads with identical predictions and routes."""
     import shutil
 
     from tweetsim.likes.predictor import Predictor
     from tweetsim.likes.regressor import BucketGate, BucketRegressor
+    from tweetsim.likes.router import ROUTES, Router
 
     root, models = trained
     tmp, params = fixture_data
     tweets = pd.read_parquet(tmp / "data" / "tweets.parquet")
     n = int(tweets["likes"].notna().sum())
     deploy = models / "likes" / "deploy"
-    b = json.loads((deploy / "bundle.json").read_text())
-    assert b["regime"] == "deploy" and b["settings_from"] == "random" and b["n_rows"] == n
-    random_steps = json.loads((models / "like_classifier" / "random" / "training.json").read_text())["best_step"]
-    got = json.loads((deploy / "classifier" / "training.json").read_text())
-    assert b["classifier_steps"] == random_steps == got["steps_run"] == got["best_step"]  # trained to that step, not stopped
-    # history: every labelled row (the accounts' counts add up to all of them)
-    hist = pd.read_parquet(deploy / "classifier" / "history_all_username.parquet")
-    assert int(hist["n"].sum()) == n
-    buckets = bucketize(tweets["likes"].dropna().astype(float), [float(e) for e in b["edges"]])
-    for k, e in enumerate(b["edges"]):
-        reg = BucketRegressor.load(deploy / "regressor" / e)
-        want = BucketRegressor.load(models / "like_regressor" / e / "random").meta["best_iteration"] + 1
-        assert reg.model.get_booster().num_boosted_rounds() == want == b["trees"][e] and not reg.meta["early_stopping"]
-        assert reg.meta["n_train"] == (n if reg.meta["fallback_all_rows"] else int((buckets == k).sum()))
-    gate = BucketGate.load(deploy / "gate")
-    assert gate.booster.num_boosted_rounds() == b["gate_trees"] == gate.meta["best_iteration"] + 1
+    index = json.loads((deploy / "router.json").read_text())
+    assert index["routes"] == {r: r for r in ROUTES} and index["n_rows"] == n
+    feats = pd.read_parquet(deploy / "new_brand" / "classifier" / "history_all_username.parquet")
+    assert int(feats["n"].sum()) == n  # the history tables (and so the routes) come from every labelled row
+    for route, src in (("account", "random"), ("brand", "random"), ("new_brand", "unseen_brand")):
+        folder = deploy / route
+        b = json.loads((folder / "bundle.json").read_text())
+        assert b["regime"] == "deploy" and b["route"] == route and b["settings_from"] == src and b["n_rows"] == n
+        steps = json.loads((models / "like_classifier" / src / "training.json").read_text())["best_step"]
+        got = json.loads((folder / "classifier" / "training.json").read_text())
+        assert b["classifier_steps"] == steps == got["steps_run"] == got["best_step"]  # trained to that step, not stopped
+        buckets = bucketize(tweets["likes"].dropna().astype(float), [float(e) for e in b["edges"]])
+        for k, e in enumerate(b["edges"]):
+            reg = BucketRegressor.load(folder / "regressor" / e)
+            want = BucketRegressor.load(models / "like_regressor" / e / src).meta["best_iteration"] + 1
+            assert reg.model.get_booster().num_boosted_rounds() == want == b["trees"][e] and not reg.meta["early_stopping"]
+            assert reg.meta["n_train"] == (n if reg.meta["fallback_all_rows"] else int((buckets == k).sum()))
+        gate = BucketGate.load(folder / "gate")
+        assert gate.booster.num_boosted_rounds() == b["gate_trees"] == gate.meta["best_iteration"] + 1
+        ranges = json.loads((folder / "intervals.json").read_text())["groups"]["all"]
+        assert ranges["low"] <= 0 <= ranges["high"] and "backtest" in ranges["from"]
     rows = tweets.head(12)
-    first = Predictor(models, models_of=None)
+    first = Router(deploy)
     likes, low, high = first.predict_with_range(rows)
+    routes = first.last_routes[0].copy()
     assert (low <= likes).all() and (likes <= high).all() and (low < high).any()
-    # refit into a copy (same params, same data): the reloaded models predict the same
+    # refit into a copy (same params, same data): the reloaded models predict the same, by the same routes
     again = tmp_path / "models"
     shutil.copytree(models, again, ignore=shutil.ignore_patterns("deploy"))
     stage("deploy_likes").main(str(params), str(tmp / "data"), str(again))
-    second = Predictor(again)
+    second = Router(again / "likes" / "deploy")
     assert np.array_equal(second.predict(rows), likes) and np.array_equal(second.ranges[1], high)
-    # --models-of keeps a regime's models; they differ from the deploy fit's
+    assert np.array_equal(second.last_routes[0], routes)
+    # --models-of keeps a regime's models; they differ from the routes'
     regime = Predictor(models, models_of="random")
     assert regime.bundle["regime"] == "random" and not np.array_equal(regime.predict(rows), likes)
     with pytest.raises(FileNotFoundError, match="not a trained regime"):
         Predictor(models, models_of="no_such_regime")
+
+
+def test_router_picks_each_route_from_the_row_alone(trained):
+    """A known account, a new account of a known brand, an unknown brand: each row's route (and its
+    prediction) is the same alone as within any file; the brand and new_brand routes never read the
+    account's like statistics or history."""
+    from tweetsim.likes.router import Router, route_rows
+
+    _, models = trained
+    router = Router(models / "likes" / "deploy")
+    acct = router.tables["username"]
+    user = acct.index[0]
+    brand = router.tables["company"].index[0]
+    rows = pd.DataFrame({"source": "cli", "id": [1, 2, 3], "content": ["Big news <hyperlink>"] * 3,
+                         "username": [user, "brand_new_account", "nobody"], "company": ["", brand, "no-such-brand-anywhere"],
+                         "date": pd.to_datetime(["2022-05-01 10:00"] * 3, utc=True),
+                         "acct_avg_likes": [50.0, 5000.0, 5000.0]})
+    routes, reasons = route_rows(rows, router.tables)
+    assert routes.tolist() == ["account", "brand", "new_brand"]
+    assert f"@{user} has {int(acct.loc[user, 'n'])} labelled tweets" in reasons[0] and "no labelled tweets" in reasons[2]
+    likes = router.predict(rows)
+    assert router.last_routes[0].tolist() == ["account", "brand", "new_brand"]
+    for i in range(3):  # alone, and in another order: the same route
+        assert router.route(rows.iloc[[i]])[0][0] == routes[i]
+    assert router.route(rows.iloc[::-1])[0].tolist() == routes[::-1].tolist()
+    # the organisers' like statistics of a row never move a brand or new_brand prediction
+    moved = router.predict(rows.assign(acct_avg_likes=[50.0, 1.0, 1.0]))
+    assert np.array_equal(moved[1:], likes[1:])
+    feats = router.last_features
+    assert feats.loc[1:, [c for c in feats.columns if c.startswith("acct_hist_") and c != "acct_hist_n"]].isna().all().all()
+    assert feats.loc[2, [c for c in feats.columns if c.startswith("brand_hist_") and c != "brand_hist_n"]].isna().all()
+
+
+def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, monkeypatch):
+    """The backtest fits each regime's routes on its training rows only: no test row (so no held-out brand
+    of unseen_brand, no later row of unseen_time) is among the rows any route model is fitted on, and
+    val rows are routed with the training rows' history, test rows with train + val's."""
+    import tweetsim.likes.backtest as BT
+
+    _, models = trained
+    tmp, params = fixture_data
+    data = tmp / "data"
+    p = yaml.safe_load(params.read_text())
+    splits = pd.read_parquet(data / "splits.parquet")
+    seen = []
+    real = BT.fit_route
+
+    def spy(rows, *args, **kw):
+        seen.append(rows[["source", "id"]].copy())
+        return real(rows, *args, **kw)
+
+    monkeypatch.setattr(BT, "fit_route", spy)
+    preds, cal = BT.backtest(p, data / "tweets.parquet", data / "captions.parquet", data / "ocr.parquet",
+                             data / "splits.parquet", models)
+    labelled = pd.read_parquet(data / "tweets.parquet")
+    labelled = labelled[labelled["likes"].notna()].merge(splits, on=["source", "id"])
+    k = 0
+    for regime in p["split"]["regimes"]:
+        n_routes = preds[preds["regime"] == regime]["route"].nunique()
+        fitted = pd.concat(seen[k:k + n_routes])
+        k += n_routes
+        keys = set(zip(fitted["source"], fitted["id"]))
+        side = dict(zip(zip(labelled["source"], labelled["id"]), labelled[regime]))
+        assert keys and {side[key] for key in keys} == {"train"}
+        test = labelled[labelled[regime] == "test"]
+        if regime == "unseen_brand":
+            train_brands = set(labelled.loc[labelled[regime] == "train", "company"])
+            assert not set(test["company"]) & train_brands
+            assert (preds.loc[(preds["regime"] == regime) & (preds["side"] == "test"), "route"] == "new_brand").all()
+        got = preds[(preds["regime"] == regime) & (preds["side"] == "test")]
+        assert sorted(zip(got["source"], got["id"])) == sorted(zip(test["source"], test["id"]))
+        assert (got["pred_low"] <= got["pred_likes"]).all() and (got["pred_likes"] <= got["pred_high"]).all()
+    assert set(cal["regime"]) == set(p["split"]["regimes"]) and cal["likes"].notna().all()
 
 
 def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
@@ -538,7 +624,9 @@ def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
     src.to_csv(path, index=False)
     assert main(["predict-likes", "--input", str(path), "--output", str(out), "--models", str(models)]) == 0
     got = pd.read_csv(out)
-    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "status", "reason"]
+    assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "route", "route_reason", "status", "reason"]
+    assert got["route"].tolist() == ["account", "new_brand", "account", "new_brand"]
+    assert got["route_reason"][1] == "brand no-such-brand has no labelled tweets"
     assert got["id"].tolist() == [5, 1, 9, 2] and (got["likes_low"] >= 0).all()
     assert (got["likes_low"] <= got["likes"]).all() and (got["likes"] <= got["likes_high"]).all()
     assert (got["likes_low"] < got["likes_high"]).all()
@@ -562,8 +650,9 @@ def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
         want = int((side == "val").sum()) + (int((side == "train").sum()) if regime == "unseen_brand" else 0)
         assert g["n"] == want and g["low"] <= 0 <= g["high"]
         assert ("brand folds" in g["from"]) == (regime == "unseen_brand")
-    deploy = json.loads((models / "likes" / "deploy" / "intervals.json").read_text())["groups"]
-    assert deploy["new_brand"]["from"].startswith("unseen_brand") and deploy["known_brand"]["from"].startswith("unseen_time")
+    for route, regimes in (("account", "unseen_time"), ("new_brand", "unseen_brand")):
+        g = json.loads((models / "likes" / "deploy" / route / "intervals.json").read_text())["groups"]["all"]
+        assert f"backtest of {regimes}" in g["from"]
 
 
 def test_crossfit_folds_keep_each_account_on_one_side():

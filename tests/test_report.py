@@ -36,23 +36,26 @@ def test_committed_headline_is_what_evaluate_writes_from_the_committed_metrics()
 
 def test_headline_is_review_sized_and_covers_every_regime():
     h = json.loads((ROOT / "metrics" / "headline.json").read_text())
-    assert list(h) == PARAMS["split"]["regimes"]
+    assert list(h) == [*PARAMS["split"]["regimes"], report.MIXED]
+    assert list(h[report.MIXED]) == ["likes_served"]  # every regime's test rows through its own router
+    h = {r: h[r] for r in PARAMS["split"]["regimes"]}
     # `dvc metrics diff` prints one row per leaf: it must fit a screen (the full files give ~300)
-    assert _leaves(h) <= 45
+    assert _leaves(h) <= 52
     for regime, block in h.items():
         assert set(block["likes_served"]) == set(report.LIKES_FIGURES)
         assert set(block["text_served"]) == set(report.TEXT_FIGURES)
-        assert {"likes_median", "likes_account_median", "text_retrieval"} <= set(block)
+        assert {"likes_median", "likes_account_median", "likes_regime_model", "text_retrieval"} <= set(block)
         assert ("text_typical" in block) == (regime in PARAMS["writer"]["typical_baseline_regimes"])
 
 
 def test_served_models_follow_the_params():
-    assert report.served_models(PARAMS)["likes"] == "bucket_xgb_" + PARAMS["regress_within_bucket"]["final"] + (
+    assert report.served_models(PARAMS)["likes"] == "served"  # the router's backtest: what predict-likes runs
+    assert report.served_models(PARAMS)["likes_regime"] == "bucket_xgb_" + PARAMS["regress_within_bucket"]["final"] + (
         "" if PARAMS["regress_within_bucket"]["smearing"] else "_nosmear")
     p = copy.deepcopy(PARAMS)
     p["regress_within_bucket"].update(final="argmax", smearing=False)
     p["writer"]["reranker"]["enabled"] = False
-    assert report.served_models(p) == {"likes": "bucket_xgb_argmax_nosmear", "text": "consensus"}
+    assert report.served_models(p) == {"likes": "served", "likes_regime": "bucket_xgb_argmax_nosmear", "text": "consensus"}
     p["evaluate"]["likes_models"] = ["median", "account_median"]
     with pytest.raises(ValueError, match="not in evaluate.likes_models"):
         report.served_models(p)
@@ -66,7 +69,7 @@ def test_served_likes_name_is_combine_likes_file_name():
     for mode, smear in stage.VARIANTS:
         p = copy.deepcopy(PARAMS)
         p["regress_within_bucket"].update(final=mode, smearing=smear)
-        assert report.served_models(p)["likes"] == stage.name_of(mode, smear)
+        assert report.served_models(p)["likes_regime"] == stage.name_of(mode, smear)
 
 
 def test_headline_switches_with_the_served_model():
@@ -75,7 +78,8 @@ def test_headline_switches_with_the_served_model():
     p["regress_within_bucket"]["final"] = "argmax"
     h = report.headline(p, m["likes"], m["text"])
     for regime in p["split"]["regimes"]:
-        assert h[regime]["likes_served"]["rmse_log1p"] == m["likes"][regime]["bucket_xgb_argmax"]["rmse_log1p"]
+        assert h[regime]["likes_regime_model"]["rmse_log1p"] == m["likes"][regime]["bucket_xgb_argmax"]["rmse_log1p"]
+        assert h[regime]["likes_served"]["rmse_log1p"] == m["likes"][regime]["served"]["rmse_log1p"]
 
 
 def test_evaluate_declares_the_headline_first_and_the_params_it_reads():

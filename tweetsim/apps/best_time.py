@@ -6,7 +6,7 @@ import time
 
 from tweetsim.data.load import InputError, read_official
 from tweetsim.likes.besttime import best_time, describe, first_slot
-from tweetsim.likes.predictor import Predictor
+from tweetsim.likes.router import load_likes_model
 
 
 def cli(argv: list[str]) -> int:
@@ -41,10 +41,11 @@ def cli(argv: list[str]) -> int:
         print("best-time: --top must be at least 1", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor(args.models, args.threads)
+        router = load_likes_model(args.models, args.threads)
     except FileNotFoundError as e:
         print(f"best-time: {e}", file=sys.stderr)
         return 2
+    route, why, predictor = router.pick(rows)
     t0 = time.perf_counter()
     curve, best = best_time(predictor, rows, start, args.top)
     seconds = time.perf_counter() - t0
@@ -52,7 +53,7 @@ def cli(argv: list[str]) -> int:
         curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
                      log1p_likes=curve["log1p_likes"].round(4)).to_csv(args.output, index=False)
     print(f"best-time: id {rows['id'].iloc[0]}, {len(curve)} hourly slots from {curve['date'].iloc[0]:%Y-%m-%d %H:00} UTC "
-          f"({seconds:.2f}s); median slot {curve['likes'].median():,.0f} likes; best:")
+          f"({seconds:.2f}s; route {route}: {why}); median slot {curve['likes'].median():,.0f} likes; best:")
     for line in describe(best):
         print(f"  {line}")
     if args.output:

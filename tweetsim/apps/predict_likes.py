@@ -15,7 +15,7 @@ from tweetsim.data.load import InputError, read_official
 from tweetsim.likes import behaviour_lm as B
 from tweetsim.likes import explain as ex
 from tweetsim.likes import features as F
-from tweetsim.likes.predictor import Predictor
+from tweetsim.likes.router import load_likes_model, routes_of_last
 
 
 def cli(argv: list[str]) -> int:
@@ -33,11 +33,13 @@ def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tweetsim predict-likes",
                                  description="Predict likes for an official behaviour-simulation file (xlsx, csv or parquet).")
     ap.add_argument("--input", required=True, help="id, date, content, username, media, inferred company (only id required)")
-    ap.add_argument("--output", required=True, help="CSV written with columns id,likes,likes_low,likes_high,status,reason "
-                    "(likes_low..likes_high: the nominal 80%% range), one row per input row, input order")
+    ap.add_argument("--output", required=True, help="CSV written with columns id,likes,likes_low,likes_high,route,route_reason,"
+                    "status,reason (likes_low..likes_high: the nominal 80%% range; route: which model answered the row "
+                    "(account | brand | new_brand) and why), one row per input row, input order")
     ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
     ap.add_argument("--models-of", default=None, metavar="REGIME",
-                    help="use that regime's models (fitted on its train rows) instead of the deploy fit (every labelled row)")
+                    help="use that regime's models (fitted on its train rows) for every row instead of the router over "
+                    "the deploy fit's routes (every labelled row)")
     ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=int, default=2)
@@ -56,8 +58,8 @@ def cli(argv: list[str]) -> int:
     io.report("predict-likes", rejects, "predicted without it")
     t0 = time.perf_counter()
     try:
-        predictor = Predictor(args.models, args.threads, args.models_of)
-        if predictor.intervals is None and not args.two_columns:
+        predictor = load_likes_model(args.models, args.threads, args.models_of)
+        if not predictor.intervals and not args.two_columns:
             raise FileNotFoundError(f"{args.models}: these models have no intervals file (likes_low, likes_high): "
                                     "rerun `dvc repro combine_likes deploy_likes`, or use --two-columns")
     except FileNotFoundError as e:
@@ -65,35 +67,36 @@ def cli(argv: list[str]) -> int:
         return 2
     t1 = time.perf_counter()
     # the input rows are each other's context (features.context_features): a chunk sees the others as known rows
-    known, valid = predictor.state.context, rows[rows["id"].notna()]
+    known, valid = predictor.context, rows[rows["id"].notna()]
     ctx = F.context_rows(valid).set_axis(valid.index)
 
     def predict_chunk(chunk: pd.DataFrame) -> list:
-        predictor.state.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
+        predictor.context = pd.concat([known, ctx.drop(chunk.index)], ignore_index=True)
         if args.two_columns:
             return np.rint(predictor.predict(chunk)).astype(np.int64).tolist()
         if args.explain:
-            likes, factors = ex.explain(predictor, chunk)
+            likes, factors = predictor.explain(chunk)
             low, high = predictor.ranges  # set by the same prediction
         else:
             likes, low, high = predictor.predict_with_range(chunk)
         # the range is rounded outwards, so low <= likes <= high holds for the written integers too
         high = [int(h) if np.isfinite(h) else None for h in np.ceil(high)]
-        out = [np.rint(likes).astype(np.int64).tolist(), np.floor(low).astype(np.int64).tolist(), high]
+        out = [np.rint(likes).astype(np.int64).tolist(), np.floor(low).astype(np.int64).tolist(), high,
+               *routes_of_last(predictor, len(chunk))]
         return list(zip(*out, ex.to_json(factors))) if args.explain else list(zip(*out))
 
     try:
-        columns = ["likes", "likes_low", "likes_high"] + (["explain"] if args.explain else [])
+        columns = ["likes", "likes_low", "likes_high", "route", "route_reason"] + (["explain"] if args.explain else [])
         stats = io.run_chunked(rows, rejects, predict_chunk, output, columns, args.two_columns,
                                args.chunk_size, "predict-likes")
     except io.OutputError as e:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 130 if isinstance(e, io.Interrupted) else 2
     finally:
-        predictor.state.context = known
+        predictor.context = known
     print(f"predict-likes: {io.summary(stats)} -> {output} (load {t1 - t0:.1f}s, predict {stats['seconds']:.1f}s, "
           f"{len(rejects)} cell problems reported; models: "
-          f"{'regime ' + args.models_of if args.models_of else 'deploy fit on every labelled row'})")
+          f"{'regime ' + args.models_of if args.models_of else 'router over the deploy fit (routes: ' + ', '.join(predictor.routes) + ')'})")
     return 0
 
 
@@ -140,7 +143,7 @@ def lm_cli(argv: list[str]) -> int:
     fallback = np.full(len(rows), float(state["train_median"]))
     fb_name = "train median"
     try:
-        fallback = Predictor(args.models, args.threads).predict(rows)
+        fallback = load_likes_model(args.models, args.threads).predict(rows)
         fb_name = "bucket model"
     except FileNotFoundError as e:
         print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",

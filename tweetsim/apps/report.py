@@ -5,12 +5,14 @@
 headline (`metrics/headline.json`, written by evaluate) keeps, per regime, the models that are
 served and the baselines they are judged against, on the figures the README's targets use:
 
-    {regime: {"likes_served":   {"rmse_log1p", "high_low_accuracy"},
+    {regime: {"likes_served":   {"rmse_log1p", "high_low_accuracy"},   # the router's backtest
+              "likes_regime_model": {...},      # the regime's own model on its own test rows
               "likes_median":   {...},          # constant training median
               "likes_account_median": {...},
               "text_served":    {"bleu1", "rougeL", "cider"},
               "text_retrieval": {...},
-              "text_typical":   {...}}}         # only in writer.typical_baseline_regimes
+              "text_typical":   {...}},         # only in writer.typical_baseline_regimes
+     "mixed": {"likes_served": {...}}}          # every regime's test rows, each through its regime's router
 
 Keys name roles, not models, so that `dvc metrics diff` compares the served model with the served
 model when a param changes which one that is; `served_models` says which ones they are, from the
@@ -36,28 +38,34 @@ TEXT_FIGURES = ("bleu1", "rougeL", "cider")
 LIKES_BASELINES = ("median", "account_median")
 TEXT_BASELINE = "retrieval"
 TYPICAL = "typical"   # select_text's single most typical tweet: a second baseline where the params say so
+MIXED = "mixed"       # metrics/likes.json's block of every regime's test rows together
 
 # every params key read here; tests/test_report.py checks evaluate declares them in dvc.yaml
 PARAMS = ("regress_within_bucket.final", "regress_within_bucket.smearing", "writer.reranker.enabled",
           "writer.typical_baseline_regimes", "evaluate.likes_models", "evaluate.text_models", "split.regimes")
 
 
+SERVED_LIKES = "served"  # backtest_likes' predictions: the router, as predict-likes runs it
+
+
 def served_models(params: dict) -> dict[str, str]:
     """The likes model and the writer that are served, as named in evaluate's predictions.
 
-    Likes: combine_likes' `final` mode and `smearing` (its `name_of`: bucket_xgb_<final>[_nosmear]),
-    what the CLI and the deploy fit use. The deploy fit itself has no held-out rows, so its
-    family's per-regime test figures stand for it. Text: select_text's `reranked` when the reranker
-    is enabled, else `consensus` (what `tweetsim generate` and the app load).
+    Likes: `served`, the backtest of the router (every regime's test rows through routes fitted on its
+    training rows, as `tweetsim predict-likes` predicts); `likes_regime`: the regime's own model in
+    combine_likes' `final` mode and `smearing` (its `name_of`: bucket_xgb_<final>[_nosmear]), each regime's
+    model on its own test rows. Text: select_text's `reranked` when the reranker is enabled, else
+    `consensus` (what `tweetsim generate` and the app load).
     """
     rwb = params["regress_within_bucket"]
-    likes = f"bucket_xgb_{rwb['final']}" + ("" if rwb["smearing"] else "_nosmear")
+    regime_model = f"bucket_xgb_{rwb['final']}" + ("" if rwb["smearing"] else "_nosmear")
     text = "reranked" if params["writer"]["reranker"]["enabled"] else "consensus"
     ev = params["evaluate"]
-    for kind, name, listed in (("likes", likes, ev["likes_models"]), ("text", text, ev["text_models"])):
+    for kind, name, listed in (("likes", SERVED_LIKES, ev["likes_models"]), ("likes", regime_model, ev["likes_models"]),
+                               ("text", text, ev["text_models"])):
         if name not in listed:
             raise ValueError(f"report: the served {kind} model '{name}' is not in evaluate.{kind}_models {listed}")
-    return {"likes": likes, "text": text}
+    return {"likes": SERVED_LIKES, "likes_regime": regime_model, "text": text}
 
 
 def _pick(scores: dict, figures: tuple[str, ...], where: str) -> dict[str, float]:
@@ -75,7 +83,8 @@ def headline(params: dict, likes: dict, text: dict) -> dict:
     out = {}
     for regime in params["split"]["regimes"]:
         lr, tr = likes[regime], text[regime]["all_rows"]
-        block = {"likes_served": _pick(lr[served["likes"]], LIKES_FIGURES, f"likes {regime} {served['likes']}")}
+        block = {"likes_served": _pick(lr[served["likes"]], LIKES_FIGURES, f"likes {regime} {served['likes']}"),
+                 "likes_regime_model": _pick(lr[served["likes_regime"]], LIKES_FIGURES, f"likes {regime} {served['likes_regime']}")}
         for name in LIKES_BASELINES:
             block[f"likes_{name}"] = _pick(lr[name], LIKES_FIGURES, f"likes {regime} {name}")
         if served["text"] not in tr:
@@ -84,6 +93,8 @@ def headline(params: dict, likes: dict, text: dict) -> dict:
         for name in (TEXT_BASELINE,) + ((TYPICAL,) if regime in typical_regimes else ()):
             block[f"text_{name}"] = _pick(tr[name], TEXT_FIGURES, f"text {regime} {name}")
         out[regime] = block
+    if MIXED in likes:
+        out[MIXED] = {"likes_served": _pick(likes[MIXED][served["likes"]], LIKES_FIGURES, f"likes {MIXED}")}
     log.info("headline: served likes model %s, served writer %s", served["likes"], served["text"])
     return out
 
@@ -101,12 +112,11 @@ def _likes_cell(s: dict, bold: bool) -> str:
 
 
 def likes_sample_table(params: dict, m: dict) -> str:
-    """regime | constant median | account median | served | the other final mode (same smearing):
+    """regime | constant median | account median | served (the router's backtest) | the regime's own model:
     log1p-RMSE / high-low accuracy [/ Spearman]; the row's lowest log1p-RMSE in bold."""
-    served = served_models(params)["likes"]
-    other_mode = "argmax" if params["regress_within_bucket"]["final"] == "mixture" else "mixture"
-    other = f"bucket_xgb_{other_mode}" + ("" if params["regress_within_bucket"]["smearing"] else "_nosmear")
-    cols = [("constant median", "median"), ("account median", "account_median"), (served, served), (other, other)]
+    s = served_models(params)
+    cols = [("constant median", "median"), ("account median", "account_median"), ("served (router)", s["likes"]),
+            (f"regime's own model ({s['likes_regime']})", s["likes_regime"])]
     rows = ["| regime | " + " | ".join(h for h, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for regime in params["split"]["regimes"]:
         r = m["likes"][regime]
@@ -121,13 +131,15 @@ def likes_sample_table(params: dict, m: dict) -> str:
 
 
 def intervals_sample_table(params: dict, m: dict) -> str:
-    """The served likes model's conformal range on the test rows: coverage and median width."""
+    """The served likes model's conformal range on the test rows, by route: coverage and median width."""
     served = served_models(params)["likes"]
-    rows = ["| regime | test rows | test coverage (nominal) | median width (1 + high) / (1 + low) |", "|---|---|---|---|"]
-    for regime in params["split"]["regimes"]:
+    rows = ["| regime | route | test rows | log1p-RMSE / high-low | test coverage (nominal) | median width (1 + high) / (1 + low) |",
+            "|---|---|---|---|---|---|"]
+    for regime in [*params["split"]["regimes"], MIXED]:
         s = m["likes"][regime][served]
-        rows.append(f"| {regime} | {s['n']:,} | {_f(s['interval_coverage'])} ({s['interval_nominal']:.2f}) "
-                    f"| x{s['interval_width_ratio_median']:.1f} |")
+        for route, r in [("all", s), *sorted(s.get("routes", {}).items())]:
+            rows.append(f"| {regime} | {route} | {r['n']:,} | {_f(r['rmse_log1p'])} / {_f(r['high_low_accuracy'])} "
+                        f"| {_f(r['interval_coverage'])} ({s['interval_nominal']:.2f}) | x{r['interval_width_ratio_median']:.1f} |")
     return "\n".join(rows)
 
 

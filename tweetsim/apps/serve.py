@@ -79,25 +79,28 @@ def bucket_labels(edges) -> list[str]:
 
 # ---------------------------------------------------------------- real services (dvc repro artefacts)
 class LikesService:
-    """tweetsim.likes.predictor.Predictor (the deploy fit, or `models_of`'s regime): likes and the bucket
-    probabilities they were mixed with; `ranges`: the last call's (low, high), None without intervals."""
+    """The router over the deploy fit's routes (tweetsim.likes.router), or `models_of`'s regime: likes and
+    the bucket probabilities they were mixed with; `ranges`: the last call's (low, high), None without
+    intervals; `routes`: the last call's (route, why) of each row."""
 
     def __init__(self, models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
-        from tweetsim.likes.predictor import Predictor
+        from tweetsim.likes.router import load_likes_model
 
-        self.predictor = Predictor(models_dir, num_threads, models_of)
+        self.predictor = load_likes_model(models_dir, num_threads, models_of)
         self.labels = bucket_labels(self.predictor.state.edges)
         self.ranges: tuple[np.ndarray, np.ndarray] | None = None
+        self.routes: tuple[list[str], list[str]] | None = None
 
     def __call__(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        from tweetsim.likes.router import routes_of_last
+
         likes, probs = self.predictor.predict_with_probs(table)
-        self.ranges = self.predictor.ranges if self.predictor.intervals is not None else None
+        self.ranges = self.predictor.ranges if self.predictor.intervals else None
+        self.routes = routes_of_last(self.predictor, len(table))
         return np.asarray(likes, dtype=float), np.asarray(probs, dtype=float)
 
     def explain(self, table: pd.DataFrame) -> list[dict]:
-        from tweetsim.likes.explain import explain
-
-        return explain(self.predictor, table)[1].to_dict("records")
+        return self.predictor.explain(table)[1].to_dict("records")
 
     def best_time(self, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         from tweetsim.likes.besttime import best_time
@@ -224,7 +227,7 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
             s.predict_likes, s.bucket_labels, s.explain, s.best_time = svc, svc.labels, svc.explain, svc.best_time
             b = svc.predictor.bundle
             s.info[name] = (f"{models}/likes/bundle.json (regime {models_of})" if models_of else
-                            f"{models}/likes/deploy (fitted on all {b.get('n_rows', '?')} labelled rows, settings of {b.get('settings_from')})")
+                            f"{models}/likes/deploy (routes {', '.join(b['routes'])}, each fitted on all {b.get('n_rows', '?')} labelled rows)")
         elif name == "writer":
             s.generate, s.info[name] = svc, svc.name
         else:
@@ -388,6 +391,7 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
             table = build_table(form, when, sha, [form.draft or None, *drafts], caption, ocr_text)
             out = _step(res, "predict_likes", lambda: services.predict_likes(table))
             ranges = getattr(services.predict_likes, "ranges", None)  # (low, high) of that call, before the calls below predict again
+            routes = getattr(services.predict_likes, "routes", None)  # (route, why) of each row of that call
             # the post's reasons and best time: its row alone (the drafts share its date and context)
             factors = slots = None
             if out is not None and services.explain is not None:
@@ -401,7 +405,8 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
     labels = services.bucket_labels or [f"bucket {k}" for k in range(probs.shape[1])]
     res.post = {"text": form.draft or None, "likes": int(round(likes[0])), "buckets": list(zip(labels, probs[0].tolist())),
                 "top": labels[int(np.argmax(probs[0]))], **_range(ranges, 0),
-                "reasons": top_reasons(factors[0]) if factors else []}
+                "reasons": top_reasons(factors[0]) if factors else [],
+                **({"route": routes[0][0], "route_reason": routes[1][0]} if routes else {})}
     if slots is not None:
         from tweetsim.likes.besttime import chart
 

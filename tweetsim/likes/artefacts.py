@@ -11,8 +11,9 @@ that folder in one place (the stages, the deploy fit and the Predictor take thei
 - `likes/bundle.json`: the final mode and smearing of the regimes' models (`--models-of REGIME`);
   `likes/gate/<regime>.*`, `likes/intervals/<regime>.json` (conformal ranges, likes/intervals.py).
 - `likes/deploy/`: the deploy fit (likes/deploy.py) that the CLI and the web app load by default:
-  `classifier/` (as like_classifier/<regime>/), `regressor/<edge>.*`, `gate.*`, `intervals.json`,
-  `bundle.json` (with the paths of those, relative to `models/`).
+  `router.json` (likes/router.py) and one folder per route, `<route>/`: `classifier/` (as
+  like_classifier/<regime>/), `regressor/<edge>.*`, `gate.*`, `intervals.json`, `bundle.json` (with
+  the paths of those, relative to the route's folder).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class Layout:
     def deploy(self) -> Path:
         return self.models / "likes" / "deploy"
 
+    @property
+    def router(self) -> Path:
+        return self.deploy / "router.json"
+
 
 def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,19 +125,23 @@ class FeatureState:
                    pd.read_parquet(folder / "side_stats.parquet"), pd.read_parquet(folder / "context_rows.parquet"), st["features"])
 
 
-def model_paths(models: Path, models_of: str | None) -> tuple[dict, dict]:
+def route_paths(folder: Path) -> tuple[dict, dict]:
+    """(bundle, paths) of one fitted route (a folder written by likes/deploy.py:fit_route): its
+    bundle.json's paths are relative to the folder."""
+    path = folder / "bundle.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro deploy_likes` first "
+                                "(or pass --models-of REGIME for a regime's models)")
+    bundle = json.loads(path.read_text())
+    paths = {k: (folder / v if isinstance(v, str) else [folder / x for x in v]) if v else None
+             for k, v in bundle["paths"].items()}
+    return bundle, paths
+
+
+def model_paths(models: Path, models_of: str) -> tuple[dict, dict]:
     """(bundle, paths: classifier folder, regressor stems, gate stem or None, intervals file or None) of
-    the deploy fit (models_of None) or of regime `models_of`'s models."""
+    regime `models_of`'s models."""
     layout = Layout(models)
-    if models_of is None:
-        path = layout.deploy / "bundle.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run `dvc repro deploy_likes` first "
-                                    "(or pass --models-of REGIME for a regime's models)")
-        bundle = json.loads(path.read_text())
-        paths = {k: (models / v if isinstance(v, str) else [models / x for x in v]) if v else None
-                 for k, v in bundle["paths"].items()}
-        return bundle, paths
     bundle = {**read_bundle(layout.bundle, "combine_likes"), "regime": models_of}
     if not (layout.classifier(models_of) / "state.json").exists():
         raise FileNotFoundError(f"{layout.classifier(models_of)} is missing: --models-of {models_of} "

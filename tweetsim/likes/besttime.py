@@ -46,10 +46,13 @@ def slot_rows(row: pd.DataFrame, start: pd.Timestamp, slots: int = SLOTS) -> pd.
 def best_time(predictor, row: pd.DataFrame, start=None, top: int = 5, slots: int = SLOTS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(curve, best) for one post (`row`: one normalised row, tweetsim.data.load). curve: one row per
     hourly slot (slot, date, weekday, hour, likes, log1p_likes), in time order; best: its `top`
-    rows with the most likes, most first (ties: the earlier slot)."""
+    rows with the most likes, most first (ties: the earlier slot). `predictor`: a Predictor, or the
+    router (the post's route answers every slot: one account and brand at 168 dates)."""
     from tweetsim.likes import features as F
 
     row = row.reset_index(drop=True)
+    if hasattr(predictor, "pick"):
+        predictor = predictor.pick(row)[2]
     t0 = first_slot(row["date"].iloc[0] if "date" in row else None, start)
     ctx = F.context_features(row, predictor.state.context)
     rows = slot_rows(row, t0, slots)

@@ -1,16 +1,18 @@
-"""The deploy fit: the likes models refitted on every labelled row (stage deploy_likes).
+"""The deploy fit: one likes model per route (likes/router.py), each refitted on every labelled row
+(stage deploy_likes).
 
-The regimes choose the settings on rows held out from training; the deploy fit then trains the
-classifier, the bucket regressors and the tabular gate once more on every row with likes, with the
-classifier's steps and each model's trees taken from the regime named by `deploy_likes.settings_from`
-(their early-stopped best step / iteration, recorded in the regime's model files), with no early
-stopping of its own. It reuses fit.fit_regime: every row is a training row of a one-sided
-"regime", so the account and brand history (shifted on its rows, over every labelled row for new
-ones) and the context come from every labelled row.
+The regimes choose the settings on rows held out from training; a route fit then trains the
+classifier, the bucket regressors and the tabular gate once more on its rows, with the classifier's
+steps and each model's trees taken from a validated regime's run (their early-stopped best step /
+iteration, recorded in the regime's model files; `deploy_likes.routes.<route>.settings_from`) and no
+early stopping of its own. It reuses fit.fit_regime: every row is a training row of a one-sided
+"regime", so the history (shifted or cross-fitted on its rows) and the context come from every
+labelled row; the route's `hide` levels are blanked on every row.
 
-Its ranges are the regimes' conformal quantiles (tweetsim/likes/intervals.py): a deployed model has no
-held-out rows of its own, so no figure of it can be measured on its rows; evaluate's per-regime
-tables are the measure.
+A route's ranges are conformal quantiles of the backtest's held-out rows of that route
+(likes/backtest.py): later rows of known accounts, new accounts, held-out brands
+(`deploy_likes.intervals`). No figure of the deploy fit can come from its own rows; the backtest,
+which runs this same recipe inside each regime, is its measure.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from tweetsim.likes import features as F
-from tweetsim.data.sides import join_side_tables
-from tweetsim.likes.fit import embed_rows, fit_regime
-from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
-from tweetsim.likes.intervals import Intervals
 from tweetsim.config.params import ParamsError
-from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
 from tweetsim.data.schema import read_tweets
+from tweetsim.data.sides import join_side_tables
+from tweetsim.likes import features as F
+from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
+from tweetsim.likes.fit import fit_regime
+from tweetsim.likes.intervals import Intervals
+from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
+from tweetsim.likes.router import ROUTES, write_index
 
-SIDE = "classifier"  # fit_regime's side column and folder name: models/likes/deploy/classifier
+SIDE = "classifier"  # fit_regime's side column and folder name: <route folder>/classifier
 
 
 def labelled_rows(tweets: Path, captions: Path, ocr: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -50,42 +54,105 @@ def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) 
     return out
 
 
-def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Path, progress: bool = True) -> dict:
-    """Fit on the rows of `tweets` (with the media stages' `captions` and `ocr` files) into
-    models/likes/deploy/ and return its bundle (also written there as bundle.json)."""
-    p, pr, d = classifier_params(params), params["regress_within_bucket"], params["deploy_likes"]
-    regimes = params["split"]["regimes"]
-    src = d["settings_from"]
-    for key, regime in [("settings_from", src), *((f"intervals.{k}", v) for k, v in d["intervals"].items() if v)]:
-        if regime not in regimes:
-            raise ParamsError(f"deploy_likes.{key}: {regime!r} is not in split.regimes {regimes}")
-    layout = Layout(models)
-    base = read_bundle(layout.bundle, "combine_likes")  # final mode, smearing, gate, CLI params
+def route_recipes(params: dict) -> dict[str, dict]:
+    """deploy_likes.routes checked: {route: {settings_from, hide, hide_like_stats}} for every route of router.ROUTES."""
+    d, regimes = params["deploy_likes"], params["split"]["regimes"]
+    routes = d["routes"]
+    if sorted(routes) != sorted(ROUTES):
+        raise ParamsError(f"deploy_likes.routes: needs exactly the routes {list(ROUTES)}, got {sorted(routes)}")
+    for name, r in routes.items():
+        if r["settings_from"] not in regimes:
+            raise ParamsError(f"deploy_likes.routes.{name}.settings_from: {r['settings_from']!r} is not in split.regimes {regimes}")
+        bad = [lv for lv in r["hide"] if lv not in F.LEVELS]
+        if bad:
+            raise ParamsError(f"deploy_likes.routes.{name}.hide: unknown levels {bad} (of {list(F.LEVELS)})")
+    for name, froms in d["intervals"].items():
+        if name not in ROUTES or not froms or any(f not in regimes for f in froms):
+            raise ParamsError(f"deploy_likes.intervals.{name}: needs a route of {list(ROUTES)} and regimes of "
+                              f"split.regimes {regimes}, got {froms!r}")
+    if sorted(d["intervals"]) != sorted(ROUTES):
+        raise ParamsError(f"deploy_likes.intervals: needs every route {list(ROUTES)}, got {sorted(d['intervals'])}")
+    return {name: {"settings_from": r["settings_from"], "hide": list(r["hide"]), "hide_like_stats": bool(r["hide_like_stats"])}
+            for name, r in routes.items()}
+
+
+def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, context: pd.DataFrame, params: dict,
+              base: dict, recipe: dict, settings: dict, out: Path, progress: bool = False) -> dict:
+    """Fit one route's models on every row of `rows` (labelled, with `emb` their embeddings) into `out`
+    and return (its bundle (written as out/bundle.json without intervals; save_intervals adds them), the
+    feature table of its rows (fit.fit_regime's), the trees' feature names).
+    `base`: combine_likes' bundle (final mode, smearing, gate, params); `settings`: validated_settings."""
+    p, pr = classifier_params(params), params["regress_within_bucket"]
     edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
-    s = validated_settings(models, src, edges, gate)
-    out = layout.deploy
-    sup, side_stats, context = labelled_rows(tweets, captions, ocr, p)
-    emb = embed_rows(sup, p)
-    # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
-    steps = s["classifier_steps"]
+    src, steps = recipe["settings_from"], settings["classifier_steps"]
     # its rows' classifier probabilities and history are built as in the regime it takes its settings from
-    like = {k: [*(p.get(k) or []), SIDE] if src in (p.get(k) or []) else [] for k in ("crossfit_regimes", "history_crossfit_regimes")}
-    feats, _ = fit_regime(sup.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out, emb,
-                          side_stats, context, progress=progress)
+    like = {k: [*(p[k] or []), SIDE] if src in (p[k] or []) else [] for k in ("crossfit_regimes", "history_crossfit_regimes")}
+    # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
+    feats, _ = fit_regime(rows.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out,
+                          emb, side_stats, context, progress=progress, hide=tuple(recipe["hide"]),
+                          hide_like_stats=recipe["hide_like_stats"])
     names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
-    regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [s["trees"][e] for e in edges],
-                                       s["gate_trees"] if gate else None)
+    regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [settings["trees"][e] for e in edges],
+                                       settings["gate_trees"] if gate else None)
     for e, reg in zip(edges, regs):
         reg.save(out / "regressor" / e)
     if gate_model is not None:
         gate_model.save(out / "gate")
-    known = Intervals.load(layout.intervals(d["intervals"]["known_brand"]))
-    new = d["intervals"].get("new_brand")
-    Intervals.for_deploy(known, Intervals.load(layout.intervals(new)) if new else None
-                         ).save(out / "intervals.json")
-    rel = lambda q: q.relative_to(models).as_posix()  # noqa: E731
-    bundle = {**base, "regime": "deploy", "history": "all", "settings_from": src, "n_rows": int(len(sup)), **s,
-              "paths": {"classifier": rel(out / SIDE), "regressors": [rel(out / "regressor" / e) for e in edges],
-                        "gate": rel(out / "gate") if gate else None, "intervals": rel(out / "intervals.json")}}
+    bundle = {**base, "regime": "deploy", "route": out.name, "hide": recipe["hide"], "hide_like_stats": recipe["hide_like_stats"],
+              "history": "all",
+              "settings_from": src, "n_rows": int(len(rows)), **settings,
+              "paths": {"classifier": SIDE, "regressors": [f"regressor/{e}" for e in edges],
+                        "gate": "gate" if gate else None, "intervals": None}}
     write_json(out / "bundle.json", bundle)
-    return bundle
+    return bundle, feats, names
+
+
+def save_intervals(folder: Path, ranges: Intervals) -> None:
+    """A fitted route's conformal ranges, recorded in its bundle."""
+    ranges.save(folder / "intervals.json")
+    bundle = json.loads((folder / "bundle.json").read_text())
+    write_json(folder / "bundle.json", {**bundle, "paths": {**bundle["paths"], "intervals": "intervals.json"}})
+
+
+def calibrate_route(cal: pd.DataFrame, route: str, regimes: list[str], p: dict, min_rows: int) -> Intervals:
+    """`route`'s ranges from the backtest's held-out rows (backtest.calibration_rows) of `regimes`: that
+    route's rows, or every route's rows of those regimes when it has fewer than `min_rows` (said in `from`)."""
+    rows = cal[cal["regime"].isin(regimes)]
+    own = rows[rows["route"] == route]
+    source = f"{route} rows held out in the backtest of {'+'.join(regimes)}"
+    if len(own) < min_rows:
+        source = (f"every route's rows held out in the backtest of {'+'.join(regimes)}: {route} has {len(own)} "
+                  f"(< deploy_likes.min_calibration_rows {min_rows})")
+        own = rows
+    k = sum(1 for c in cal.columns if c[0] == "p" and c[1:].isdigit())
+    probs, z = own[[f"p{i}" for i in range(k)]].to_numpy(float), own[[f"z{i}" for i in range(k)]].to_numpy(float)
+    return Intervals.calibrate(own["likes"].to_numpy(float), own["pred_likes"].to_numpy(float), probs, z, p, source)
+
+
+def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Path, calibration: Path,
+               progress: bool = True) -> dict:
+    """Fit every route on the rows of `tweets` (with the media stages' `captions` and `ocr` files) into
+    models/likes/deploy/<route>/, its ranges from the backtest's `calibration` rows; returns router.json's dict."""
+    from tweetsim.likes.fit import embed_rows
+
+    p, d = classifier_params(params), params["deploy_likes"]
+    recipes = route_recipes(params)
+    layout = Layout(models)
+    base = read_bundle(layout.bundle, "combine_likes")  # final mode, smearing, gate, CLI params
+    edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
+    sup, side_stats, context = labelled_rows(tweets, captions, ocr, p)
+    emb = embed_rows(sup, p)
+    cal = pd.read_parquet(calibration)
+    summary = {}
+    for route in ROUTES:
+        recipe = recipes[route]
+        settings = validated_settings(models, recipe["settings_from"], edges, gate)
+        folder = layout.deploy / route
+        b = fit_route(sup, emb, side_stats, context, params, base, recipe, settings, folder, progress)[0]
+        ranges = calibrate_route(cal, route, d["intervals"][route], params["interval"], int(d["min_calibration_rows"]))
+        save_intervals(folder, ranges)
+        summary[route] = {**recipe, "trees": b["trees"],
+                          "ranges_from": ranges.meta["groups"]["all"]["from"]}
+    meta = {"n_rows": int(len(sup)), "recipes": summary}
+    write_index(layout.deploy, list(ROUTES), meta)
+    return meta

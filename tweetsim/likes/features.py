@@ -98,8 +98,9 @@ def known_splits_for_test(p: dict) -> list[str]:
     return sorted(splits)
 
 
-def hide_history(hist: pd.DataFrame) -> pd.DataFrame:
-    """`hist` (history_features) as for rows of accounts and brands never seen: n = 0, the rest NaN.
+def hide_history(hist: pd.DataFrame, levels=tuple(LEVELS)) -> pd.DataFrame:
+    """`hist` (history_features) as for rows of accounts and brands never seen: n = 0, the rest NaN;
+    `levels`: only those levels' columns (e.g. ("username",): a new account of a known brand).
 
     For regimes whose predicted rows have no history by construction (a held-out brand): kept on
     training rows, the trees and the classifier learn from history what a test row never has, and
@@ -107,8 +108,10 @@ def hide_history(hist: pd.DataFrame) -> pd.DataFrame:
     and the context features, unseen brand, log1p-RMSE with training history / without: 1.96 / 1.80
     on the sample, 1.52 / 1.53 on all shared data (no gain there; kept as the consistent choice)."""
     out = hist.copy()
+    prefixes = tuple(f"{LEVELS[lv]}_hist_" for lv in levels)
     for c in out.columns:
-        out[c] = 0.0 if c.endswith("_hist_n") else np.nan
+        if c.startswith(prefixes):
+            out[c] = 0.0 if c.endswith("_hist_n") else np.nan
     return out
 
 

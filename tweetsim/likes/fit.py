@@ -67,7 +67,7 @@ def tabular(rows: pd.DataFrame, hist: pd.DataFrame, ctx: pd.DataFrame, emb: np.n
     return X
 
 
-def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFrame, dict]:
+def regime_history(table: pd.DataFrame, regime: str, p: dict, hide: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict]:
     """(history features of every row of `table`, the history tables a test row's come from).
 
     A training row's history comes from earlier training rows (in `history_crossfit_regimes`: from
@@ -75,7 +75,8 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFr
     (val early-stops the models), a test row's from the labelled splits in `test_history` (default
     train and val: all likes known before the test rows are predicted; in the unseen-period regime
     this closes the six months between the training period and the test period). Regimes in
-    `hide_history` get none on any row."""
+    `hide_history` get none on any row; `hide`: levels (features.LEVELS) blanked on every row besides
+    (a route's recipe, likes/router.py)."""
     side = table[regime].to_numpy()
     tr, va = side == "train", side == "val"
     known = table[np.isin(side, F.known_splits_for_test(p))]
@@ -88,6 +89,8 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict) -> tuple[pd.DataFr
                       F.history_features(table[~tr & ~va], tables=tables_test)]).loc[table.index]
     if regime in (p["hide_history"] or []):
         hist = F.hide_history(hist)
+    elif hide:
+        hist = F.hide_history(hist, hide)
     return hist, tables_test
 
 
@@ -153,19 +156,22 @@ def _head_record(probs: np.ndarray, labels: np.ndarray, va: np.ndarray, p: dict,
 
 
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
-               context: pd.DataFrame, live=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+               context: pd.DataFrame, live=None, progress: bool = True, hide: tuple[str, ...] = (),
+               hide_like_stats: bool = False) -> tuple[pd.DataFrame, dict]:
     """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
 
     `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
     `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
+    `hide`: history levels blanked on every row, `hide_like_stats`: the organisers' like statistics too
+    (a route that serves rows of new accounts or brands learns from rows that look like them).
     """
     edges = p["bucket_edges"]
     side = table[regime].to_numpy()
     tr = side == "train"
     va = side == "val"
-    if regime in (p["hide_like_stats"] or []):
+    if regime in (p["hide_like_stats"] or []) or hide_like_stats:
         table = F.hide_like_stats(table)
-    hist, tables_test = regime_history(table, regime, p)
+    hist, tables_test = regime_history(table, regime, p, hide)
     ctx = F.context_features(table, context)
     labels = bucketize(table["likes"].astype(float), edges)
     K = len(edges)

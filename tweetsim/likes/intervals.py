@@ -8,9 +8,8 @@ The low and high ends are the calibration scores' alpha/2 and 1 - alpha/2 order 
 finite-sample correction of split conformal prediction: on rows exchangeable with the calibration
 rows the interval holds the truth with probability >= the nominal coverage, whatever the model.
 
-Groups (Mondrian conformal): the deploy fit has no held-out rows of its own, so it takes the
-quantiles of the regimes: one for rows whose brand has likes history (`brand_hist_n` > 0) and one
-for rows of a brand it never saw (deploy_likes.intervals).
+Groups (Mondrian conformal) come from the router (likes/router.py): each route of the deploy fit
+is calibrated on its own kind of held-out rows, the backtest's (likes/deploy.py).
 """
 
 from __future__ import annotations
@@ -68,31 +67,12 @@ class Intervals:
         group = {"low": lo, "high": hi, "floor": floor, "n": int(len(r)), "from": source}
         return cls({"coverage": float(p["coverage"]), "scale": kind, "groups": {"all": group}})
 
-    @classmethod
-    def for_deploy(cls, known: "Intervals", new_brand: "Intervals | None") -> "Intervals":
-        """The deploy fit's: `known`'s quantiles for rows whose brand has history, `new_brand`'s for the rest."""
-        groups = {"known_brand": known.meta["groups"]["all"]}
-        if new_brand is not None:
-            if new_brand.meta["scale"] != known.meta["scale"]:
-                raise ValueError(f"intervals: scales differ ({known.meta['scale']} vs {new_brand.meta['scale']})")
-            groups["new_brand"] = new_brand.meta["groups"]["all"]
-        return cls({**known.meta, "groups": groups})
-
-    def apply(self, likes, probs, z, brand_hist_n=None) -> tuple[np.ndarray, np.ndarray]:
+    def apply(self, likes, probs, z) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) likes for point predictions `likes`, with low <= likes <= high."""
         likes = np.clip(np.asarray(likes, float), 0, None)
-        groups = self.meta["groups"]
-        lo, hi = np.empty(len(likes)), np.empty(len(likes))
-        if "all" in groups:
-            which = np.full(len(likes), "all", dtype=object)
-        else:
-            known = np.asarray(brand_hist_n if brand_hist_n is not None else np.ones(len(likes)), float) > 0
-            which = np.where(known | ("new_brand" not in groups), "known_brand", "new_brand").astype(object)
-        for name in set(which):
-            g = groups[name]
-            m = which == name
-            scale = row_scale(probs[m], z[m], self.meta["scale"], g["floor"])
-            lo[m], hi[m] = g["low"] * scale, g["high"] * scale
+        g = self.meta["groups"]["all"]
+        scale = row_scale(probs, z, self.meta["scale"], g["floor"])
+        lo, hi = g["low"] * scale, g["high"] * scale
         base = np.log1p(likes)
         with np.errstate(over="ignore", invalid="ignore"):
             low = np.expm1(np.clip(base + lo, 0, None))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.likes import features as F
-from tweetsim.likes.artefacts import FeatureState, model_paths
+from tweetsim.likes.artefacts import FeatureState, model_paths, route_paths
 from tweetsim.likes.classifier import HEAD_FILE, EmbeddingHead, predict_proba, verbalise
 from tweetsim.likes.fit import embed_mode, embed_strings, encoder_of, tabular
 
@@ -58,17 +58,24 @@ def _side_by_side(first, second):
 
 
 class Predictor:
-    """Loads the trained artefacts once; predicts likes for normalised rows (tweetsim.data.load.read_official).
-    Default: the deploy fit (models/likes/deploy); `models_of`: that regime's models."""
+    """Loads one set of trained likes models once; predicts likes for normalised rows
+    (tweetsim.data.load.read_official): regime `models_of`'s models under `models_dir`, or the route
+    fitted in `folder` (likes/deploy.py; likes/router.py routes rows between such folders)."""
 
-    def __init__(self, models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
+    def __init__(self, models_dir: str | Path | None = None, num_threads: int = 2, models_of: str | None = None,
+                 folder: Path | None = None):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from tweetsim.likes.intervals import Intervals
         from tweetsim.likes.regressor import BucketGate, BucketRegressor
 
-        self.bundle, paths = model_paths(Path(models_dir), models_of)
+        if (models_of is None) == (folder is None):
+            raise ValueError("Predictor: give a regime (models_of) or a route folder, one of them")
+        self.bundle, paths = route_paths(Path(folder)) if folder is not None else model_paths(Path(models_dir), models_of)
+        # a route's recipe: history levels and the organisers' like statistics blanked on every row
+        self.hide = tuple(self.bundle.get("hide") or ())
+        self.hide_like_stats = bool(self.bundle.get("hide_like_stats"))
         self.num_threads = num_threads
         torch.set_num_threads(num_threads)
         folder = paths["classifier"]
@@ -84,10 +91,26 @@ class Predictor:
         self.ranges: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) of the last call
         self.p = self.bundle["params"]
         self.timings: dict[str, float] = {}
+        self.last: dict[str, np.ndarray] = {}  # the last call's gate probabilities and bucket log predictions
         self.overlap = True  # batched calls: the classifier and the sentence encoder side by side (_side_by_side)
+
+    @property
+    def context(self) -> pd.DataFrame:
+        """The known tweets' context rows (features.context_rows) that the input rows are pooled with."""
+        return self.state.context
+
+    @context.setter
+    def context(self, rows: pd.DataFrame) -> None:
+        self.state.context = rows
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         return self.predict_with_probs(rows)[0]
+
+    def explain(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """(likes, factors): likes/explain.py's explain of `rows`."""
+        from tweetsim.likes.explain import explain
+
+        return explain(self, rows, context)
 
     def predict_with_range(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(likes, low, high): the point prediction and its conformal range (low <= likes <= high)."""
@@ -123,6 +146,8 @@ class Predictor:
         clock = time.perf_counter
         t0 = clock()
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
+        if self.hide_like_stats:
+            rows = F.hide_like_stats(rows)
         if not self.p["use_text"]:  # trained without the tweet text
             rows = F.blank_text(rows)
         for col in ("company", "username"):
@@ -130,6 +155,8 @@ class Predictor:
         if "ocr_text" not in rows:
             rows["ocr_text"] = None
         hist = F.history_features(rows, tables=self.state.tables)
+        if self.hide:
+            hist = F.hide_history(hist, self.hide)
         ctx = F.context_features(rows, self.state.context) if context is None else context.reset_index(drop=True)
         with_emb = self.head is not None or (self.state.pca.components is not None and self.state.pca.k)
         to_embed = F.texts_to_embed(rows, embed_mode(self.p)) if with_emb else []
@@ -167,8 +194,9 @@ class Predictor:
         z = np.stack([r.predict_log(X) for r in self.regs], 1)
         smear = np.array([r.meta["smearing"] for r in self.regs])
         likes = combine(probs, z, smear, self.bundle["final"], bool(self.bundle["smearing"]))
+        self.last = {"probs": np.asarray(probs, dtype=float), "z": z}
         if self.intervals is not None:
-            self.ranges = self.intervals.apply(likes, probs, z, X["brand_hist_n"].to_numpy() if "brand_hist_n" in X else None)
+            self.ranges = self.intervals.apply(likes, probs, z)
         # classifier and embedding: each pass's own seconds (they overlap when run side by side)
         self.timings = {"features": (t1 - t0) + (t4 - t3), "classifier": t_cls, "embedding": t_emb, "trees": clock() - t4}
         return likes, np.asarray(probs, dtype=float)

@@ -1,0 +1,205 @@
+"""The router: each input row is answered by the likes model fitted for what that row knows.
+
+Users never run a regime: a row either comes from an account with labelled history (`account`), from
+a new account of a brand with labelled history (`brand`), or from a brand with none (`new_brand`).
+Each route has its own fit on every labelled row (likes/deploy.py:fit_route), with the features built
+as that situation sees them: `brand` blanks the account's history and like statistics on every
+training row, `new_brand` the brand's history too (the unseen_brand regime's recipe), so the trees
+learn from rows that look like the ones they will answer. A row's route depends on the labelled rows
+the models were fitted on and on the row alone, never on the other rows of the file.
+
+Files: `router.json` in the deploy folder ({"routes": {route: subfolder}, ...}) and one route folder
+each (artefacts.route_paths). The backtest (likes/backtest.py) runs the same object on each regime's
+held-out rows, so the served path is what evaluate scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tweetsim.likes import features as F
+
+ROUTES = ("account", "brand", "new_brand")
+INDEX = "router.json"
+
+
+def _labelled_counts(rows: pd.DataFrame, tables: dict, level: str) -> tuple[np.ndarray, np.ndarray]:
+    keys = rows[level].fillna("").astype(str) if level in rows else pd.Series("", index=rows.index)
+    n = keys.map(tables[level]["n"]).fillna(0.0).to_numpy(float, copy=True)
+    n[(keys == "").to_numpy()] = 0.0  # an empty account or brand is no history
+    return keys.to_numpy(), n
+
+
+def route_rows(rows: pd.DataFrame, tables: dict) -> tuple[np.ndarray, list[str]]:
+    """(route of each row, why): `tables` are the history tables (features.history_table by level) of the
+    labelled rows the route models were fitted on; each row is looked up alone."""
+    users, nu = _labelled_counts(rows, tables, "username")
+    brands, nb = _labelled_counts(rows, tables, "company")
+    route = np.where(nu > 0, "account", np.where(nb > 0, "brand", "new_brand")).astype(object)
+    reasons = []
+    for r, u, c, a, b in zip(route, users, brands, nu, nb):
+        if r == "account":
+            reasons.append(f"account @{u} has {int(a)} labelled tweets")
+        elif r == "brand":
+            reasons.append(f"brand {c} has {int(b)} labelled tweets, account @{u or '?'} none")
+        else:
+            reasons.append(f"brand {c or '(none given)'} has no labelled tweets")
+    return route, reasons
+
+
+def write_index(folder: Path, routes: list[str], meta: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / INDEX).write_text(json.dumps({**meta, "routes": {r: r for r in routes}}, indent=2, sort_keys=True) + "\n")
+
+
+class Router:
+    """The route models of a deploy folder behind the Predictor's interface: predict, predict_with_probs,
+    predict_with_range, explain; `ranges`, `last`, `last_features` and `timings` are the last call's, in
+    the rows' order; `last_routes` says which route answered each row and why."""
+
+    def __init__(self, folder: str | Path, num_threads: int = 2):
+        from tweetsim.likes.predictor import Predictor
+
+        folder = Path(folder)
+        index = folder / INDEX
+        if not index.exists():
+            raise FileNotFoundError(f"{index} is missing: run `dvc repro deploy_likes` first "
+                                    "(or pass --models-of REGIME for a regime's models)")
+        self.bundle = json.loads(index.read_text())
+        self.routes = {r: Predictor(num_threads=num_threads, folder=folder / sub) for r, sub in self.bundle["routes"].items()}
+        first = next(iter(self.routes.values()))
+        self.state = first.state  # edges, max_length and the known tweets are the same in every route
+        self.tables = first.state.tables
+        self.p = first.p
+        context = first.state.context
+        for pred in self.routes.values():  # one copy of the known tweets' context rows
+            pred.state.context = context
+        self.ranges: tuple[np.ndarray, np.ndarray] | None = None
+        self.last: dict[str, np.ndarray] = {}
+        self.last_routes: tuple[np.ndarray, list[str]] = (np.array([], object), [])
+        self.timings: dict[str, float] = {}
+
+    @property
+    def p(self) -> dict:
+        """The bundle's inference params (the same in every route: combine_likes' bundle)."""
+        return self._p
+
+    @p.setter
+    def p(self, value: dict) -> None:
+        self._p = value
+        for pred in self.routes.values():
+            pred.p = value
+
+    @property
+    def intervals(self):
+        """Truthy when every route has its ranges."""
+        return all(p.intervals is not None for p in self.routes.values()) or None
+
+    @property
+    def context(self) -> pd.DataFrame:
+        return self.state.context
+
+    @context.setter
+    def context(self, rows: pd.DataFrame) -> None:
+        for pred in self.routes.values():
+            pred.state.context = rows
+
+    def set_history(self, labelled: pd.DataFrame) -> None:
+        """Account and brand history (and so the routes) from `labelled` rows instead of the fitted ones:
+        the backtest predicts a regime's test rows with every like known before them."""
+        self.tables = {lv: F.history_table(labelled, lv) for lv in F.LEVELS}
+        for pred in self.routes.values():
+            pred.state.tables = self.tables
+
+    def route(self, rows: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        routes, reasons = route_rows(rows, self.tables)
+        missing = sorted(set(routes) - set(self.routes))
+        if missing:
+            raise ValueError(f"router: rows need the route(s) {missing}, which these models do not have "
+                             f"({sorted(self.routes)})")
+        return routes, reasons
+
+    def pick(self, row: pd.DataFrame):
+        """(route, reason, its Predictor) of a one-row frame (best-time: one post at many dates)."""
+        routes, reasons = self.route(row.iloc[:1])
+        return routes[0], reasons[0], self.routes[routes[0]]
+
+    def _each(self, rows: pd.DataFrame, context: pd.DataFrame | None, call) -> list:
+        """call(predictor, part rows, part context) per route, with the row positions of each part."""
+        rows = rows.reset_index(drop=True)
+        routes, reasons = self.route(rows)
+        self.last_routes = (routes, reasons)
+        out = []
+        for r in ROUTES:
+            idx = np.flatnonzero(routes == r)
+            if len(idx):
+                ctx = None if context is None else context.reset_index(drop=True).iloc[idx]
+                out.append((idx, self.routes[r], call(self.routes[r], rows.iloc[idx], ctx)))
+        return out
+
+    def _gather(self, n: int, parts: list) -> None:
+        """The per-route state of the last call (ranges, probabilities, features, timings) in row order."""
+        order = np.argsort(np.concatenate([idx for idx, _, _ in parts])) if parts else np.zeros(0, int)
+        stack = lambda arrays: np.concatenate(arrays)[order] if arrays else np.zeros(0)  # noqa: E731
+        self.last = {k: stack([p.last[k] for _, p, _ in parts]) for k in ("probs", "z")} if parts else {}
+        self.last_features = (pd.concat([p.last_features for _, p, _ in parts], ignore_index=True).iloc[order]
+                              .reset_index(drop=True)) if parts else pd.DataFrame()
+        if self.intervals and parts:
+            self.ranges = (stack([p.ranges[0] for _, p, _ in parts]), stack([p.ranges[1] for _, p, _ in parts]))
+        timings = [p.timings for _, p, _ in parts]
+        self.timings = {k: sum(t.get(k, 0.0) for t in timings) for k in (timings[0] if timings else {})}
+
+    def predict_with_probs(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+        parts = self._each(rows, context, lambda pred, part, ctx: pred.predict_with_probs(part, context=ctx))
+        likes = np.zeros(len(rows))
+        probs = np.zeros((len(rows), len(self.state.edges)))
+        for idx, _, (lk, pb) in parts:
+            likes[idx], probs[idx] = lk, pb
+        self._gather(len(rows), parts)
+        return likes, probs
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.predict_with_probs(rows)[0]
+
+    def predict_with_range(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.intervals:
+            raise FileNotFoundError("a route has no intervals file: rerun `dvc repro deploy_likes`")
+        likes = self.predict_with_probs(rows)[0]
+        return (likes, *self.ranges)
+
+    def explain(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        """(likes, factors) as likes/explain.py's explain, each row by its route's models."""
+        from tweetsim.likes.explain import explain
+
+        parts = self._each(rows, context, lambda pred, part, ctx: explain(pred, part, ctx))
+        likes = np.zeros(len(rows))
+        frames = []
+        for idx, _, (lk, factors) in parts:
+            likes[idx] = lk
+            frames.append(factors.set_axis(idx))
+        self._gather(len(rows), parts)
+        return likes, pd.concat(frames).sort_index() if frames else pd.DataFrame()
+
+
+def load_likes_model(models_dir: str | Path, num_threads: int = 2, models_of: str | None = None):
+    """What the CLI and the app serve: the router over the deploy fit's routes, or with `models_of`
+    the one regime's models (predictor.Predictor), whose `route` is that regime for every row."""
+    from tweetsim.likes.artefacts import Layout
+    from tweetsim.likes.predictor import Predictor
+
+    if models_of is not None:
+        return Predictor(models_dir, num_threads, models_of)
+    return Router(Layout(Path(models_dir)).deploy, num_threads)
+
+
+def routes_of_last(model, n: int) -> tuple[list[str], list[str]]:
+    """(route, why) of each row of `model`'s last call: the router's, or the pinned regime's."""
+    if isinstance(model, Router):
+        routes, reasons = model.last_routes
+        return [str(r) for r in routes], list(reasons)
+    regime = model.bundle["regime"]
+    return [f"regime:{regime}"] * n, [f"--models-of {regime}: every row answered by that regime's models"] * n
