@@ -23,7 +23,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                       data / "likes" / "backtest_calibration.parquet", progress=params["train_like_classifier"]["progress"])
     for route, r in meta["recipes"].items():
         print(f"deploy_likes {route}: fitted on all {meta['n_rows']} labelled rows, settings of {r['settings_from']}, "
-              f"history hidden: {r['hide'] or 'none'}, trees {r['trees']}; ranges from {r['ranges_from']}")
+              f"history hidden: {r['hide'] or 'none'}, like statistics {'hidden' if r['hide_like_stats'] else 'kept'}, "
+              f"trees {r['trees']}; ranges from {r['ranges_from']}")
     print("deploy_likes: no figure of this fit can come from its own rows: backtest_likes runs the same recipe in each "
           "regime, and evaluate scores it as `served` (metrics/likes.json)")
 

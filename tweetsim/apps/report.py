@@ -189,6 +189,12 @@ TABLES: dict[str, Callable[[dict, dict], str]] = {
     "lm-sample": lm_sample_table,
 }
 
+# tables of the figures on all the shared data: rendered from the committed results/full/ (the metrics files
+# of `dvc exp run -S download.source=../shared/data/adobe`; results/full/README.md says how they were made)
+FULL_TABLES: dict[str, Callable[[dict, dict], str]] = {
+    "served-full": intervals_sample_table,
+}
+
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
@@ -197,22 +203,24 @@ def load_metrics(metrics_dir: str | Path) -> dict:
     return {k: json.loads((d / f"{k}.json").read_text()) for k in ("likes", "text")}
 
 
-def render_tables(readme: str, params: dict, metrics: dict) -> str:
-    """The README with every `<!-- table:NAME -->` block replaced by TABLES[NAME]'s rendering.
-    An unknown name, or a table of TABLES with no block, is an error: a renamed marker must not
-    leave a table silently unchecked."""
+def render_tables(readme: str, params: dict, metrics: dict, full: dict | None = None) -> str:
+    """The README with every `<!-- table:NAME -->` block replaced by TABLES[NAME]'s rendering of the
+    sample's `metrics` (FULL_TABLES[NAME]'s of `full`, the metrics on all the shared data, when given).
+    An unknown name, or a table with no block, is an error: a renamed marker must not leave a table
+    silently unchecked."""
     seen = []
+    tables = {**TABLES, **(FULL_TABLES if full is not None else {})}
 
     def fill(match: re.Match) -> str:
         name = match["name"]
-        if name not in TABLES:
-            raise ValueError(f"README marker table:{name} names no table; known: {sorted(TABLES)}")
+        if name not in tables:
+            raise ValueError(f"README marker table:{name} names no table; known: {sorted(tables)}")
         seen.append(name)
         # blank lines around the table: a Markdown table must not touch the comment lines
-        return f"{match[1]}\n{TABLES[name](params, metrics)}\n\n{match[4]}"
+        return f"{match[1]}\n{tables[name](params, full if name in FULL_TABLES else metrics)}\n\n{match[4]}"
 
     out = _BLOCK.sub(fill, readme)
-    missing = sorted(set(TABLES) - set(seen))
+    missing = sorted(set(tables) - set(seen))
     if missing:
         raise ValueError(f"README has no <!-- table:NAME --> block for {missing}")
     log.info("README tables rendered: %s", ", ".join(seen))

@@ -68,6 +68,10 @@ def backtest_regime(regime: str, sup: pd.DataFrame, emb: np.ndarray, side_stats:
     every labelled row with the regime's side column, `emb` their embeddings."""
     p, d = classifier_params(params), params["deploy_likes"]
     recipes = route_recipes(params)
+    if regime in (p["hide_like_stats"] or []):  # this regime's world has no like statistics: a held-out
+        # brand's, computed by the organisers over its likes, would leak them (features.hide_like_stats)
+        sup = F.hide_like_stats(sup)
+        side_stats = side_stats.drop(columns=[c for c in F.LIKE_STATS if c in side_stats])
     base = read_bundle(Layout(models).bundle, "combine_likes")
     edges = [str(e) for e in p["bucket_edges"]]
     settings = validated_settings(models, regime, edges, base["gate"] == "tabular")
@@ -75,13 +79,14 @@ def backtest_regime(regime: str, sup: pd.DataFrame, emb: np.ndarray, side_stats:
     tr, va, te = side == "train", side == "val", side == "test"
     train, val, test, known = sup[tr], sup[va], sup[te], sup[tr | va]
     tables = {k: {lv: F.history_table(rows, lv) for lv in F.LEVELS} for k, rows in (("val", train), ("test", known))}
-    needed = set(route_rows(val, tables["val"])[0]) | set(route_rows(test, tables["test"])[0])
+    stats_route = bool(d["stats_route"])
+    needed = set(route_rows(val, tables["val"], side_stats, stats_route)[0]) | set(route_rows(test, tables["test"], side_stats, stats_route)[0])
     routes = [r for r in ROUTES if r in needed]
     with tempfile.TemporaryDirectory(prefix=f"backtest-{regime}-") as tmp:
         folder = Path(tmp)
         fits = {r: fit_route(train, emb[tr], side_stats, context, params, base, recipes[r], settings, folder / r, progress)
                 for r in routes}
-        write_index(folder, routes, {"n_rows": int(tr.sum()), "backtest": regime})
+        write_index(folder, routes, {"n_rows": int(tr.sum()), "backtest": regime, "stats_route": stats_route})
         router = Router(folder, threads)
         router.set_history(train)
         cal = _predict(router, val, ranged=False).assign(held_out="val")

@@ -153,6 +153,6 @@ def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Pa
         save_intervals(folder, ranges)
         summary[route] = {**recipe, "trees": b["trees"],
                           "ranges_from": ranges.meta["groups"]["all"]["from"]}
-    meta = {"n_rows": int(len(sup)), "recipes": summary}
+    meta = {"n_rows": int(len(sup)), "recipes": summary, "stats_route": bool(d["stats_route"])}
     write_index(layout.deploy, list(ROUTES), meta)
     return meta

@@ -1,7 +1,8 @@
 """The router: each input row is answered by the likes model fitted for what that row knows.
 
 Users never run a regime: a row either comes from an account with labelled history (`account`), from
-a new account of a brand with labelled history (`brand`), or from a brand with none (`new_brand`).
+a new account whose likes level is known otherwise (`brand`: its brand has labelled history, or the
+organisers' like statistics of the account are known), or from a brand with none of that (`new_brand`).
 Each route has its own fit on every labelled row (likes/deploy.py:fit_route), with the features built
 as that situation sees them: `brand` blanks the account's history and like statistics on every
 training row, `new_brand` the brand's history too (the unseen_brand regime's recipe), so the trees
@@ -34,20 +35,38 @@ def _labelled_counts(rows: pd.DataFrame, tables: dict, level: str) -> tuple[np.n
     return keys.to_numpy(), n
 
 
-def route_rows(rows: pd.DataFrame, tables: dict) -> tuple[np.ndarray, list[str]]:
+def has_like_stats(rows: pd.DataFrame, side_stats: pd.DataFrame | None) -> np.ndarray:
+    """Whether the organisers' like statistics of each row's account are known: in the row, or in
+    the statistics table by username (features.fill_side_stats reads the same)."""
+    known = np.zeros(len(rows), bool)
+    for c in F.LIKE_STATS:
+        if c in rows:
+            known |= pd.to_numeric(rows[c], errors="coerce").notna().to_numpy()
+        if side_stats is not None and c in side_stats and "username" in rows:
+            known |= rows["username"].map(side_stats[c]).notna().to_numpy()
+    return known
+
+
+def route_rows(rows: pd.DataFrame, tables: dict, side_stats: pd.DataFrame | None = None,
+               stats_route: bool = True) -> tuple[np.ndarray, list[str]]:
     """(route of each row, why): `tables` are the history tables (features.history_table by level) of the
-    labelled rows the route models were fitted on; each row is looked up alone."""
+    labelled rows the route models were fitted on, `side_stats` the organisers' statistics by username;
+    each row is looked up alone. `stats_route`: a new account with like statistics but an unknown brand
+    goes to `brand` (its likes level is known), else to `new_brand`."""
     users, nu = _labelled_counts(rows, tables, "username")
     brands, nb = _labelled_counts(rows, tables, "company")
-    route = np.where(nu > 0, "account", np.where(nb > 0, "brand", "new_brand")).astype(object)
+    stats = has_like_stats(rows, side_stats) if stats_route else np.zeros(len(rows), bool)
+    route = np.where(nu > 0, "account", np.where((nb > 0) | stats, "brand", "new_brand")).astype(object)
     reasons = []
-    for r, u, c, a, b in zip(route, users, brands, nu, nb):
+    for r, u, c, a, b, st in zip(route, users, brands, nu, nb, stats):
         if r == "account":
             reasons.append(f"account @{u} has {int(a)} labelled tweets")
-        elif r == "brand":
+        elif r == "brand" and b > 0:
             reasons.append(f"brand {c} has {int(b)} labelled tweets, account @{u or '?'} none")
+        elif r == "brand":
+            reasons.append(f"account @{u} has no labelled tweets but the organisers' like statistics, brand {c or '(none given)'} none")
         else:
-            reasons.append(f"brand {c or '(none given)'} has no labelled tweets")
+            reasons.append(f"brand {c or '(none given)'} has no labelled tweets" + (f", account @{u} no like statistics" if u else ""))
     return route, reasons
 
 
@@ -74,6 +93,7 @@ class Router:
         first = next(iter(self.routes.values()))
         self.state = first.state  # edges, max_length and the known tweets are the same in every route
         self.tables = first.state.tables
+        self.stats_route = bool(self.bundle.get("stats_route", True))
         self.p = first.p
         context = first.state.context
         for pred in self.routes.values():  # one copy of the known tweets' context rows
@@ -116,7 +136,7 @@ class Router:
             pred.state.tables = self.tables
 
     def route(self, rows: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-        routes, reasons = route_rows(rows, self.tables)
+        routes, reasons = route_rows(rows, self.tables, self.state.side_stats, self.stats_route)
         missing = sorted(set(routes) - set(self.routes))
         if missing:
             raise ValueError(f"router: rows need the route(s) {missing}, which these models do not have "
