@@ -540,9 +540,9 @@ def test_deploy_fit_trains_every_route_on_every_labelled_row(trained, fixture_da
 
 
 def test_router_picks_each_route_from_the_row_alone(trained):
-    """A known account, a new account of a known brand, an unknown brand: each row's route (and its
-    prediction) is the same alone as within any file; the brand and new_brand routes never read the
-    account's like statistics or history."""
+    """A known account, a new account of a known brand, an unknown brand, an unknown brand whose account has
+    the organisers' like statistics: each row's route is the same alone as within any file, and the
+    new_brand route reads no history."""
     from tweetsim.likes.router import Router, route_rows
 
     _, models = trained
@@ -550,24 +550,24 @@ def test_router_picks_each_route_from_the_row_alone(trained):
     acct = router.tables["username"]
     user = acct.index[0]
     brand = router.tables["company"].index[0]
-    rows = pd.DataFrame({"source": "cli", "id": [1, 2, 3], "content": ["Big news <hyperlink>"] * 3,
-                         "username": [user, "brand_new_account", "nobody"], "company": ["", brand, "no-such-brand-anywhere"],
-                         "date": pd.to_datetime(["2022-05-01 10:00"] * 3, utc=True),
-                         "acct_avg_likes": [50.0, 5000.0, 5000.0]})
+    rows = pd.DataFrame({"source": "cli", "id": [1, 2, 3, 4], "content": ["Big news <hyperlink>"] * 4,
+                         "username": [user, "brand_new_account", "nobody", "somebody"],
+                         "company": ["", brand, "no-such-brand-anywhere", "no-such-brand-either"],
+                         "date": pd.to_datetime(["2022-05-01 10:00"] * 4, utc=True),
+                         "acct_avg_likes": [50.0, None, None, 5000.0]})
     routes, reasons = route_rows(rows, router.tables)
-    assert routes.tolist() == ["account", "brand", "new_brand"]
+    assert routes.tolist() == ["account", "brand", "new_brand", "brand"]
     assert f"@{user} has {int(acct.loc[user, 'n'])} labelled tweets" in reasons[0] and "no labelled tweets" in reasons[2]
+    assert "like statistics" in reasons[3]
+    assert route_rows(rows, router.tables, stats_route=False)[0].tolist() == ["account", "brand", "new_brand", "new_brand"]
     likes = router.predict(rows)
-    assert router.last_routes[0].tolist() == ["account", "brand", "new_brand"]
-    for i in range(3):  # alone, and in another order: the same route
+    assert router.last_routes[0].tolist() == routes.tolist() and np.isfinite(likes).all()
+    for i in range(4):  # alone, and in another order: the same route
         assert router.route(rows.iloc[[i]])[0][0] == routes[i]
     assert router.route(rows.iloc[::-1])[0].tolist() == routes[::-1].tolist()
-    # the organisers' like statistics of a row never move a brand or new_brand prediction
-    moved = router.predict(rows.assign(acct_avg_likes=[50.0, 1.0, 1.0]))
-    assert np.array_equal(moved[1:], likes[1:])
     feats = router.last_features
-    assert feats.loc[1:, [c for c in feats.columns if c.startswith("acct_hist_") and c != "acct_hist_n"]].isna().all().all()
-    assert feats.loc[2, [c for c in feats.columns if c.startswith("brand_hist_") and c != "brand_hist_n"]].isna().all()
+    assert feats.loc[1, [c for c in feats.columns if c.startswith("acct_hist_") and c != "acct_hist_n"]].isna().all()
+    assert feats.loc[2, [c for c in feats.columns if "_hist_" in c and not c.endswith("_hist_n")]].isna().all()
 
 
 def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, monkeypatch):
@@ -626,7 +626,7 @@ def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
     got = pd.read_csv(out)
     assert list(got.columns) == ["id", "likes", "likes_low", "likes_high", "route", "route_reason", "status", "reason"]
     assert got["route"].tolist() == ["account", "new_brand", "account", "new_brand"]
-    assert got["route_reason"][1] == "brand no-such-brand has no labelled tweets"
+    assert got["route_reason"][1] == "brand no-such-brand has no labelled tweets, account @nobody_knows_me no like statistics"
     assert got["id"].tolist() == [5, 1, 9, 2] and (got["likes_low"] >= 0).all()
     assert (got["likes_low"] <= got["likes"]).all() and (got["likes"] <= got["likes_high"]).all()
     assert (got["likes_low"] < got["likes_high"]).all()
