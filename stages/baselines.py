@@ -1,7 +1,8 @@
-"""baselines: per regime, the constant and per-account median likes and the retrieval tweet.
+"""baselines: per regime, the constant and per-account median likes, the retrieval tweet and the
+strong text baseline consensus_recent (the account's most central recent tweet, tweetsim/text/consensus.py).
 
 Writes data/predictions/likes/{median,account_median}.parquet and
-data/predictions/text/retrieval.parquet for the val and test rows of every regime.
+data/predictions/text/{retrieval,consensus_recent}.parquet for the val and test rows of every regime.
 usage: python stages/baselines.py [params.yaml] [data]
 """
 
@@ -13,6 +14,7 @@ import pandas as pd
 from tweetsim.text import embed
 from tweetsim.text.runtime import EncoderConfig
 from tweetsim.likes.baselines import likes_baselines
+from tweetsim.text.consensus import ConsensusRecent
 from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
 from tweetsim.data.schema import read_tweets
@@ -28,7 +30,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     enc = EncoderConfig.from_params(params["encoder"])
     embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
-    likes_out, text_out = {"median": [], "account_median": []}, []
+    likes_out, text_out, consensus_out = {"median": [], "account_median": []}, [], []
     test_history = known_splits_for_test(params["train_like_classifier"])
     for regime in params["split"]["regimes"]:
         side = table[regime]
@@ -44,10 +46,13 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
         queries = table[side.isin(["val", "test"]) & table["content"].notna()]
         text_out.append(pd.DataFrame({"regime": regime, "source": queries["source"].to_numpy(),
                                       "id": queries["id"].to_numpy(), "pred_content": retriever.texts(queries)}))
+        consensus = ConsensusRecent(table[side == "train"], int(p["consensus_recent_n"]))
+        consensus_out.append(pd.DataFrame({"regime": regime, "source": queries["source"].to_numpy(),
+                                           "id": queries["id"].to_numpy(), "pred_content": consensus.texts(queries)}))
         n_eval = int((side.isin(["val", "test"]) & labelled).sum())
         print(f"baselines {regime}: {len(train)} training rows with likes, {n_eval} val/test rows with likes, "
               f"{len(queries)} val/test rows with content")
-    for kind, frames in (("likes", likes_out), ("text", {"retrieval": text_out})):
+    for kind, frames in (("likes", likes_out), ("text", {"retrieval": text_out, "consensus_recent": consensus_out})):
         (data / "predictions" / kind).mkdir(parents=True, exist_ok=True)
         for name, parts in frames.items():
             pd.concat(parts, ignore_index=True).to_parquet(data / "predictions" / kind / f"{name}.parquet", index=False)

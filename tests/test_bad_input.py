@@ -107,8 +107,9 @@ class FakePredictor:
 
     def __init__(self, models, threads, models_of=None):
         FakePredictor.made += 1
-        self.state = type("State", (), {"context": None})()
+        self.context = None
         self.intervals = "fake"
+        self.bundle, self.routes = {"regime": "fake"}, {"fake": None}  # routes_of_last: route "regime:fake" on every row
 
     def predict(self, rows):
         return np.array([100.0 + len(str(c)) for c in rows["content"]])
@@ -156,7 +157,7 @@ def fakes(monkeypatch):
     from tweetsim.apps import predict_likes as predict_cmd
 
     # the names the commands call (imported into their modules)
-    monkeypatch.setattr(predict_cmd, "Predictor", FakePredictor)
+    monkeypatch.setattr(predict_cmd, "load_likes_model", FakePredictor)
     monkeypatch.setattr(generate_cmd, "Writer", FakeWriter)
     monkeypatch.setattr(generate_cmd, "select_writer", tiny_select_writer)
     monkeypatch.setattr(generate_cmd, "generate", fake_generate)
@@ -175,7 +176,7 @@ def test_cli_keeps_every_row_and_says_why(case, cmd, value, extra, fakes, tmp_pa
     src = fixture_file(tmp_path, case)
     assert run_cli(cmd, src, tmp_path / "out.csv", *extra) == 0
     out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
-    ranges = ["likes_low", "likes_high"] if cmd == "predict-likes" else []
+    ranges = ["likes_low", "likes_high", "route", "route_reason"] if cmd == "predict-likes" else []
     assert list(out.columns) == ["id", value, *ranges, "status", "reason"] and len(out) == 3
     assert not ranges or all(out[c][1] == "" for c in ranges) == (status == "rejected")
     assert out["id"].tolist()[0::2] == ["11", "13"] and out["status"].tolist() == ["ok", status, "ok"]
