@@ -243,7 +243,50 @@ def test_chunks_give_the_same_file_and_interruption_leaves_no_output(fakes, tmp_
     with pytest.raises(cliio.Interrupted, match="c.csv not written"):
         cliio.run_chunked(rows, rejects, answer, out, "likes", chunk_size=10)
     assert not out.exists() and calls == [10, 10, 5]
-    assert len(pd.read_csv(tmp_path / ".c.csv.partial")) == 20  # the rows done are kept aside
+    partial = list(tmp_path.glob(".c.csv.*.partial"))  # this run's own partial file
+    assert len(partial) == 1 and len(pd.read_csv(partial[0])) == 20  # the rows done are kept aside
+
+
+def test_a_second_run_on_the_same_output_refuses(tmp_path):
+    """Two runs with one --output: the one that comes second refuses before any work (a lock held by
+    the first, another process here), instead of both writing into one file."""
+    import subprocess
+    import sys
+
+    out, src = tmp_path / "likes.csv", tmp_path / "in.csv"
+    src.write_text("id\n1\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from tweetsim.apps import io; "
+                               f"io.check_output({str(out)!r}, {str(src)!r}); print('locked', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(cliio.OutputError, match="another run is writing it"):
+            cliio.check_output(out, src)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cliio.check_output(out, src) == out  # free again once the first run has ended
+    cliio.release(out)
+
+
+@pytest.mark.parametrize("cmd", ["predict-likes", "best-time"])
+@pytest.mark.parametrize("threads", ["0", "-3", "two"])
+def test_threads_must_be_a_positive_count(cmd, threads, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame([GOOD]).to_csv(src, index=False)
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--input", str(src), "--output", str(tmp_path / "o.csv"), "--threads", threads])
+    assert e.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_best_time_never_writes_over_its_input(tmp_path, capsys):
+    src = tmp_path / "posts.csv"
+    pd.DataFrame([GOOD]).to_csv(src, index=False)
+    before = src.read_bytes()
+    assert main(["best-time", "--input", str(src), "--output", str(src), "--models", str(tmp_path)]) == 2
+    assert "is the input file" in capsys.readouterr().err and src.read_bytes() == before
+    assert main(["best-time", "--input", str(src), "--output", str(tmp_path), "--models", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the download stage

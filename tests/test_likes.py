@@ -716,3 +716,19 @@ def test_side_by_side_returns_both_results_and_raises_the_workers_error():
     with pytest.raises(ValueError, match="encoder broke"):
         _side_by_side(lambda: 1, fail)
     assert torch.get_num_threads() == before
+
+
+def test_best_time_refuses_slots_past_the_last_date_and_writes_its_curve_atomically(trained, tmp_path, capsys):
+    from tweetsim.apps.cli import main
+
+    _, models = trained
+    src = tmp_path / "post.csv"
+    pd.DataFrame({"id": [4], "content": ["Big match tonight"], "username": ["UPMCnews"], "inferred company": ["upmc"],
+                  "date": ["2021-05-01 10:00:00"]}).to_csv(src, index=False)
+    for start in ("2262-04-11 23:00", "3000-01-01"):
+        assert main(["best-time", "--input", str(src), "--models", str(models), "--start", start]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+    out = tmp_path / "new" / "curve.csv"
+    assert main(["best-time", "--input", str(src), "--models", str(models), "--output", str(out)]) == 0
+    assert "route account" in capsys.readouterr().out
+    assert len(pd.read_csv(out)) == 168 and not list(out.parent.glob("*.partial"))

@@ -4,6 +4,7 @@ import argparse
 import sys
 import time
 
+from tweetsim.apps import io
 from tweetsim.data.load import InputError, read_official
 from tweetsim.likes.besttime import best_time, describe, first_slot
 from tweetsim.likes.router import load_likes_model
@@ -19,12 +20,13 @@ def cli(argv: list[str]) -> int:
                     "hour after the post's date, or after now when it has none)")
     ap.add_argument("--output", default=None, help="CSV of the whole curve (slot,date,weekday,hour,likes,log1p_likes)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=io.positive_int, default=2)
     args = ap.parse_args(argv)
     try:
+        output = io.check_output(args.output, args.input) if args.output else None
         rows, rejects = read_official(args.input)
         start = None if args.start is None else first_slot(start=args.start)
-    except InputError as e:
+    except (InputError, io.OutputError) as e:
         print(f"best-time: {e}", file=sys.stderr)
         return 2
     except ValueError as e:
@@ -47,11 +49,15 @@ def cli(argv: list[str]) -> int:
         return 2
     route, why, predictor = router.pick(rows)
     t0 = time.perf_counter()
-    curve, best = best_time(predictor, rows, start, args.top)
+    try:
+        curve, best = best_time(predictor, rows, start, args.top)
+    except ValueError as e:  # the week of slots outside the dates pandas can hold (years 1677-2262)
+        print(f"best-time: {e}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - t0
-    if args.output:
-        curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
-                     log1p_likes=curve["log1p_likes"].round(4)).to_csv(args.output, index=False)
+    if output is not None:
+        io.write_frame(curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
+                                    log1p_likes=curve["log1p_likes"].round(4)), output)
     print(f"best-time: id {rows['id'].iloc[0]}, {len(curve)} hourly slots from {curve['date'].iloc[0]:%Y-%m-%d %H:00} UTC "
           f"({seconds:.2f}s; route {route}: {why}); median slot {curve['likes'].median():,.0f} likes; best:")
     for line in describe(best):

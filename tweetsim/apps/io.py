@@ -1,11 +1,14 @@
-"""Input and output of the file commands (`tweetsim predict-likes`, `tweetsim generate`).
+"""Input and output of the file commands (`tweetsim predict-likes`, `tweetsim generate`, `tweetsim best-time`).
 
-- `check_output` runs before any work: it refuses an output that resolves to the input file, a
-  folder, or a place that cannot be written (`OutputError`, one line).
+- `check_output` runs before any work: it refuses an output that resolves to the input file (same
+  path, a link or a hard link to it), a folder, or a place that cannot be written, and takes an
+  exclusive lock on the output (`.<name>.lock` beside it, held until the process ends), so a second
+  run on the same output refuses at once instead of mixing its rows in (`OutputError`, one line).
 - `run_chunked` answers the rows chunk by chunk (bounded memory: one chunk's features or prompts at
-  a time), with a tqdm bar on stderr, and appends each chunk to a temporary file beside the output
-  that is renamed onto it only at the end: an interrupted run leaves the output as it was (the
-  rows done stay in `.<name>.partial`, which the next run overwrites).
+  a time), with a tqdm bar on stderr, and appends each chunk to a temporary file of its own beside
+  the output (`.<name>.<random>.partial`) that is renamed onto it only at the end: an interrupted
+  run leaves the output as it was and says where the rows done are. `write_frame` writes a whole
+  table the same way (best-time's curve).
 - Every input row gets one output row, in input order. Default columns: `id, <value>, status,
   reason`; `status` is `ok` (every cell read), `partial` (answered with the unreadable cells named
   in `reason` treated as unknown) or `rejected` (not answered: the id is not a valid id; empty
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import tempfile
@@ -36,10 +40,37 @@ class Interrupted(OutputError):
     """Ctrl-C during run_chunked: the output was not written; the message says where the rows done are."""
 
 
-def check_output(output: str | Path, input_path: str | Path) -> Path:
-    """The output path, checked before any work: not the input, not a folder, writable."""
-    out, src = Path(output), Path(input_path)
-    if out.resolve() == src.resolve() or (out.exists() and src.exists() and os.path.samefile(out, src)):
+_LOCKS: dict[Path, int] = {}  # output -> the open lock file's descriptor, held until the process ends
+
+
+def _lock(out: Path, shown: str) -> None:
+    """An exclusive, non-blocking lock on `out` for this process (flock on `.<name>.lock` beside it)."""
+    key = out.resolve()
+    if key in _LOCKS:
+        return
+    path = out.parent / f".{out.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"--output {shown}: another run is writing it (lock {path}); wait for it to finish "
+                          "or choose another --output") from None
+    _LOCKS[key] = fd
+
+
+def release(output: str | Path) -> None:
+    """Give the lock on `output` back (tests; a process's locks go with it anyway)."""
+    fd = _LOCKS.pop(Path(output).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def check_output(output: str | Path, input_path: str | Path | None) -> Path:
+    """The output path, checked before any work: not the input, not a folder, writable; locked for
+    this process (a second run on it refuses)."""
+    out, src = Path(output), Path(input_path) if input_path is not None else None
+    if src is not None and (out.resolve() == src.resolve() or (out.exists() and src.exists() and os.path.samefile(out, src))):
         raise OutputError(f"--output {output} is the input file; choose another name (the input is never overwritten)")
     if out.is_dir():
         raise OutputError(f"--output {output} is a folder; give a file name")
@@ -51,7 +82,39 @@ def check_output(output: str | Path, input_path: str | Path) -> Path:
         raise OutputError(f"--output {output}: cannot write in {out.parent}: {e.strerror or e}") from None
     if out.exists() and not os.access(out, os.W_OK):
         raise OutputError(f"--output {output}: the file exists and is not writable")
+    _lock(out, str(output))
     return out
+
+
+def _partial(output: Path) -> Path:
+    """A temporary file of this run's own beside `output` (never shared with another run)."""
+    fd, name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
+    os.close(fd)
+    return Path(name)
+
+
+def write_frame(frame: pd.DataFrame, output: Path) -> None:
+    """`frame` as CSV at `output` (checked by check_output), written beside it and renamed onto it."""
+    tmp = _partial(output)
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (--threads)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 def row_status(rows: pd.DataFrame, rejects: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -82,7 +145,7 @@ def run_chunked(rows: pd.DataFrame, rejects: pd.DataFrame, answer: Callable[[pd.
     `value` a list of column names: `answer` gives one tuple of that many values per row."""
     status, reason = row_status(rows, rejects)
     rows = rows.assign(_status=status, _reason=reason)
-    tmp = output.parent / f".{output.name}.partial"
+    tmp = _partial(output)
     t0 = time.perf_counter()
     try:
         _write_chunks(rows, answer, tmp, value, two_columns, chunk_size, desc)

@@ -42,7 +42,7 @@ def cli(argv: list[str]) -> int:
                     "the deploy fit's routes (every labelled row)")
     ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=io.positive_int, default=2)
     ap.add_argument("--explain", action="store_true", help="add a column `explain`: per row, JSON of each factor's "
                     "contribution in log1p likes and the bias (tweetsim.likes.explain); they sum to log1p(likes)")
     args = ap.parse_args(argv)
@@ -109,7 +109,7 @@ def lm_cli(argv: list[str]) -> int:
     ap.add_argument("--models", default="models")
     ap.add_argument("--media", default="data/media", help="media folder with manifest.csv (images used where fetched)")
     ap.add_argument("--regime", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=io.positive_int, default=2)
     ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,likes only (problems on stderr)")
     args = ap.parse_args(argv)
     try:

@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from tweetsim.apps.io import positive_int
 from tweetsim.likes.explain import top_reasons
 
 DEFAULT_PORT = 8501
@@ -519,7 +520,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--base-model", action="store_true", help="write drafts with the base model, no adapter")
     ap.add_argument("--drafts", type=int, default=3, help="drafts the form asks for by default")
     ap.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     args = ap.parse_args(argv)
     from werkzeug.serving import make_server
 

@@ -39,7 +39,11 @@ def slot_rows(row: pd.DataFrame, start: pd.Timestamp, slots: int = SLOTS) -> pd.
     if len(row) != 1:
         raise ValueError(f"best-time needs one post, got {len(row)} rows")
     out = pd.concat([row] * slots, ignore_index=True)
-    out["date"] = pd.date_range(start, periods=slots, freq="h")
+    try:
+        out["date"] = pd.date_range(start, periods=slots, freq="h")
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise ValueError(f"the {slots} hourly slots from {start} go past the last date pandas can hold "
+                         f"({pd.Timestamp.max:%Y-%m-%d %H:%M}); give an earlier --start") from None
     return out
 
 
