@@ -361,3 +361,37 @@ def test_form_refuses_an_empty_upload(client):
     resp = post(client, image=b"", filename="empty.png")
     assert resp.status_code == 400 and "Image: the file is empty" in text(resp)
 
+
+
+def test_split_params_that_cannot_split_end_the_stage_in_one_line(tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame([GOOD, dict(GOOD, id="12")]).to_csv(src, index=False)
+    out = run_download(tmp_path, src)
+    for over, words in (({"split.regimes": ["future"]}, "unknown regime 'future'"),
+                        ({"split.random": {"val": -0.1, "test": 0.2}}, "must be >= 0")):
+        params = write_params(tmp_path, **{"download.source": str(src), **over})
+        with pytest.raises(SystemExit, match=words):  # the stage's one line, no traceback
+            stage("split").main(str(params), str(out), str(tmp_path / "metrics"))
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line(monkeypatch, tmp_path, capsys):
+    from tweetsim.apps import predict_likes as predict_cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_cmd, "load_likes_model", interrupted)
+    src = tmp_path / "in.csv"
+    pd.DataFrame([GOOD]).to_csv(src, index=False)
+    assert main(["predict-likes", "--input", str(src), "--output", str(tmp_path / "o.csv")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err and not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--chunk-size"])
+def test_generate_counts_must_be_positive(option, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame([GOOD]).to_csv(src, index=False)
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--writer", "lm", option, "-1"])
+    assert e.value.code == 2 and option in capsys.readouterr().err

@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:15s} {help_}")
         return 0 if argv[:1] in ([], ["-h"], ["--help"]) else 2
     configure_logging()
-    module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
         return int(module.cli(argv[1:]) or 0)
     except StageError as e:  # a bad params file: its one line, no traceback
         print(f"tweetsim {argv[0]}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while loading (mid-run, each command says what it kept)
+        print(f"tweetsim {argv[0]}: interrupted; nothing was written", file=sys.stderr)
+        return 130

@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--input", required=True, help="content-simulation file (xlsx, csv or parquet)")
     ap.add_argument("--output", required=True, help="CSV to write: id,content,status,reason (tweetsim.apps.io)")
     ap.add_argument("--two-columns", action="store_true", help="write the challenge's id,content only (problems on stderr)")
-    ap.add_argument("--chunk-size", type=int, default=None,
+    ap.add_argument("--chunk-size", type=io.positive_int, default=None,
                     help="rows written at a time (bounds memory; default 512 with --writer select, 64 with --writer lm)")
     ap.add_argument("--params", default="params.yaml", help="params file (writer; for --writer lm train_llm, generate, build_prompts)")
     ap.add_argument("--writer", choices=("select", "lm"), default="select",
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--base-model", action="store_true", help="generate with the base model, no adapter")
     ap.add_argument("--pool", default="data/tweets.parquet",
                     help="tweets to choose from / retrieve exemplars from (rows with content); 'none': no exemplars (--writer lm)")
-    ap.add_argument("--batch-size", type=int, default=None, help="override generate.batch_size")
+    ap.add_argument("--batch-size", type=io.positive_int, default=None, help="override generate.batch_size")
     ap.add_argument("--media", default="data/media",
                     help="media folder with manifest.csv (images used where fetched, for an image-prefix adapter)")
     return ap

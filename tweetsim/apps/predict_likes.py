@@ -40,7 +40,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--models-of", default=None, metavar="REGIME",
                     help="use that regime's models (fitted on its train rows) for every row instead of the router over "
                     "the deploy fit's routes (every labelled row)")
-    ap.add_argument("--chunk-size", type=int, default=1000, help="rows predicted at a time (bounds memory)")
+    ap.add_argument("--chunk-size", type=io.positive_int, default=1000, help="rows predicted at a time (bounds memory)")
     ap.add_argument("--models", default="models", help="folder of the trained artefacts (default: models)")
     ap.add_argument("--threads", type=io.positive_int, default=2)
     ap.add_argument("--explain", action="store_true", help="add a column `explain`: per row, JSON of each factor's "

@@ -11,6 +11,12 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from tweetsim.config.params import ParamsError
+
+
+class SplitError(ParamsError, ValueError):
+    """split params that cannot split the rows: the stage's one line (config.params.StageError)."""
+
 REGIMES = ("random", "unseen_brand", "unseen_time")
 
 
@@ -25,7 +31,7 @@ def _unit(keys, seed: int) -> np.ndarray:
 
 def _by_fraction(u: np.ndarray, val: float, test: float) -> np.ndarray:
     if not (0 <= val and 0 <= test and val + test < 1):
-        raise ValueError(f"split fractions val={val}, test={test} must be >= 0 and sum below 1")
+        raise SplitError(f"split fractions val={val}, test={test} must be >= 0 and sum below 1")
     return np.where(u < test, "test", np.where(u < test + val, "val", "train"))
 
 
@@ -35,7 +41,7 @@ def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
     out = table[["source", "id"]].copy()
     for regime in params["regimes"]:
         if regime not in REGIMES:
-            raise ValueError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
+            raise SplitError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
         cfg = params[regime]
         if regime == "random":
             keys = [f"{s}/{i}" for s, i in zip(table["source"], table["id"])]
@@ -47,9 +53,9 @@ def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
         elif regime == "unseen_time":
             val_from, test_from = pd.Timestamp(cfg["val_from"], tz="UTC"), pd.Timestamp(cfg["test_from"], tz="UTC")
             if not val_from < test_from:
-                raise ValueError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
+                raise SplitError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
             if table["date"].isna().any():
-                raise ValueError("split.unseen_time: some rows have no date")
+                raise SplitError("split.unseen_time: some rows have no date")
             d = table["date"]
             out[regime] = np.where(d >= test_from, "test", np.where(d >= val_from, "val", "train"))
     return out
