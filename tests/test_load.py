@@ -102,7 +102,46 @@ def test_read_official_keeps_every_row_in_order(tmp_path):
     table, problems = read_official(path)
     assert table["id"].tolist() == [3, 2, 1]
     assert table["n_media"].tolist() == [1, 0, 1] and table["date"].isna().all()
-    assert problems["field"].tolist() == ["media"]
+    assert problems.loc[problems["field"] == "media", "row"].tolist() == [3]
+    # the columns the file lacks are named on every row (its status is partial, not ok)
+    absent = problems[problems["field"] != "media"]
+    assert set(absent["field"]) == {"date", "username", "inferred company"} and len(absent) == 9
+    assert absent["reason"].str.startswith("no such column in the file").all()
+
+
+def test_cells_that_do_not_say_one_thing_are_refused(tmp_path):
+    """Day/month-ambiguous dates, a bare year, an empty date, ids stored as floats above 2**53: each row
+    is kept and named with its reason; an xlsx's other sheets are named in a warning."""
+    rows = [{"id": "1", "date": "03/05/2021"}, {"id": "2", "date": "2022"}, {"id": "3", "date": None},
+            {"id": "4", "date": "13/05/2021 10:00"}, {"id": "5", "date": "2021-05-03"}]
+    path = tmp_path / "dates.csv"
+    pd.DataFrame(rows).assign(username="u", media="[]", **{"inferred company": "c"}).to_csv(path, index=False)
+    table, problems = read_official(path)
+    why = dict(zip(problems["row"] - 1, problems["reason"]))
+    assert why[1].startswith("ambiguous date") and why[2].startswith("a year, not a date") and why[3].startswith("empty")
+    assert set(why) == {1, 2, 3} and table["date"].notna().tolist() == [False, False, False, True, True]
+    from tweetsim.data.load import parse_count
+
+    with pytest.raises(ValueError, match="above 2\\*\\*53"):
+        parse_count(float(2**60))
+    assert parse_count(float(2**40)) == 2**40
+    book = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(book) as w:
+        pd.DataFrame([{"id": 1}]).to_excel(w, sheet_name="tweets", index=False)
+        pd.DataFrame([{"id": 2}]).to_excel(w, sheet_name="notes", index=False)
+    import logging
+
+    from tweetsim.data import load as L
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    L.logger.addHandler(handler)
+    try:
+        assert read_official(book)[0]["id"].tolist() == [1]
+    finally:
+        L.logger.removeHandler(handler)
+    assert any("1 other sheet(s) ignored: 'notes'" in m for m in seen)
 
 
 def test_stage_fails_past_max_reject_fraction(tmp_path):
@@ -153,7 +192,7 @@ def test_large_ids_and_likes_keep_every_digit_beside_a_null(tmp_path):
     rows, rejects = read_official(path)
     assert rows["id"].tolist()[0] == 1234567890123456789 and pd.isna(rows["id"][1])
     assert rows["likes"].tolist()[0] == 9223372036854775296 and rows["likes"].tolist()[2] == 7
-    assert list(rejects["field"]) == ["id"]
+    assert list(rejects.loc[~rejects["reason"].str.startswith("no such column"), "field"]) == ["id"]
 
 
 def test_a_labelled_tweet_in_two_files_is_kept_once_and_the_copy_rejected(tmp_path):

@@ -56,7 +56,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix == ".csv":
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
         elif suffix == ".xlsx":
-            df = pd.read_excel(path, dtype=object, engine="openpyxl")
+            sheets = pd.read_excel(path, dtype=object, engine="openpyxl", sheet_name=None)
+            first, *others = list(sheets)
+            if others:  # only the first sheet is a table of tweets: say which are left out
+                logger.warning("%s: reading sheet %r only; %d other sheet(s) ignored: %s", path, first, len(others),
+                            ", ".join(repr(o) for o in others))
+            df = sheets[first]
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
@@ -144,6 +149,9 @@ def _to_int(value) -> int:
     elif isinstance(value, (float, np.floating)):
         if not (math.isfinite(value) and float(value).is_integer()):
             raise ValueError(f"not a non-negative integer: {_show(value)}")
+        if abs(value) > 2**53:  # a float there has lost its last digits: the number written is not known
+            raise ValueError(f"{value:.0f} is stored as a floating-point number above 2**53, whose last digits are lost; "
+                             "store it as text")
         v = int(value)
     else:
         m = re.fullmatch(r"\+?([0-9]+)(\.0*)?", str(value).strip())
@@ -166,6 +174,11 @@ def _to_date(value) -> pd.Timestamp:
         raise ValueError(f"a number, not a date: {_show(value)}")
     if isinstance(value, str) and not re.search(r"[0-9]{4}", value):
         raise ValueError(f"not a calendar date: {_show(value)} (e.g. 2021-05-03 14:30; relative words are refused)")
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}", value.strip()):
+        raise ValueError(f"a year, not a date: {_show(value)} (e.g. 2021-05-03 14:30)")
+    m = re.match(r"\s*([0-9]{1,2})[/.-]([0-9]{1,2})[/.-][0-9]{2,4}\b", value) if isinstance(value, str) else None
+    if m and int(m.group(1)) <= 12 and int(m.group(2)) <= 12 and m.group(1) != m.group(2):
+        raise ValueError(f"ambiguous date {_show(value)}: day/month or month/day? write it as YYYY-MM-DD")
     try:
         ts = pd.Timestamp(value)
         if pd.isna(ts):
@@ -203,6 +216,8 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
         raise InputError(f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; has {list(df.columns)}")
     keep_bad = tuple(required) != REQUIRED
     rows, rejects, seen = [], [], set()
+    # the CLIs keep a row whatever it lacks, and say so on each row: a column the file does not have
+    absent = [c for c in REQUIRED if c not in df.columns] if keep_bad else []
     caption_col = "captions" if "captions" in df.columns else "caption" if "caption" in df.columns else None
     for i, rec in enumerate(df.to_dict("records")):
         row_no = i + 2  # the spreadsheet row a person would look at (header is row 1)
@@ -214,9 +229,12 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
             if not keep_bad:
                 continue
             out["id"] = None
+        problems += [(c, "no such column in the file: treated as unknown") for c in absent]
         for name, parse, default in (("date", _to_date, pd.NaT), ("likes", _to_int, None)):
             value = rec.get(name)
             if value is None and (name == "likes" or keep_bad):
+                if name == "date" and "date" not in absent:
+                    problems.append(("date", "empty: treated as unknown"))
                 out[name] = default
                 continue
             try:
@@ -232,8 +250,8 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
         out["content"] = None if rec.get("content") is None else str(rec["content"])
         for col, name in (("username", "username"), ("inferred company", "company")):
             value = rec.get(col)
-            if value is None and not keep_bad:
-                problems.append((col, "empty"))
+            if value is None and col not in absent:
+                problems.append((col, "empty" + (": treated as unknown" if keep_bad else "")))
             out[name] = "" if value is None else str(value).strip()
         if out["id"] is not None and (source, out["id"]) in seen:
             problems.append(("id", f"duplicate id {out['id']} in {path}"))
