@@ -241,6 +241,25 @@ def test_bucket_labels():
     assert A.bucket_labels([0, 10, 100, 1000, 10000]) == ["0–9", "10–99", "100–999", "1,000–9,999", "10,000+"]
 
 
+@pytest.mark.parametrize("headers,refused", [
+    ({"Host": "evil.example:8501"}, "requests for host"),           # DNS rebinding: another name for 127.0.0.1
+    ({"Origin": "http://evil.example"}, "a form posted from"),       # a page of another site posting the form
+    ({"Referer": "http://evil.example/page"}, "a form posted from"),
+    ({"Host": "127.0.0.1:8501", "Origin": "http://127.0.0.1:8501"}, None),
+    ({"Host": "[::1]:8501", "Origin": "http://[::1]:8501"}, None),
+    ({}, None),                                                      # no Origin: curl, not a browser page
+])
+def test_foreign_hosts_and_origins_are_refused_before_any_work(client, fakes, headers, refused):
+    data = {"brand": "nike", "account": "@nikestore", "date": "2021-05-03", "time": "14:30", "draft": "Just do it", "n": "1"}
+    r = client.post("/", data=data, content_type="multipart/form-data", headers=headers)
+    if refused:
+        assert r.status_code == 403 and refused in text(r) and not fakes.gen_calls  # no model ran
+    else:
+        assert r.status_code == 200 and fakes.gen_calls
+    if "Host" in headers:
+        assert (client.get("/", headers={"Host": headers["Host"]}).status_code == 403) == bool(refused)
+
+
 def test_serve_binds_localhost_only():
     import inspect
 

@@ -442,10 +442,36 @@ def _step(res: Result, name: str, fn):
 
 
 # ---------------------------------------------------------------- Flask
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the names the app answers to: it binds 127.0.0.1
+
+
+def _hostname(netloc: str) -> str:
+    """The host of a `Host` header or an origin's netloc, without the port ('[::1]:8501' -> '::1')."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(f"//{netloc}").hostname or "").lower()
+
+
+def foreign_request(host: str, origin: str | None, referer: str | None, allowed=LOCAL_HOSTS) -> str | None:
+    """Why a request must be refused, or None: a Host header not naming this machine (a page's DNS
+    rebinding), or a POST whose Origin (else Referer) is another site (a page in the user's browser
+    posting to the app). A client that sends neither, as curl does, is not a browser page."""
+    from urllib.parse import urlsplit
+
+    if _hostname(host) not in allowed:
+        return f"requests for host {host!r} are refused: this app answers {', '.join(allowed)} only"
+    source = origin or referer
+    if source is not None and (urlsplit(source).hostname or "").lower() not in allowed:
+        return f"a form posted from {source!r} is refused: only this app's own page may post to it"
+    return None
+
+
 def create_app(services: Services | Callable[[], Services], max_upload_mb: float = MAX_UPLOAD_MB,
-               max_pixels: int = MAX_PIXELS, max_drafts: int = MAX_DRAFTS, default_drafts: int = 3):
+               max_pixels: int = MAX_PIXELS, max_drafts: int = MAX_DRAFTS, default_drafts: int = 3,
+               allowed_hosts=LOCAL_HOSTS):
     """The Flask app. `services` is a Services, or a factory called once, on the first request that
-    needs the models (the result is cached for the life of the app)."""
+    needs the models (the result is cached for the life of the app). Requests for another host name,
+    and posts from another site's page, are refused (403) before any work."""
     from flask import Flask, render_template, request
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -470,6 +496,14 @@ def create_app(services: Services | Callable[[], Services], max_upload_mb: float
         return render_template("index.html", form=form, result=result, errors=errors or (result.errors if result else []),
                                max_drafts=max_drafts, max_upload_mb=max_upload_mb,
                                info=(s.info if s else {}), missing=(s.missing if s else {})), status
+
+    @app.before_request
+    def same_machine_only():
+        why = foreign_request(request.host, request.headers.get("Origin") if request.method == "POST" else None,
+                              request.headers.get("Referer") if request.method == "POST" else None, allowed_hosts)
+        if why is not None:
+            return page(errors=[f"403 Forbidden: {why}."], status=403)
+        return None
 
     @app.get("/")
     def index():
