@@ -167,6 +167,10 @@ def test_no_image_no_draft(client, fakes):
     ({"brand": "   "}, "Brand: required"),
     ({"date": ""}, "Date: required"),
     ({"date": "2021-13-45"}, "cannot read"),
+    ({"date": "2022"}, "Date: cannot read '2022': write the day as YYYY-MM-DD"),       # not 1 January
+    ({"date": "2022-05-01T10:00+02:00"}, "the time goes in Time"),                    # two times: neither is dropped
+    ({"date": "03/05/2022"}, "Date: cannot read"),
+    ({"time": "25:00"}, "Time: cannot read '25:00'"),
     ({"n": "99"}, "Drafts: a whole number from 0 to 8"),
     ({"account": "two words"}, "Account:"),
 ])

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -274,6 +275,10 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
     when = None
     if not f.date:
         problems.append("Date: required.")
+    elif not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", f.date):  # one reading only: no time, offset or day/month guess here
+        problems.append(f"Date: cannot read {f.date!r}: write the day as YYYY-MM-DD (the time goes in Time).")
+    elif not re.fullmatch(r"([01]?[0-9]|2[0-3]):[0-5][0-9]", f.time):
+        problems.append(f"Time: cannot read {f.time!r}: write it as HH:MM, 00:00 to 23:59 (UTC).")
     else:
         from tweetsim.data.load import parse_date  # the official files' date rule: a calendar date, 2006 to 2099
 
