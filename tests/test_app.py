@@ -264,6 +264,13 @@ def test_foreign_hosts_and_origins_are_refused_before_any_work(client, fakes, he
         assert (client.get("/", headers={"Host": headers["Host"]}).status_code == 403) == bool(refused)
 
 
+def test_an_oversized_text_field_is_named_as_such(fakes):
+    client = A.create_app(fakes.services(), max_upload_mb=10).test_client()
+    r = post(client, draft="x" * 1_000_000)  # 1 MB of draft, no image: under the upload limit
+    assert r.status_code == 413 and "a text field is larger than 64 KB" in text(r) and "10 MB limit" not in text(r)
+    assert not fakes.gen_calls
+
+
 def test_serve_binds_localhost_only():
     import inspect
 

@@ -40,6 +40,7 @@ CASES = {
     "media_bitrate_huge": ("media", VARIANT.format(10**23), "partial"),
     "media_100k_minus": ("media", VIDEO.format("-" * 100_000 + "5"), "partial"),
     "media_views_1e400": ("media", VIDEO.format("1e400"), "partial"),
+    "media_views_5000_digits": ("media", VIDEO.format("1" * 5000), "partial"),
 }
 
 

@@ -484,6 +484,7 @@ def create_app(services: Services | Callable[[], Services], max_upload_mb: float
     max_bytes = int(max_upload_mb * 1e6)
     # the form fields travel with the file: leave them room beyond the file limit
     app.config["MAX_CONTENT_LENGTH"] = max_bytes + 64 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024  # each text field (a draft is at most 2000 characters)
     lock, load_lock = threading.Lock(), threading.Lock()
     cache: dict[str, Services] = {}
 
@@ -530,7 +531,9 @@ def create_app(services: Services | Callable[[], Services], max_upload_mb: float
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(e):
-        return page(errors=[f"Image: the upload is larger than the {max_upload_mb:g} MB limit."], status=413)
+        if (request.content_length or 0) > app.config["MAX_CONTENT_LENGTH"]:
+            return page(errors=[f"Image: the upload is larger than the {max_upload_mb:g} MB limit."], status=413)
+        return page(errors=["Form: a text field is larger than 64 KB (a draft is at most 2000 characters)."], status=413)
 
     @app.errorhandler(HTTPException)
     def http_error(e):

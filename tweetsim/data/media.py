@@ -101,6 +101,8 @@ def parse_media(text) -> list[dict]:
     try:
         tree = ast.parse(s, mode="eval").body
     except SyntaxError as e:
+        if "integer string conversion" in str(e.msg):  # Python's own cap on the digits of a literal
+            raise MediaParseError("not a media list: a number of more than 4300 digits") from None
         raise MediaParseError(f"not a media list: syntax error at column {e.offset}") from None
     except (MemoryError, RecursionError, ValueError):  # nesting too deep for the parser; a NUL byte
         raise MediaParseError("not a media list: too deeply nested or contains a NUL byte") from None
