@@ -293,3 +293,23 @@ def test_accelerate_launch_two_processes_equals_one_run(dataset, tmp_path):
     assert done.stdout.count("efficientnet_lite0, ") == 2, done.stdout  # each process ran the model
     assert {f: (dataset / f).read_bytes() for f in single} == single
     assert not list(dataset.glob(".*part*"))  # the processes' parts are gone
+
+
+def test_a_gif_of_very_many_frames_is_read_in_bounded_time(tmp_path):
+    """Frames are spread over the first images.MAX_FRAMES of an animation: a GIF of 20,000 frames
+    is read without counting (decoding) every frame (8x8 here: smaller sizes are refused as degenerate)."""
+    import time
+
+    from PIL import Image
+
+    from tweetsim.vision import images as imgs
+
+    path = tmp_path / "long.gif"
+    frames = [Image.new("L", (8, 8), i % 256) for i in range(20_000)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=20, loop=0)
+    t0 = time.perf_counter()
+    got = imgs.read_frames(path, frames=4)
+    seconds = time.perf_counter() - t0
+    assert len(got) == 4 and seconds < 5  # counting all 20,000 frames is what this bounds
+    with Image.open(path) as im:
+        assert imgs._frames_up_to(im, imgs.MAX_FRAMES) == imgs.MAX_FRAMES and im.tell() == 0

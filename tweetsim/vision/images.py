@@ -187,7 +187,7 @@ def read_frames(path: str | Path, frames: int = 1, max_side: int = 0, max_pixels
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageError(f"image too large: {w}x{h} pixels > max_pixels {max_pixels}")
-                n = getattr(im, "n_frames", 1) or 1
+                n = _frames_up_to(im, MAX_FRAMES)
                 picks = _spread(n, max(1, frames))
                 out = []
                 if n == 1:
@@ -213,6 +213,26 @@ def read_frames(path: str | Path, frames: int = 1, max_side: int = 0, max_pixels
     if not out:
         raise ImageError("no decodable frame")
     return out
+
+
+# frames of an animation looked at: its frames are spread over the first MAX_FRAMES. Pillow's n_frames
+# decodes every frame to count them, so a 1x1 GIF of 400,000 frames held a request for seconds.
+MAX_FRAMES = 1000
+
+
+def _frames_up_to(im: Image.Image, cap: int) -> int:
+    """How many frames `im` has, counting no further than `cap` (then left on frame 0)."""
+    if not getattr(im, "is_animated", False):
+        return 1
+    n = 1
+    try:
+        while n < cap:
+            im.seek(n)
+            n += 1
+    except EOFError:
+        pass
+    im.seek(0)
+    return n
 
 
 def _spread(n: int, k: int) -> list[int]:
