@@ -69,10 +69,10 @@ def test_repro_then_experiment_changes_metrics(tmp_path):
     out = run(["dvc", "repro"], repo, timeout=1200)
     assert "download:" in out and "evaluate" in out
     likes = json.loads((repo / "metrics" / "likes.json").read_text())
-    assert set(likes) == set(params["split"]["regimes"])
-    assert {"median", "account_median"} <= set(likes["unseen_time"])
+    assert set(likes) == {*params["split"]["regimes"], "mixed"}  # mixed: every regime's test rows through the router
+    assert {"median", "account_median", "served"} <= set(likes["unseen_time"]) and set(likes["mixed"]) == {"served"}
     text = json.loads((repo / "metrics" / "text.json").read_text())["unseen_time"]
-    assert {"retrieval", "consensus", "reranked", "oracle", "typical"} == set(text["all_rows"])
+    assert {"retrieval", "consensus_recent", "consensus", "reranked", "oracle", "typical"} == set(text["all_rows"])
     assert {"llm_lora", "llm_base", "reranked"} <= set(text["shared_rows"])
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro"], repo)
