@@ -7,7 +7,8 @@ steps and each model's trees taken from a validated regime's run (their early-st
 iteration, recorded in the regime's model files; `deploy_likes.routes.<route>.settings_from`) and no
 early stopping of its own. It reuses fit.fit_regime: every row is a training row of a one-sided
 "regime", so the history (shifted or cross-fitted on its rows) and the context come from every
-labelled row; the route's `hide` levels are blanked on every row.
+labelled row; the route's `hide` levels (and with `hide_like_stats` the organisers' like statistics)
+are blanked on every row.
 
 A route's ranges are conformal quantiles of the backtest's held-out rows of that route
 (likes/backtest.py): later rows of known accounts, new accounts, held-out brands
@@ -77,7 +78,7 @@ def route_recipes(params: dict) -> dict[str, dict]:
 
 
 def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, context: pd.DataFrame, params: dict,
-              base: dict, recipe: dict, settings: dict, out: Path, progress: bool = False) -> dict:
+              base: dict, recipe: dict, settings: dict, out: Path, progress: bool = False) -> tuple[dict, pd.DataFrame, list[str]]:
     """Fit one route's models on every row of `rows` (labelled, with `emb` their embeddings) into `out`
     and return (its bundle (written as out/bundle.json without intervals; save_intervals adds them), the
     feature table of its rows (fit.fit_regime's), the trees' feature names).

@@ -4,9 +4,9 @@ Users never run a regime: a row either comes from an account with labelled histo
 a new account whose likes level is known otherwise (`brand`: its brand has labelled history, or the
 organisers' like statistics of the account are known), or from a brand with none of that (`new_brand`).
 Each route has its own fit on every labelled row (likes/deploy.py:fit_route), with the features built
-as that situation sees them: `brand` blanks the account's history and like statistics on every
-training row, `new_brand` the brand's history too (the unseen_brand regime's recipe), so the trees
-learn from rows that look like the ones they will answer. A row's route depends on the labelled rows
+as that situation sees them (deploy_likes.routes): `brand` blanks the account's history on every
+training row, `new_brand` the brand's history and the like statistics too (the unseen_brand
+regime's recipe), so the trees learn from rows that look like the ones they will answer. A row's route depends on the labelled rows
 the models were fitted on and on the row alone, never on the other rows of the file.
 
 Files: `router.json` in the deploy folder ({"routes": {route: subfolder}, ...}) and one route folder
@@ -93,7 +93,7 @@ class Router:
         first = next(iter(self.routes.values()))
         self.state = first.state  # edges, max_length and the known tweets are the same in every route
         self.tables = first.state.tables
-        self.stats_route = bool(self.bundle.get("stats_route", True))
+        self.stats_route = bool(self.bundle["stats_route"])
         self.p = first.p
         context = first.state.context
         for pred in self.routes.values():  # one copy of the known tweets' context rows
@@ -161,7 +161,7 @@ class Router:
                 out.append((idx, self.routes[r], call(self.routes[r], rows.iloc[idx], ctx)))
         return out
 
-    def _gather(self, n: int, parts: list) -> None:
+    def _gather(self, parts: list) -> None:
         """The per-route state of the last call (ranges, probabilities, features, timings) in row order."""
         order = np.argsort(np.concatenate([idx for idx, _, _ in parts])) if parts else np.zeros(0, int)
         stack = lambda arrays: np.concatenate(arrays)[order] if arrays else np.zeros(0)  # noqa: E731
@@ -179,7 +179,7 @@ class Router:
         probs = np.zeros((len(rows), len(self.state.edges)))
         for idx, _, (lk, pb) in parts:
             likes[idx], probs[idx] = lk, pb
-        self._gather(len(rows), parts)
+        self._gather(parts)
         return likes, probs
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
@@ -201,7 +201,7 @@ class Router:
         for idx, _, (lk, factors) in parts:
             likes[idx] = lk
             frames.append(factors.set_axis(idx))
-        self._gather(len(rows), parts)
+        self._gather(parts)
         return likes, pd.concat(frames).sort_index() if frames else pd.DataFrame()
 
 
