@@ -69,10 +69,6 @@ class Layout:
     def deploy(self) -> Path:
         return self.models / "likes" / "deploy"
 
-    @property
-    def router(self) -> Path:
-        return self.deploy / "router.json"
-
 
 def write_json(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ def backtest_regime(regime: str, sup: pd.DataFrame, emb: np.ndarray, side_stats:
                 for r in routes}
         write_index(folder, routes, {"n_rows": int(tr.sum()), "backtest": regime, "stats_route": stats_route})
         router = Router(folder, threads)
-        router.set_history(train)
+        router.set_history(tables["val"])
         cal = _predict(router, val, ranged=False).assign(held_out="val")
         if "new_brand" in fits and regime in (params["interval"]["brand_folds_regimes"] or []):
             cal = pd.concat([cal, _brand_folds(fits["new_brand"], train, params, base, settings)], ignore_index=True)
@@ -96,7 +96,7 @@ def backtest_regime(regime: str, sup: pd.DataFrame, emb: np.ndarray, side_stats:
             save_intervals(folder / r, calibrate_route(cal.assign(regime=regime), r, [regime], params["interval"],
                                                        int(d["min_calibration_rows"])))
         router = Router(folder, threads)  # reloaded with the ranges
-        router.set_history(known)
+        router.set_history(tables["test"])
         pred = _predict(router, test, ranged=True)
     val_out = cal.loc[cal["held_out"] == "val", ["source", "id", "route", "reason", "pred_likes"]].assign(pred_low=np.nan, pred_high=np.nan)
     preds = pd.concat([val_out.assign(side="val"), pred.drop(columns="likes").assign(side="test")], ignore_index=True)

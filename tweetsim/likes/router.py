@@ -6,8 +6,9 @@ organisers' like statistics of the account are known), or from a brand with none
 Each route has its own fit on every labelled row (likes/deploy.py:fit_route), with the features built
 as that situation sees them (deploy_likes.routes): `brand` blanks the account's history on every
 training row, `new_brand` the brand's history and the like statistics too (the unseen_brand
-regime's recipe), so the trees learn from rows that look like the ones they will answer. A row's route depends on the labelled rows
-the models were fitted on and on the row alone, never on the other rows of the file.
+regime's recipe), so the trees learn from rows that look like the ones they will answer. A row's
+route depends on the labelled rows the models were fitted on and on the row alone, never on the
+other rows of the file.
 
 Files: `router.json` in the deploy folder ({"routes": {route: subfolder}, ...}) and one route folder
 each (artefacts.route_paths). The backtest (likes/backtest.py) runs the same object on each regime's
@@ -128,10 +129,11 @@ class Router:
         for pred in self.routes.values():
             pred.state.context = rows
 
-    def set_history(self, labelled: pd.DataFrame) -> None:
-        """Account and brand history (and so the routes) from `labelled` rows instead of the fitted ones:
-        the backtest predicts a regime's test rows with every like known before them."""
-        self.tables = {lv: F.history_table(labelled, lv) for lv in F.LEVELS}
+    def set_history(self, tables: dict) -> None:
+        """Account and brand history (and so the routes) from other labelled rows' history tables
+        (features.history_table by level) than the fitted ones: the backtest predicts a regime's test
+        rows with every like known before them."""
+        self.tables = tables
         for pred in self.routes.values():
             pred.state.tables = self.tables
 
