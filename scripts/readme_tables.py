@@ -6,6 +6,9 @@ metrics of the run on all the shared data); everything else in the README is lef
 the tables marked `<!-- hand-written: ... -->`, whose figures come from runs that no committed
 metrics file holds.
 
+docs/reliability.md's tables (`<!-- table:hostile-cells -->` and the others) are rendered from
+tests/hostile_cases.yaml, the hostile-input suite that tests/test_hostile.py runs.
+
 usage: python scripts/readme_tables.py [--check] [--readme README.md] [--params params.yaml] [--metrics metrics] [--full results/full]
   --check: write nothing; exit 1 and show the difference when the README's tables are not what the
   metrics files say (tests/test_report.py runs this).
@@ -22,6 +25,64 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .` too
 
 from tweetsim.apps import report  # noqa: E402
+
+
+HOSTILE = ROOT / "tests" / "hostile_cases.yaml"
+SPECIAL = {"VIEWS_400_DIGITS": "views=<400 digits>", "VIEWS_5000_DIGITS": "views=<5,000 digits>",
+           "MINUS_100K": "100,000 `-` before a number", "MEDIA_1MB": "a 1 MB cell", "LONG_101": "101 characters",
+           "LONG_3000": "3,000 characters", "LONG_1MB": "1 MB of text"}
+
+
+def _code(value) -> str:
+    """A cell of the table: the input as written, in backticks (placeholders described in words)."""
+    if value is None:
+        return "empty"
+    value = str(value)
+    if value in SPECIAL:
+        return SPECIAL[value]
+    value = value if len(value) <= 70 else value[:67] + "..."
+    return "`" + value.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def hostile_tables(cases: dict) -> dict[str, str]:
+    """docs/reliability.md's tables, one per part of the suite."""
+    rows = ["| field | bad cell | predict-likes, generate (both writers) | best-time --id | download |", "|---|---|---|---|---|"]
+    for c in cases["cells"]:
+        best = "exit 2: `0 rows with id 12`" if c["status"] == "rejected" else f"exit 0, `WARNING ... {c['reason']}...`"
+        rows.append(f"| {c['field']} | {_code(c['cell'])} | `{c['status']}`, reason `{c['reason']}...` | {best} | "
+                    f"{'row to rejects.csv' if c.get('download') else 'kept'} |")
+    tables = {"hostile-cells": "\n".join(rows)}
+    rows = ["| file | exit | rows' status | message |", "|---|---|---|---|"]
+    for c in cases["files"]:
+        what = c["name"].replace("_", " ") + (f" (`{c['column']}`)" if c.get("column") else "")
+        rows.append(f"| {what} | {c['exit']} | {', '.join(c.get('statuses', [])) or '-'} | {_code(c['message'])} |")
+    tables["hostile-files"] = "\n".join(rows)
+    rows = ["| command line (`tweetsim ...`) | exit | message |", "|---|---|---|"]
+    for c in cases["options"]:
+        rows.append(f"| {_code(' '.join(c['argv']))} | {c['exit']} | {_code(c['message'])} |")
+    tables["hostile-options"] = "\n".join(rows)
+    rows = ["| `dvc exp run -S` | the stage's one line (exit 1) |", "|---|---|"]
+    for c in cases["params"]:
+        rows.append(f"| {_code(c['edit'])} | {_code(c['message'])} |")
+    tables["hostile-params"] = "\n".join(rows)
+    rows = ["| web request | HTTP | message on the page |", "|---|---|---|"]
+    for c in cases["web"]:
+        what = "; ".join([*(f"{k} {_code(v)}" for k, v in c.get("form", {}).items()),
+                          *(f"upload: {c['upload'].replace('_', ' ')}" for _ in [0] if "upload" in c),
+                          *(f"header {k}: {_code(v)}" for k, v in c.get("headers", {}).items())])
+        rows.append(f"| {what} | {c['http']} | {_code(c['message'])} |")
+    tables["hostile-web"] = "\n".join(rows)
+    return tables
+
+
+def render_docs(text: str, tables: dict[str, str]) -> str:
+    for name, table in tables.items():
+        start, end = f"<!-- table:{name} -->", "<!-- /table -->"
+        if start not in text:
+            raise ValueError(f"no {start} marker")
+        head, rest = text.split(start, 1)
+        text = f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError) as e:
         print(f"readme_tables: {e}", file=sys.stderr)
         return 2
+    docs = a.readme.parent / "docs" / "reliability.md"
+    if docs.is_file():  # the hostile-input tables, from the suite's cases
+        text = docs.read_text()
+        fresh = render_docs(text, hostile_tables(yaml.safe_load(HOSTILE.read_text())))
+        if fresh != text and a.check:
+            print(f"readme_tables: {docs} differs from {HOSTILE.name}: run python scripts/readme_tables.py", file=sys.stderr)
+            return 1
+        if fresh != text:
+            docs.write_text(fresh)
     if new == old:
         print(f"readme_tables: {a.readme.name} tables match {a.metrics}/")
         return 0

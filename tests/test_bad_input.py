@@ -1,9 +1,9 @@
-"""Issue 15: bad input never crashes, never drops a row, never overwrites a file.
+"""Bad input never crashes, never drops a row, never overwrites a file.
 
 A property-based fuzz of the reader and the media parser (any string in any cell ends as a parsed
-value or a reject with a reason), then one fixture file per reported case, run through
-`tweetsim predict-likes` and `tweetsim generate` (on fake models: the input/output handling is what
-is tested), the download stage and the web app's form, plus the output-path and params checks."""
+value or a reject with a reason); the two-column format; chunking and interruption; the output lock
+across two processes; the download stage's missing column; params through the stages. The fakes
+here serve tests/test_hostile.py too, which runs every case of tests/hostile_cases.yaml."""
 
 import numpy as np
 import pandas as pd
@@ -169,7 +169,7 @@ def run_cli(cmd, src, out, *extra):
     return main([cmd, "--input", str(src), "--output", str(out), *extra])
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", ["id_text", "date_now"])
 @pytest.mark.parametrize("cmd,value,extra", [("predict-likes", "likes", []), ("generate", "content", []),
                                              ("generate", "content", ["--writer", "lm"])])
 def test_cli_keeps_every_row_and_says_why(case, cmd, value, extra, fakes, tmp_path, capsys):
@@ -270,16 +270,6 @@ def test_a_second_run_on_the_same_output_refuses(tmp_path):
     cliio.release(out)
 
 
-@pytest.mark.parametrize("cmd", ["predict-likes", "best-time"])
-@pytest.mark.parametrize("threads", ["0", "-3", "two"])
-def test_threads_must_be_a_positive_count(cmd, threads, tmp_path, capsys):
-    src = tmp_path / "in.csv"
-    pd.DataFrame([GOOD]).to_csv(src, index=False)
-    with pytest.raises(SystemExit) as e:
-        main([cmd, "--input", str(src), "--output", str(tmp_path / "o.csv"), "--threads", threads])
-    assert e.value.code == 2 and "--threads" in capsys.readouterr().err
-
-
 def test_best_time_never_writes_over_its_input(tmp_path, capsys):
     src = tmp_path / "posts.csv"
     pd.DataFrame([GOOD]).to_csv(src, index=False)
@@ -291,18 +281,6 @@ def test_best_time_never_writes_over_its_input(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- the download stage
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_download_rejects_the_bad_row_only(case, tmp_path):
-    field, _, _ = CASES[case]
-    src = fixture_file(tmp_path, case)
-    out = run_download(tmp_path, src, max_reject_fraction=0.5)
-    rejects = pd.read_csv(out / "rejects.csv")
-    assert rejects["row"].tolist() == [3] and rejects["field"].tolist() == [field] and rejects["reason"].notna().all()
-    from tweetsim.data.schema import read_tweets
-
-    assert read_tweets(out / "tweets.parquet")["id"].tolist() == [11, 13]
-
-
 def test_download_missing_column_writes_rejects_and_one_line(tmp_path):
     src = tmp_path / "t.xlsx"
     pd.DataFrame([GOOD]).drop(columns=["inferred company"]).to_excel(src, index=False)
@@ -338,41 +316,17 @@ def test_unknown_params_key_names_section_key_and_closest(key, value, hint, tmp_
     assert section("caption", ROOT / "params.yaml")["backend"]  # the shipped file passes its own check
 
 
-# ---------------------------------------------------------------- the web app's form
-@pytest.fixture
-def client():
-    from test_app import Fakes
+def test_ctrl_c_in_a_stage_is_one_line_and_exit_130(monkeypatch, capsys):
+    from tweetsim.apps.entry import stage as stage_entry
 
-    from tweetsim.apps import serve as A
+    @stage_entry
+    def main():
+        raise KeyboardInterrupt
 
-    return A.create_app(Fakes().services(), max_upload_mb=1, max_pixels=1_000_000).test_client()
-
-
-@pytest.mark.parametrize("date", ["3000-01-01", "1500-01-01", "now", "today"])
-def test_form_refuses_dates_outside_the_window(client, date):
-    from test_app import post, text
-
-    resp = post(client, date=date)
-    assert resp.status_code == 400 and ("Date and time: cannot read" in text(resp) or "Date: cannot read" in text(resp))
-
-
-def test_form_refuses_an_empty_upload(client):
-    from test_app import post, text
-
-    resp = post(client, image=b"", filename="empty.png")
-    assert resp.status_code == 400 and "Image: the file is empty" in text(resp)
-
-
-
-def test_split_params_that_cannot_split_end_the_stage_in_one_line(tmp_path):
-    src = tmp_path / "in.csv"
-    pd.DataFrame([GOOD, dict(GOOD, id="12")]).to_csv(src, index=False)
-    out = run_download(tmp_path, src)
-    for over, words in (({"split.regimes": ["future"]}, "unknown regime 'future'"),
-                        ({"split.random": {"val": -0.1, "test": 0.2}}, "must be >= 0")):
-        params = write_params(tmp_path, **{"download.source": str(src), **over})
-        with pytest.raises(SystemExit, match=words):  # the stage's one line, no traceback
-            stage("split").main(str(params), str(out), str(tmp_path / "metrics"))
+    monkeypatch.setattr("sys.argv", ["stages/split.py"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 130 and capsys.readouterr().err == "split: interrupted\n"
 
 
 def test_ctrl_c_while_a_command_loads_is_one_line(monkeypatch, tmp_path, capsys):
@@ -387,12 +341,3 @@ def test_ctrl_c_while_a_command_loads_is_one_line(monkeypatch, tmp_path, capsys)
     assert main(["predict-likes", "--input", str(src), "--output", str(tmp_path / "o.csv")]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err and not (tmp_path / "o.csv").exists()
-
-
-@pytest.mark.parametrize("option", ["--batch-size", "--chunk-size"])
-def test_generate_counts_must_be_positive(option, tmp_path, capsys):
-    src = tmp_path / "in.csv"
-    pd.DataFrame([GOOD]).to_csv(src, index=False)
-    with pytest.raises(SystemExit) as e:
-        main(["generate", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--writer", "lm", option, "-1"])
-    assert e.value.code == 2 and option in capsys.readouterr().err

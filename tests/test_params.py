@@ -1,11 +1,12 @@
-"""params.yaml is the one schema and the one set of defaults: every typed config is built from the
-shipped file alone, and an unknown, missing or mistyped key stops a run with a line naming it."""
+"""params.yaml is the one set of defaults, checked against a schema that is not params.yaml itself
+(tweetsim/config/params_schema.yaml): every typed config is built from the shipped file alone, and an
+unknown, missing or mistyped key stops a run with a line naming it, whoever wrote it into params.yaml."""
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from tweetsim.config.params import ParamsError, check, load_params
+from tweetsim.config.params import SCHEMA_PATH, ParamsError, check, load_params, schema_of
 
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -24,6 +25,27 @@ def configs():
 
 def test_shipped_params_pass_their_own_check():
     assert load_params(ROOT / "params.yaml") == SHIPPED
+
+
+def test_the_committed_schema_is_the_shipped_params_key_tree():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert schema == schema_of(SHIPPED), "params.yaml changed: python scripts/params_schema.py"
+
+
+@pytest.mark.parametrize("edit,message", [
+    ("+split.sed=3", "unknown key 'split.sed' in section 'split'; did you mean 'split.seed'?"),
+    ("split.seed=abc", "'split.seed' is a string ('abc'), expected an integer"),
+    ("+novel_section.x=1", "unknown key 'novel_section' in section 'top level'"),
+])
+def test_a_params_yaml_edited_by_dvc_s_is_checked_against_the_schema(edit, message, tmp_path, monkeypatch):
+    """`dvc exp run -S` writes into params.yaml, the file being checked: the schema must not follow it."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(path, [edit])
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        load_params(path)
 
 
 @pytest.mark.parametrize("name,cls,section", configs(), ids=lambda x: x if isinstance(x, str) else "")

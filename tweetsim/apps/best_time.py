@@ -5,7 +5,7 @@ import sys
 import time
 
 from tweetsim.apps import io
-from tweetsim.data.load import InputError, read_official
+from tweetsim.data.load import InputError, parse_date, read_official
 from tweetsim.likes.besttime import best_time, describe, first_slot
 from tweetsim.likes.router import load_likes_model
 
@@ -25,7 +25,7 @@ def cli(argv: list[str]) -> int:
     try:
         output = io.check_output(args.output, args.input) if args.output else None
         rows, rejects = read_official(args.input)
-        start = None if args.start is None else first_slot(start=args.start)
+        start = None if args.start is None else first_slot(start=parse_date(args.start))  # the files' date rule
     except (InputError, io.OutputError) as e:
         print(f"best-time: {e}", file=sys.stderr)
         return 2
@@ -39,6 +39,7 @@ def cli(argv: list[str]) -> int:
         which = f"with id {args.id}" if args.id is not None else "with a valid id (give --id when the file holds several)"
         print(f"best-time: {args.input}: {len(rows)} rows {which}; one post is needed", file=sys.stderr)
         return 2
+    io.report("best-time", rejects[rejects["row"] == rows["row"].iloc[0]], "treated as unknown")
     if args.top < 1:
         print("best-time: --top must be at least 1", file=sys.stderr)
         return 2

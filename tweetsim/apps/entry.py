@@ -4,6 +4,7 @@ outputs that do not merge) ending the stage with that line and no traceback."""
 
 import functools
 import logging
+import os
 import sys
 
 from tweetsim.config.params import StageError
@@ -34,7 +35,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def stage(main):
-    """Decorate a stage script's main: log records shown, a StageError becomes SystemExit with its line."""
+    """Decorate a stage script's main: log records shown, a StageError becomes SystemExit with its
+    line, Ctrl-C one line and exit 130 (outputs are written at the end, so none is half-written)."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
@@ -43,5 +45,8 @@ def stage(main):
             return main(*args, **kwargs)
         except StageError as e:
             raise SystemExit(str(e)) from None
+        except KeyboardInterrupt:
+            print(f"{os.path.basename(sys.argv[0]).removesuffix('.py') or 'stage'}: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
 
     return run

@@ -131,26 +131,28 @@ def lm_cli(argv: list[str]) -> int:
         print(f"predict-likes: {e}", file=sys.stderr)
         return 2
     io.report("predict-likes", rejects, "predicted without it")
-    tok, model, state = B.load(root / regime)
-    p = state["params"]
-    tables = B.load_history(root / regime)
     for col in ("company", "username"):
         rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
-    enc = B.VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
-    feats, has, _ = B.image_features(rows, args.media, enc, int(p["vision"]["max_images"]), progress=False)
-    examples = B.make_examples(tok, rows, B.history(rows, tables=tables), feats, has, int(p["max_length"]),
-                             max_field_chars=int(p["max_field_chars"]))
-    fallback = np.full(len(rows), float(state["train_median"]))
-    fb_name = "train median"
-    try:
-        fallback = load_likes_model(args.models, args.threads).predict(rows)
-        fb_name = "bucket model"
-    except FileNotFoundError as e:
-        print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
-              file=sys.stderr)
-    likes, _, used = B.predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]), progress=False,
-                             constrain=bool(p["constrain"]))
-    answers = pd.Series(np.rint(likes).astype(np.int64), index=rows.index)
+    todo = rows[rows["id"].notna()]  # a row whose id is not valid is not answered (status rejected)
+    answers, has, used, fb_name = pd.Series(dtype=np.int64), np.zeros(0, bool), np.zeros(0, bool), "bucket model"
+    if len(todo):
+        tok, model, state = B.load(root / regime)
+        p = state["params"]
+        tables = B.load_history(root / regime)
+        enc = B.VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
+        feats, has, _ = B.image_features(todo, args.media, enc, int(p["vision"]["max_images"]), progress=False)
+        examples = B.make_examples(tok, todo, B.history(todo, tables=tables), feats, has, int(p["max_length"]),
+                                   max_field_chars=int(p["max_field_chars"]))
+        fallback = np.full(len(todo), float(state["train_median"]))
+        try:
+            fallback = load_likes_model(args.models, args.threads).predict(todo)
+        except FileNotFoundError as e:
+            fb_name = "train median"
+            print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
+                  file=sys.stderr)
+        likes, _, used = B.predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]),
+                                   progress=False, constrain=bool(p["constrain"]))
+        answers = pd.Series(np.rint(likes).astype(np.int64), index=todo.index)
     stats = io.run_chunked(rows, rejects, lambda chunk: answers[chunk.index].tolist(), output, "likes", args.two_columns,
                            max(len(rows), 1), "predict-likes")  # one chunk: the LM has answered every row already
     print(f"predict-likes --model lm ({regime}): {io.summary(stats)} -> {output}; {int(has.sum())} with an image, "

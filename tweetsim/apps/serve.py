@@ -40,6 +40,12 @@ DEFAULT_PORT = 8501
 MAX_UPLOAD_MB = 10         # larger request bodies are refused before they are read
 MAX_PIXELS = 40_000_000    # a decoded image above this is refused (decompression-bomb guard)
 MAX_DRAFTS = 8             # generated drafts a request may ask for
+# uploads decoded at once: each decode may hold MAX_PIXELS of RGB (120 MB at 40 megapixels), so eight
+# concurrent uploads must not decode together; the others wait here, not under the inference lock
+DECODE_SLOTS = threading.BoundedSemaphore(2)
+# longer side of the copy of a large upload that captioning and OCR read (their own reads would
+# decode the full upload again, under the one inference lock every request waits on)
+MODEL_SIDE = 2048
 DRAFT_TEMPERATURE = 0.8    # drafts are sampled: greedy decoding would give N identical ones
 DRAFT_TOP_P = 0.95
 SOURCE = "app"             # the `source` of form rows (the key is (source, id))
@@ -291,23 +297,30 @@ def parse_form(values, max_drafts: int = MAX_DRAFTS) -> tuple[Form, pd.Timestamp
     return f, when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
 
 
-def check_image(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
+def check_image(data: bytes, max_bytes: int, max_pixels: int):
     """Decode an upload once (through tweetsim.vision.images, as the pipeline reads media) and return
-    (sha256, width, height); FormError says why a file is refused."""
+    (sha256, its first frame); FormError says why a file is refused."""
     from tweetsim.vision import images as imgs
 
     if not data:
         raise FormError("Image: the file is empty (0 bytes).")
     if len(data) > max_bytes:
         raise FormError(f"Image: the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
-    with tempfile.NamedTemporaryFile(suffix=".img") as tmp:
+    with DECODE_SLOTS, tempfile.NamedTemporaryFile(suffix=".img") as tmp:
         tmp.write(data)
         tmp.flush()
         try:
             frame = imgs.read_frames(tmp.name, frames=1, max_side=0, max_pixels=max_pixels)[0]
         except imgs.ImageError as e:
             raise FormError(f"Image: {e}.") from None
-    return hashlib.sha256(data).hexdigest(), frame.width, frame.height
+    return hashlib.sha256(data).hexdigest(), frame
+
+
+def _animated(data: bytes) -> bool:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return bool(getattr(im, "is_animated", False))
 
 
 def thumbnail_uri(path: Path, side: int = 360) -> str:
@@ -368,12 +381,22 @@ def run_request(services: Services, lock: threading.Lock, values, upload: bytes 
         path = Path(tmp) / "upload"
         if upload is not None:
             try:
-                sha, w, h = check_image(upload, max_bytes, max_pixels)
+                sha, frame = check_image(upload, max_bytes, max_pixels)
             except FormError as e:
                 res.errors.append(str(e))
                 return res
-            path.write_bytes(upload)
-            res.image = {"uri": thumbnail_uri(path), "size": f"{w}×{h}", "caption": None, "ocr": None}
+            w, h = frame.size
+            with DECODE_SLOTS:
+                # a large or animated upload: the models get a still copy of its first frame, at most
+                # MODEL_SIDE, made here outside their lock (an animation's frames are re-read by each model)
+                if max(w, h) > MODEL_SIDE or _animated(upload):
+                    frame.thumbnail((MODEL_SIDE, MODEL_SIDE))
+                    frame.save(path, "PNG")
+                else:
+                    path.write_bytes(upload)
+                del frame
+                uri = thumbnail_uri(path)
+            res.image = {"uri": uri, "size": f"{w}×{h}", "caption": None, "ocr": None}
         with lock:
             if res.image is not None:
                 for key in ("caption", "ocr"):

@@ -1,12 +1,14 @@
 """params.yaml access: stages read their section straight from the file (no DVC needed).
 
-Strict, with the repository's own params.yaml (the file that ships with the code) as the one schema
-and the one set of defaults: a key it does not have is an error naming the section, the key and the
-closest known one (a misspelt `split.sed` stops the run at once instead of being ignored); a key it
-has must be there, with a value of the same type (an int where it has an int, a list where it has a
-list; null is allowed anywhere, and where the schema has null any value is). The typed configs of
-the code (config dataclasses) are built from a checked section by `from_section`, which takes every
-field from it: no second set of defaults in code.
+Strict, against a schema that is not the file being checked: `params_schema.yaml` beside this
+module, the key tree of the shipped params.yaml with a type name at each leaf (`int`, `float`,
+`bool`, `str`, `list`, `any` where the default is null). A params file edited by hand or by
+`dvc exp run -S` (`+split.sed=3`, `split.seed=abc`) is checked against it: a key it does not have is
+an error naming the section, the key and the closest known one; a key it has must be there, with a
+value of its type (an int is a float too; null is allowed anywhere). The schema changes only on
+purpose: `python scripts/params_schema.py` regenerates it from params.yaml, and a
+test keeps the two in step. The typed configs of the code (config dataclasses) are built from a
+checked section by `from_section`, which takes every field from it: no second set of defaults in code.
 """
 
 import dataclasses
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "params.yaml"
+SCHEMA_PATH = Path(__file__).resolve().with_name("params_schema.yaml")
+TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list"}
+_EXAMPLE = {"bool": True, "int": 0, "float": 0.0, "str": "", "list": []}
 
 
 class StageError(Exception):
@@ -55,19 +59,24 @@ def unknown_keys(params: dict, schema: dict, prefix: str = "") -> list[str]:
     return problems
 
 
+def schema_of(params: dict) -> dict:
+    """The schema of a params tree: the same keys, a type name at each leaf (null -> any)."""
+    return {k: schema_of(v) if isinstance(v, dict) else "any" if v is None else TYPES[type(v)] for k, v in params.items()}
+
+
 def _type_name(value) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
-def _same_type(value, schema) -> bool:
-    if value is None or schema is None:
+def _same_type(value, expected: str) -> bool:
+    if value is None or expected == "any":
         return True
-    if isinstance(schema, bool) or isinstance(value, bool):
-        return isinstance(schema, bool) and isinstance(value, bool)
-    if isinstance(schema, float):
+    if isinstance(value, bool) or expected == "bool":
+        return isinstance(value, bool) and expected == "bool"
+    if expected == "float":
         return isinstance(value, (int, float))
-    return isinstance(value, type(schema))
+    return TYPES.get(type(value)) == expected
 
 
 def type_problems(params: dict, schema: dict, prefix: str = "") -> list[str]:
@@ -76,20 +85,18 @@ def type_problems(params: dict, schema: dict, prefix: str = "") -> list[str]:
     for key, expected in schema.items():
         where = f"{prefix}{key}"
         if key not in params:
-            problems.append(f"missing key '{where}' (params.yaml of the code has it)")
-        elif not _same_type(params[key], expected):
-            problems.append(f"'{where}' is {_type_name(params[key])} ({params[key]!r}), expected {_type_name(expected)} "
-                            f"like {expected!r}")
+            problems.append(f"missing key '{where}' (the params schema has it)")
+        elif isinstance(expected, dict) != isinstance(params[key], dict) or \
+                (not isinstance(expected, dict) and not _same_type(params[key], expected)):
+            want = "a mapping" if isinstance(expected, dict) else _type_name(_EXAMPLE[expected])
+            problems.append(f"'{where}' is {_type_name(params[key])} ({params[key]!r}), expected {want}")
         elif isinstance(expected, dict) and isinstance(params[key], dict):
             problems += type_problems(params[key], expected, f"{where}.")
     return problems
 
 
 def check(params: dict, path: str | Path = "params.yaml", schema_path: str | Path = SCHEMA_PATH) -> None:
-    """Raise ParamsError for the first unknown, missing or mistyped key (and count the others); no-op
-    without a schema file (an installed package run outside the repository)."""
-    if not Path(schema_path).is_file():
-        return
+    """Raise ParamsError for the first unknown, missing or mistyped key (and count the others)."""
     schema = _read(schema_path)
     problems = unknown_keys(params, schema) + type_problems(params, schema)
     if problems:
@@ -124,3 +131,10 @@ def from_section(cls, section_name: str, p: dict, ignore: tuple[str, ...] = ()):
         hint = f"; did you mean '{section_name}.{close[0]}'?" if close else ""
         raise ParamsError(f"params: unknown key '{section_name}.{unknown[0]}' for {cls.__name__}{hint}")
     return cls(**{n: p[n] for n in names})
+
+
+def write_schema(params_path: str | Path = "params.yaml", schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Regenerate the schema from a params file (after adding or retyping a key on purpose)."""
+    header = "# keys and types of params.yaml; regenerate: python scripts/params_schema.py\n"
+    Path(schema_path).write_text(header + yaml.safe_dump(schema_of(_read(params_path)), sort_keys=False), encoding="utf-8")
+

@@ -55,13 +55,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if suffix == ".csv":
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            short = _short_lines(path, len(df.columns), len(df))
         elif suffix == ".xlsx":
             sheets = pd.read_excel(path, dtype=object, engine="openpyxl", sheet_name=None)
             first, *others = list(sheets)
             if others:  # only the first sheet is a table of tweets: say which are left out
                 logger.warning("%s: reading sheet %r only; %d other sheet(s) ignored: %s", path, first, len(others),
                             ", ".join(repr(o) for o in others))
-            df = sheets[first]
+            # Excel holds numbers as doubles, and pandas hands integral ones back as ints: above 2**53
+            # such an int is a rounded double (an id's last digits lost); as a float, _to_int refuses it
+            df = sheets[first].map(lambda v: float(v) if type(v) is int and abs(v) > 2**53 else v)
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
@@ -72,7 +75,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read as {suffix[1:]}: {e}") from None
     df.columns = [str(c).strip() for c in df.columns]
     df = df.loc[:, [c for c in df.columns if not c.startswith("Unnamed:")]]
-    return df.astype(object).where(df.notna(), None).replace({"": None})
+    df = df.astype(object).where(df.notna(), None).replace({"": None})
+    df.attrs["short_lines"] = short if suffix == ".csv" else {}
+    return df
+
+
+def _short_lines(path: Path, n_columns: int, n_rows: int) -> dict[int, str]:
+    """{row position: reason} for the CSV records with fewer fields than the header (a truncated
+    line, a cut-off file): pandas fills their missing cells with blanks without a word."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)  # pandas reads any cell size; the reader's 128 KB default would refuse files it reads
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        counts = [len(r) for r in csv.reader(f) if r][1:]
+    if len(counts) != n_rows:  # the two parsers disagree on the records: leave the check to pandas' own
+        return {}
+    return {i: f"truncated line: {n} of {n_columns} fields (is the file cut off?)"
+            for i, n in enumerate(counts) if n < n_columns}
 
 
 def _header(path: Path) -> list[str]:
@@ -219,9 +238,10 @@ def normalise(df: pd.DataFrame, source: str, path: str, required=REQUIRED) -> tu
     # the CLIs keep a row whatever it lacks, and say so on each row: a column the file does not have
     absent = [c for c in REQUIRED if c not in df.columns] if keep_bad else []
     caption_col = "captions" if "captions" in df.columns else "caption" if "caption" in df.columns else None
+    short = df.attrs.get("short_lines", {})
     for i, rec in enumerate(df.to_dict("records")):
         row_no = i + 2  # the spreadsheet row a person would look at (header is row 1)
-        out, problems = {"source": source}, []
+        out, problems = {"source": source}, [("line", short[i])] if i in short else []
         try:
             out["id"] = _to_int(rec.get("id"))
         except ValueError as e:

@@ -187,7 +187,8 @@ def read_frames(path: str | Path, frames: int = 1, max_side: int = 0, max_pixels
                 w, h = im.size
                 if w * h > max_pixels:
                     raise ImageError(f"image too large: {w}x{h} pixels > max_pixels {max_pixels}")
-                n = _frames_up_to(im, MAX_FRAMES)
+                # frames looked at: at most MAX_FRAMES, and no more than MAX_TOTAL_PIXELS decoded in all
+                n = _frames_up_to(im, max(1, min(MAX_FRAMES, MAX_TOTAL_PIXELS // max(w * h, 1))))
                 picks = _spread(n, max(1, frames))
                 out = []
                 if n == 1:
@@ -218,6 +219,9 @@ def read_frames(path: str | Path, frames: int = 1, max_side: int = 0, max_pixels
 # frames of an animation looked at: its frames are spread over the first MAX_FRAMES. Pillow's n_frames
 # decodes every frame to count them, so a 1x1 GIF of 400,000 frames held a request for seconds.
 MAX_FRAMES = 1000
+# pixels decoded across an animation's frames: seeking a GIF decodes every frame it passes, so a few
+# large frames cost as much as many small ones (a 36-megapixel GIF is looked at in its first 2 frames)
+MAX_TOTAL_PIXELS = 100_000_000
 
 
 def _frames_up_to(im: Image.Image, cap: int) -> int:
