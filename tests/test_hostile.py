@@ -217,12 +217,18 @@ def test_option(case, all_fakes, tmp_path, capsys):
                                    f"io.check_output({str(locked)!r}, None); print('locked', flush=True); time.sleep(60)"],
                                   stdout=subprocess.PIPE, text=True)
         assert holder.stdout.readline().strip() == "locked"
+    import socket
+
+    busy = socket.socket()  # a port another program listens on
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
     places = {"{input}": str(src), "{output}": str(tmp_path / "o.csv"), "{folder}": str(tmp_path / "adir"),
-              "{locked}": str(locked), "{misspelt_params}": str(misspelt)}
+              "{locked}": str(locked), "{misspelt_params}": str(misspelt), "{busy_port}": str(busy.getsockname()[1])}
     before = src.read_bytes()
     try:
         code, said = run([places.get(a, a) for a in case["argv"]], capsys)
     finally:
+        busy.close()
         if "{locked}" in case["argv"]:
             holder.kill()
             holder.wait()

@@ -570,6 +570,21 @@ def create_app(services: Services | Callable[[], Services], max_upload_mb: float
     return app
 
 
+def _bounded(kind, low, high):
+    """argparse type: a `kind` number from low to high."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
 def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tweetsim serve", description="Start the web app on 127.0.0.1 (real-time inference).")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any free)")
@@ -583,18 +598,33 @@ def cli(argv: list[str]) -> int:
                     help="drafts: the best distinct candidates of the post's pool (default) or samples of the LM")
     ap.add_argument("--adapter", default=None, help="LoRA adapter folder (default models/llm/<generate.adapter_regime>)")
     ap.add_argument("--base-model", action="store_true", help="write drafts with the base model, no adapter")
-    ap.add_argument("--drafts", type=int, default=3, help="drafts the form asks for by default")
-    ap.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB)
+    ap.add_argument("--drafts", type=_bounded(int, 0, MAX_DRAFTS), default=3, help="drafts the form asks for by default")
+    ap.add_argument("--max-upload-mb", type=_bounded(float, 0.001, 1000), default=MAX_UPLOAD_MB)
     ap.add_argument("--threads", type=positive_int, default=2)
     args = ap.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        ap.error(f"argument --port: {args.port} is not a port number (0 to 65535)")
     from werkzeug.serving import make_server
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
-    services = load_services(args.models, args.params, None if args.pool == "none" else args.pool, args.adapter,
-                             args.base_model, args.threads, writer=args.writer, models_of=args.models_of)
-    app = create_app(services, max_upload_mb=args.max_upload_mb, default_drafts=args.drafts)
+    app = create_app(lambda: load_services(args.models, args.params, None if args.pool == "none" else args.pool, args.adapter,
+                                           args.base_model, args.threads, writer=args.writer, models_of=args.models_of),
+                     max_upload_mb=args.max_upload_mb, default_drafts=args.drafts)
+    import socket
+
+    try:  # the port first: a port in use is said before the models load (werkzeug would exit with its own lines)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", args.port))
+    except OSError as e:
+        print(f"tweetsim serve: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
     server = make_server("127.0.0.1", args.port, app, threaded=True)
+    try:
+        services = app.extensions["tweetsim_services"]()  # load now, not on the first request
+    except BaseException:
+        server.server_close()
+        raise
     missing = f"; NOT loaded: {', '.join(services.missing)}" if services.missing else ""
     print(f"tweetsim serve: http://127.0.0.1:{server.server_port}/ (models loaded in {time.perf_counter() - t0:.1f}s"
           f"{missing}); Ctrl-C stops", flush=True)
