@@ -119,6 +119,14 @@ def test_best_time_slots(predictor, rows):
     start = B.first_slot(start="2024-03-01 09:20")
     assert start == pd.Timestamp("2024-03-01 10:00", tz="UTC")
     assert B.best_time(predictor, row, start=start, top=3)[0]["date"].iloc[0] == start
+    # what moves across the slots: the date's features only, shares summing to 1; a band around each slot
+    curve, best = B.best_time(predictor, row, top=5)
+    shares = B.swing(predictor)
+    assert len(shares) and abs(shares.sum() - 1) < 1e-9 and set(shares.index) <= {*B.SLOT_GROUPS.values(), B.CLASSIFIER, B.OTHER}
+    if "likes_low" in curve:
+        assert (curve["likes_low"] <= curve["likes"] + 1e-6).all() and (curve["likes"] <= curve["likes_high"] + 1e-6).all()
+        note = B.distinct(curve, best)
+        assert note is None or "inside the median slot's 80% range" in note
     geo = B.chart(curve, best)
     assert len(geo["points"].split()) == 168 and len(geo["dots"]) == 5 and 7 <= len(geo["days"]) <= 8
 
@@ -134,9 +142,11 @@ def test_best_time_cli(trained, rows, tmp_path, capsys):
     assert main(["best-time", "--input", str(one), "--top", "3", "--models", str(models), "--output", str(curve),
                  "--start", "2024-03-01 09:00"]) == 0
     out = capsys.readouterr().out
-    assert "168 hourly slots from 2024-03-01 09:00 UTC" in out and out.count(" likes\n") == 3
+    assert "168 hourly slots from 2024-03-01 09:00 UTC" in out and sum(ln.startswith("  ") for ln in out.splitlines()) == 3
     got = pd.read_csv(curve)
-    assert len(got) == 168 and list(got.columns) == ["slot", "date", "weekday", "hour", "likes", "log1p_likes"]
+    assert len(got) == 168 and list(got.columns)[:6] == ["slot", "date", "weekday", "hour", "likes", "log1p_likes"]
+    assert list(got.columns)[6:] in ([], ["likes_low", "likes_high"])
+    assert "what moves across the slots: " in out
     assert main(["best-time", "--input", str(many), "--models", str(models)]) == 2
     assert "3 rows with a valid id (give --id" in capsys.readouterr().err
     second = str(rows["id"].iloc[1])

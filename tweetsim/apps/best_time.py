@@ -6,7 +6,7 @@ import time
 
 from tweetsim.apps import io
 from tweetsim.data.load import InputError, parse_date, read_official
-from tweetsim.likes.besttime import best_time, describe, first_slot
+from tweetsim.likes.besttime import best_time, describe, distinct, first_slot, swing
 from tweetsim.likes.router import load_likes_model
 
 
@@ -57,12 +57,19 @@ def cli(argv: list[str]) -> int:
         return 2
     seconds = time.perf_counter() - t0
     if output is not None:
-        io.write_frame(curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), likes=curve["likes"].round(1),
-                                    log1p_likes=curve["log1p_likes"].round(4)), output)
+        io.write_frame(curve.assign(date=curve["date"].dt.strftime("%Y-%m-%d %H:%M"), log1p_likes=curve["log1p_likes"].round(4),
+                                    **{c: curve[c].round(1) for c in ("likes", "likes_low", "likes_high") if c in curve}),
+                       output)
     print(f"best-time: id {rows['id'].iloc[0]}, {len(curve)} hourly slots from {curve['date'].iloc[0]:%Y-%m-%d %H:00} UTC "
           f"({seconds:.2f}s; route {route}: {why}); median slot {curve['likes'].median():,.0f} likes; best:")
     for line in describe(best):
         print(f"  {line}")
+    shares = swing(predictor) if hasattr(predictor, "regs") else ()  # a tree model's contributions
+    if len(shares):
+        print("best-time: what moves across the slots: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    note = distinct(curve, best)
+    if note:
+        print(f"best-time: {note}")
     if args.output:
         print(f"best-time: curve -> {args.output}")
     return 0

@@ -71,8 +71,48 @@ def best_time(predictor, row: pd.DataFrame, start=None, top: int = 5, slots: int
     likes = np.asarray(likes, dtype=float)
     curve = pd.DataFrame({"slot": np.arange(slots), "date": rows["date"], "weekday": rows["date"].dt.day_name().str[:3],
                           "hour": rows["date"].dt.hour, "likes": likes, "log1p_likes": np.log1p(likes)})
+    if getattr(predictor, "ranges", None) is not None:  # the route's conformal 80% range of each slot's likes
+        curve["likes_low"], curve["likes_high"] = (np.asarray(r, dtype=float) for r in predictor.ranges)
     best = curve.sort_values(["likes", "slot"], ascending=[False, True], kind="stable").head(top).reset_index(drop=True)
     return curve, best
+
+
+# what may move across the slots: features of the slot's date, by the words the output uses
+SLOT_GROUPS = {"hour": "hour of day", "dayofweek": "day of week", "acct_hist_days_since": "days since the last tweet",
+               "brand_hist_days_since": "days since the last tweet", "year": "calendar date", "month": "calendar date",
+               "days": "calendar date"}
+CLASSIFIER = "the classifier's line (it names the month, weekday and hour)"
+OTHER = "the post's other features, through the date"
+
+
+def swing(predictor) -> pd.Series:
+    """Which features move the last best_time curve, and their share of its swing: each feature's
+    TreeSHAP contribution (likes/explain.py) across the slots, grouped as SLOT_GROUPS; a group's share
+    is the variance of its contribution over the sum of the groups' variances (groups that do not
+    vary are left out). The bucket probabilities' part goes to the classifier's line."""
+    from tweetsim.likes.explain import BIAS, contributions
+
+    c = contributions(predictor.last_features, predictor.regs, predictor.gate, predictor.bundle["final"],
+                      bool(predictor.bundle["smearing"]))
+    cols = [k for k in c.columns if k != BIAS]
+    # a feature that is the same on every slot still moves through its interactions with the slot's date
+    group = [SLOT_GROUPS.get(k, CLASSIFIER if k.startswith("p_bucket") else OTHER) for k in cols]
+    var = c[cols].T.groupby(group).sum().T.var(ddof=0)
+    var = var[var > 1e-12]
+    return (var / var.sum()).sort_values(ascending=False) if len(var) else var
+
+
+def distinct(curve: pd.DataFrame, best: pd.DataFrame) -> str | None:
+    """A sentence when the best slot cannot be told from the median slot: its likes inside the
+    median slot's range (None when it is above it, or without ranges)."""
+    if "likes_high" not in curve:
+        return None
+    median = curve.iloc[(curve["likes"] - curve["likes"].median()).abs().argsort().iloc[0]]
+    if best["likes"].iloc[0] <= median["likes_high"]:
+        return (f"the best slot ({best['likes'].iloc[0]:,.0f} likes) is inside the median slot's 80% range "
+                f"({median['likes_low']:,.0f} to {median['likes_high']:,.0f}): the time of posting moves this post's "
+                "likes less than one tweet's likes vary")
+    return None
 
 
 def chart(curve: pd.DataFrame, best: pd.DataFrame, width: int = 560, height: int = 150, pad: int = 22) -> dict:
@@ -95,4 +135,5 @@ def chart(curve: pd.DataFrame, best: pd.DataFrame, width: int = 560, height: int
 
 
 def describe(best: pd.DataFrame) -> list[str]:
-    return [f"{r.date:%a %Y-%m-%d %H:00} UTC  {r.likes:,.0f} likes" for r in best.itertuples()]
+    rng = lambda r: f" (80% range {r.likes_low:,.0f} to {r.likes_high:,.0f})" if hasattr(r, "likes_low") else ""  # noqa: E731
+    return [f"{r.date:%a %Y-%m-%d %H:00} UTC  {r.likes:,.0f} likes{rng(r)}" for r in best.itertuples()]
