@@ -3,7 +3,7 @@ against one image at a time, measured in one run on the same generated image fil
 
 usage: python bench/bench_media.py [--n-ocr 16] [--n-cap 32] [--batch 16] [--threads 2] [--workers 2] [--repeat 1]
 
-Targets (issue 3): OCR >= 2 images/s at 960 px; batched captioning >= 2x one-by-one.
+Targets: OCR >= 2 images/s at 960 px; batched captioning >= 2x one-by-one.
 
 What each side does (both read the files from disk, decoding included, with `--threads` CPU threads):
 - caption, stage path: `caption.run_model` exactly as the stage runs it (no result cache): batches

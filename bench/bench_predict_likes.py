@@ -12,7 +12,7 @@ predict-likes ran before the ONNX runtime) and prints the ratio. Every timed cal
 embedding memoised in the process or in the embedding cache (a fresh folder; the exports are made
 by the warm-up call, once per model, as a first predict-likes run makes them).
 With the static table (train_like_classifier.embed_model static) it also times MiniLM's pass over the
-same strings, the step the table replaces. Issue 16 target: >= 300 tweets/s batched on 2 idle cores.
+same strings, the step the table replaces. Target: >= 300 tweets/s batched on 2 idle cores.
 """
 
 import os
