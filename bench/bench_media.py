@@ -18,7 +18,7 @@ What each side does (both read the files from disk, decoding included, with `--t
   threads, against the same images one at a time: what batching alone buys.
 - ocr: `ocr.ocr_images` as the stage runs it (batches of 8 files, an EnginePool of `--workers`
   engines with threads // workers onnxruntime threads each) against one engine with all threads
-  reading and OCR-ing one file per call (the stage's setup before the pool).
+  reading and OCR-ing one file per call.
 Each figure is the best of `--repeat` timed passes after one warm-up pass (the CPU is shared); the
 CPU seconds of that pass are printed too, since other processes inflate them far less than wall time.
 """
