@@ -14,7 +14,7 @@ HISTORY = re.compile(
     r"\bissues? #?\d+|\bthe issue'?s?\b|\(issue[:)]"
     r"|\b(?:this|that|the|a|previous|last|next|earlier|later) session\b|\bsession (?:before|had|left)\b"
     r"|\bwas\b(?:[^.\n]|\.\d){0,60}\bbefore\b|\bthe (?:run|commit|change|lock|session) before\b"
-    r"|\bdefault until\b|\buntil now\b|\bno longer\b(?! than)|\bpreviously\b|\bformerly\b"
+    r"|\bdefault until\b|\bwas the default\b|\buntil now\b|\bno longer\b(?! than)|\bpreviously\b|\bformerly\b"
     r"|\bsince the \w+ (?:used to|was|trains on)\b|\b(?:ran|did) before the\b|\b202[5-9]-\d\d-\d\d\b", re.I)
 
 SCANNED = re.compile(r"\.(py|md|ya?ml|sh|toml|txt|html|js|cfg)$|^\.ci/run$")
