@@ -1,10 +1,9 @@
-"""Text transformer inference on 2 CPU cores: the PyTorch paths the stages used before params
-`encoder` existed against the ONNX Runtime paths (tweetsim/text/runtime.py), on the same texts, in one run.
+"""Text transformer inference on 2 CPU cores: the PyTorch paths (`encoder.runtime: torch`) against the
+ONNX Runtime paths (tweetsim/text/runtime.py), on the same texts, in one run.
 
 - sentence encoder (packaged all-MiniLM-L6-v2) on N distinct tweet texts of `--tweets`, at
   max_length 128 (baselines, build_prompts, the writer, evaluate) and 48 (the like features):
-  torch float32 batched (what those stages ran), torch bfloat16 batched (what the like features ran,
-  train_like_classifier.inference_dtype), ONNX float32 and ONNX int8, each text on its own in
+  torch float32 batched, torch bfloat16 batched (train_like_classifier.inference_dtype), ONNX float32 and ONNX int8, each text on its own in
   `workers` sessions; cosine of each to torch float32 (mean and min);
 - the embedding cache: the same texts again from embeddings.sqlite in a fresh process memo;
 - the static table (embed_model static: model2vec distilled from the same MiniLM, no transformer pass):

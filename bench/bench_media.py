@@ -3,7 +3,7 @@ against one image at a time, measured in one run on the same generated image fil
 
 usage: python bench/bench_media.py [--n-ocr 16] [--n-cap 32] [--batch 16] [--threads 2] [--workers 2] [--repeat 1]
 
-Targets (issue 3): OCR >= 2 images/s at 960 px; batched captioning >= 2x one-by-one.
+Targets: OCR >= 2 images/s at 960 px; batched captioning >= 2x one-by-one.
 
 What each side does (both read the files from disk, decoding included, with `--threads` CPU threads):
 - caption, stage path: `caption.run_model` exactly as the stage runs it (no result cache): batches
@@ -18,7 +18,7 @@ What each side does (both read the files from disk, decoding included, with `--t
   threads, against the same images one at a time: what batching alone buys.
 - ocr: `ocr.ocr_images` as the stage runs it (batches of 8 files, an EnginePool of `--workers`
   engines with threads // workers onnxruntime threads each) against one engine with all threads
-  reading and OCR-ing one file per call (the stage's setup before the pool).
+  reading and OCR-ing one file per call.
 Each figure is the best of `--repeat` timed passes after one warm-up pass (the CPU is shared); the
 CPU seconds of that pass are printed too, since other processes inflate them far less than wall time.
 """

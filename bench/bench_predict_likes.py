@@ -3,16 +3,16 @@
 
 usage: python bench/bench_predict_likes.py [models] [input file] [rows] [reference.npy]
 Needs the artefacts of `dvc repro` (models/; the deploy fit, models/likes/deploy, as predict-likes loads
-it). Target: >= 100 tweets/s batched, with the ranges (likes_low, likes_high) computed as predict-likes does.
+it), with the ranges (likes_low, likes_high) computed as predict-likes does.
 Checks that one-at-a-time predictions equal the batched ones (log1p likes within 1e-6); with a
 reference .npy (likes of the same rows saved by an earlier version: `--save` writes one), that the
 batched predictions equal it too, so a speed-up is shown not to change the predictions. Also times the
-same batched call on the torch path (encoder.runtime torch, the bundle's inference_dtype: what
-predict-likes ran before the ONNX runtime) and prints the ratio. Every timed call starts cold: no
+same batched call on the torch path (encoder.runtime torch, the bundle's inference_dtype: the
+alternative to the ONNX runtime) and prints the ratio. Every timed call starts cold: no
 embedding memoised in the process or in the embedding cache (a fresh folder; the exports are made
 by the warm-up call, once per model, as a first predict-likes run makes them).
 With the static table (train_like_classifier.embed_model static) it also times MiniLM's pass over the
-same strings, the step the table replaces. Issue 16 target: >= 300 tweets/s batched on 2 idle cores.
+same strings, the step the table replaces. Target: >= 300 tweets/s batched on 2 idle cores.
 """
 
 import os
@@ -93,7 +93,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
           + " (the classifier's and the encoder's own seconds: side by side, they overlap)")
     if embed.is_static(pred.p.get("embed_model")):
         # the static table runs no transformer, so the runtimes above time the same thing; what it replaces
-        # is MiniLM's pass over the same strings (embed_model null, the earlier default), timed cold here
+        # is MiniLM's pass over the same strings (embed_model null), timed cold here
         from tweetsim.likes.fit import embed_strings
 
         strings = F.texts_to_embed(table, pred.p.get("embed_text") or "joined")

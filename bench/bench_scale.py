@@ -1,5 +1,5 @@
 """The pipeline at the size of the real data: each stage's wall time, peak memory and rows/s on K
-copies of the official files, with 2 CPU cores in mind (issue: 300,000 tweets on two cores).
+copies of the official files, with 2 CPU cores in mind (the official data is about 300,000 tweets).
 
 usage: python bench/bench_scale.py [--k 1 8] [--stages download split ...] [--source DIR] [--keep] [--json PATH]
 

@@ -1,17 +1,14 @@
-"""Regenerate the README's result tables that report the sample's figures, from the metrics files.
+"""Regenerate the result tables of README.md and docs/*.md from the committed files that hold them.
 
-Each generated table sits between `<!-- table:NAME -->` and `<!-- /table -->` (NAME one of
-tweetsim/apps/report.py's TABLES, from the sample's metrics/, or FULL_TABLES, from results/full/: the
-metrics of the run on all the shared data); everything else in the README is left alone, including
-the tables marked `<!-- hand-written: ... -->`, whose figures come from runs that no committed
-metrics file holds.
+Each generated table sits between `<!-- table:NAME -->` and `<!-- /table -->`: NAME one of
+tweetsim/apps/report.py's TABLES (rendered from the sample's metrics/), FULL_TABLES (from
+results/full/: the metrics of the run on all the shared data) or the hostile-input tables of
+docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs).
+Every table has a block in one file at least; everything outside the blocks is left alone.
 
-docs/reliability.md's tables (`<!-- table:hostile-cells -->` and the others) are rendered from
-tests/hostile_cases.yaml, the hostile-input suite that tests/test_hostile.py runs.
-
-usage: python scripts/readme_tables.py [--check] [--readme README.md] [--params params.yaml] [--metrics metrics] [--full results/full]
-  --check: write nothing; exit 1 and show the difference when the README's tables are not what the
-  metrics files say (tests/test_report.py runs this).
+usage: python scripts/readme_tables.py [--check] [--readme README.md] [--docs docs] [--params params.yaml] [--metrics metrics] [--full results/full]
+  --check: write nothing; exit 1 and show the difference when a table is not what its file says
+  (tests/test_report.py runs this).
 """
 
 import argparse
@@ -85,43 +82,72 @@ def render_docs(text: str, tables: dict[str, str]) -> str:
     return text
 
 
+def render_all(texts: dict[str, str], params: dict, metrics: dict, full: dict, cases: dict) -> dict[str, str]:
+    """Every file's text with its tables rendered; each table must have a block somewhere."""
+    hostile = hostile_tables(cases)
+    texts = {k: v for k, v in texts.items()}
+    placed = set()
+    for name, text in texts.items():
+        for table in hostile:
+            if f"<!-- table:{table} -->" in text:
+                placed.add(table)
+                text = render_docs(text, {table: hostile[table]})
+        texts[name] = text
+    if set(hostile) - placed:
+        raise ValueError(f"no <!-- table:NAME --> block for {sorted(set(hostile) - placed)}")
+    # the hostile blocks are filled: hide them from report's renderer, which knows only its own tables
+    masked = {k: _mask(v, hostile) for k, v in texts.items()}
+    rendered = report.render_files(masked, params, metrics, full)
+    return {k: _unmask(rendered[k], hostile) for k in texts}
+
+
+def _mask(text: str, names) -> str:
+    for name in names:
+        text = text.replace(f"<!-- table:{name} -->", f"<!-- hostile:{name} -->")
+    return text
+
+
+def _unmask(text: str, names) -> str:
+    for name in names:
+        text = text.replace(f"<!-- hostile:{name} -->", f"<!-- table:{name} -->")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the README differs; write nothing")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a table differs; write nothing")
     ap.add_argument("--readme", default=ROOT / "README.md", type=Path)
+    ap.add_argument("--docs", default=None, type=Path, help="folder of the docs pages (default: docs/ beside the README)")
     ap.add_argument("--params", default=ROOT / "params.yaml", type=Path)
     ap.add_argument("--metrics", default=ROOT / "metrics", type=Path)
     ap.add_argument("--full", default=ROOT / "results" / "full", type=Path, help="metrics of the run on all the shared data")
     a = ap.parse_args(argv)
+    docs = a.docs or a.readme.parent / "docs"
+    files = [a.readme, *sorted(docs.glob("*.md"))]
     # plain YAML, not tweetsim.params.load_params: only a few keys are read, and the script stays
     # usable on a params file of another commit
     params = yaml.safe_load(a.params.read_text())
-    old = a.readme.read_text()
+    old = {str(f): f.read_text() for f in files}
     try:
-        new = report.render_tables(old, params, report.load_metrics(a.metrics), report.load_metrics(a.full))
+        new = render_all(old, params, report.load_metrics(a.metrics), report.load_metrics(a.full),
+                         yaml.safe_load(HOSTILE.read_text()))
     except (ValueError, KeyError) as e:
         print(f"readme_tables: {e}", file=sys.stderr)
         return 2
-    docs = a.readme.parent / "docs" / "reliability.md"
-    if docs.is_file():  # the hostile-input tables, from the suite's cases
-        text = docs.read_text()
-        fresh = render_docs(text, hostile_tables(yaml.safe_load(HOSTILE.read_text())))
-        if fresh != text and a.check:
-            print(f"readme_tables: {docs} differs from {HOSTILE.name}: run python scripts/readme_tables.py", file=sys.stderr)
-            return 1
-        if fresh != text:
-            docs.write_text(fresh)
-    if new == old:
-        print(f"readme_tables: {a.readme.name} tables match {a.metrics}/")
+    stale = [f for f in old if new[f] != old[f]]
+    if not stale:
+        print(f"readme_tables: the tables of {len(files)} files match {a.metrics}/, {a.full}/ and {HOSTILE.name}")
         return 0
     if a.check:
-        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                   f"{a.readme.name} (committed)", f"{a.readme.name} (from {a.metrics}/)"))
-        print(f"readme_tables: {a.readme.name} differs from the metrics files: run python scripts/readme_tables.py",
+        for f in stale:
+            sys.stdout.writelines(difflib.unified_diff(old[f].splitlines(True), new[f].splitlines(True),
+                                                       f"{f} (committed)", f"{f} (from the committed sources)"))
+        print(f"readme_tables: {len(stale)} files differ from their sources: run python scripts/readme_tables.py",
               file=sys.stderr)
         return 1
-    a.readme.write_text(new)
-    print(f"readme_tables: {a.readme.name} tables rewritten from {a.metrics}/")
+    for f in stale:
+        Path(f).write_text(new[f])
+    print(f"readme_tables: tables rewritten in {', '.join(Path(f).name for f in stale)}")
     return 0
 
 

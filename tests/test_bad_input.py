@@ -24,7 +24,7 @@ GOOD = {"id": "11", "date": "2021-05-03 10:00:00", "likes": "5", "content": "Big
         "media": "[Photo(previewUrl='https://x/a.jpg', fullUrl='https://x/a.jpg')]", "inferred company": "nike"}
 VIDEO = "[Video(thumbnailUrl='https://x/t.jpg', duration=3.0, views={})]"
 VARIANT = "[Video(thumbnailUrl='https://x/t.jpg', variants=[VideoVariant(contentType='video/mp4', url='https://x/v.mp4', bitrate={})])]"
-# one fixture per case of the issue: (field, bad cell, status the CLIs give the row)
+# one fixture per bad-input case: (field, bad cell, status the CLIs give the row)
 CASES = {
     "id_overflow": ("id", "99999999999999999999999", "rejected"),
     "id_text": ("id", "abc", "rejected"),

@@ -5,6 +5,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,20 +106,49 @@ def test_readme_tables_match_the_metrics_files():
     assert r.returncode == 0, f"README tables are stale; run python scripts/readme_tables.py\n{r.stdout}{r.stderr}"
 
 
-def test_check_fails_on_a_stale_table_and_the_script_repairs_it(tmp_path):
+def _copy_pages(tmp_path: Path) -> Path:
     readme = tmp_path / "README.md"
-    text = (ROOT / "README.md").read_text()
-    start = text.index("<!-- table:likes-sample -->")
+    readme.write_text((ROOT / "README.md").read_text())
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    return readme
+
+
+@pytest.mark.parametrize("page, table", [("README.md", "headline-sample"), ("docs/likes.md", "likes-sample"),
+                                         ("docs/writer.md", "text-full")])
+def test_check_fails_on_a_stale_table_and_the_script_repairs_it(tmp_path, page, table):
+    readme = _copy_pages(tmp_path)
+    path = tmp_path / page
+    text = path.read_text()
+    start = text.index(f"<!-- table:{table} -->")
     end = text.index("<!-- /table -->", start)
     block = text[start:end]
-    stale = block.replace("| random |", "| random | 9.999 /", 1)
+    stale = block.replace("| random", "| random | 9.999 /", 1)
     assert stale != block
-    readme.write_text(text[:start] + stale + text[end:])
+    path.write_text(text[:start] + stale + text[end:])
     r = _script("--check", "--readme", str(readme))
     assert r.returncode == 1 and "9.999" in r.stdout
     assert _script("--readme", str(readme)).returncode == 0
-    assert readme.read_text() == text
+    assert path.read_text() == text
     assert _script("--check", "--readme", str(readme)).returncode == 0
+
+
+def test_a_table_without_a_block_in_any_page_is_an_error(tmp_path):
+    readme = _copy_pages(tmp_path)
+    likes = tmp_path / "docs" / "likes.md"
+    likes.write_text(likes.read_text().replace("<!-- table:likes-full -->", "<!-- not a table -->"))
+    r = _script("--check", "--readme", str(readme))
+    assert r.returncode == 2 and "likes-full" in r.stderr
+
+
+def test_every_table_of_figures_is_generated():
+    # a Markdown table whose cells hold figures must sit inside a generated block: none typed by hand
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        outside = re.sub(r"<!-- table:[\w-]+ -->.*?<!-- /table -->", "", page.read_text(), flags=re.S)
+        for line in outside.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
+            # a measured figure: a decimal, a percentage or a ratio (x5.4), possibly bold or several with " / "
+            figures = [c for c in cells if re.search(r"\d\.\d|\d%|\bx\d", c) and re.fullmatch(r"[-+*x\d.,%/ ]+", c)]
+            assert not figures, f"{page.name}: a hand-typed table of figures: {line}"
 
 
 def test_markers_unknown_or_missing_are_errors():

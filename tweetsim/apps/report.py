@@ -20,8 +20,9 @@ model when a param changes which one that is; `served_models` says which ones th
 params. Row counts are left out on purpose: they change only with the data, and a change of data
 shows in every figure anyway.
 
-The README's sample tables are rendered from the same metrics files (`render_tables`), between
-`<!-- table:NAME -->` and `<!-- /table -->`; scripts/readme_tables.py writes or checks them.
+The result tables of the README and docs/ are rendered from the same metrics files (`render_tables`,
+`render_files`), between `<!-- table:NAME -->` and `<!-- /table -->`; scripts/readme_tables.py writes
+or checks them.
 This module imports nothing else of tweetsim, so it reads params and metrics as plain dicts.
 """
 
@@ -101,7 +102,9 @@ def headline(params: dict, likes: dict, text: dict) -> dict:
     return out
 
 
-# ---- README tables -------------------------------------------------------------------------
+# ---- README and docs tables ----------------------------------------------------------------
+
+SAMPLE, FULL = "sample", "all shared data"  # the `data` column of the tables that have one
 
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
@@ -111,6 +114,26 @@ def _likes_cell(s: dict, bold: bool) -> str:
     head = f"**{_f(s['rmse_log1p'])}**" if bold else _f(s["rmse_log1p"])
     rest = [s["high_low_accuracy"]] + ([s["spearman"]] if s.get("spearman") is not None else [])
     return " / ".join([head] + [_f(x) for x in rest])
+
+
+def headline_table(params: dict, m: dict) -> str:
+    """One table of the served products per regime: the served likes (the router) against the better
+    median baseline, and the served writer against retrieval and consensus_recent. Read from the same
+    headline dict evaluate writes to metrics/headline.json."""
+    h = headline(params, m["likes"], m["text"])
+    text = served_models(params)["text"]
+    rows = ["| regime | likes: served (router) | likes: best median baseline | "
+            f"tweets: {text} (served) | tweets: retrieval | tweets: {STRONG_TEXT_BASELINE} |", "|---" * 6 + "|"]
+    for regime in params["split"]["regimes"]:
+        b = h[regime]
+        base = min((b["likes_median"], b["likes_account_median"]), key=lambda s: s["rmse_log1p"])
+        likes = [" / ".join(_f(s[f]) for f in LIKES_FIGURES) for s in (b["likes_served"], base)]
+        text_cells = [_text_cell(b[k]) for k in ("text_served", f"text_{TEXT_BASELINE}", f"text_{STRONG_TEXT_BASELINE}")]
+        rows.append(f"| {regime} | " + " | ".join(likes + text_cells) + " |")
+    if MIXED in h:
+        mixed = " / ".join(_f(h[MIXED]["likes_served"][f]) for f in LIKES_FIGURES)
+        rows.append(f"| all three ({MIXED}) | {mixed} | - | - | - | - |")
+    return "\n".join(rows)
 
 
 def likes_sample_table(params: dict, m: dict) -> str:
@@ -149,7 +172,7 @@ def _text_cell(s: dict, figures=TEXT_FIGURES) -> str:
     return " / ".join(_f(s[f]) for f in figures)
 
 
-def text_sample_table(params: dict, m: dict) -> str:
+def text_sample_table(params: dict, m: dict, data: str = SAMPLE) -> str:
     """data | regime (rows) | every writer that wrote every test row | the served writer against the
     target's baseline (retrieval; the better of retrieval and typical, figure by figure, in
     writer.typical_baseline_regimes) | and against the strong baseline consensus_recent."""
@@ -168,12 +191,12 @@ def text_sample_table(params: dict, m: dict) -> str:
         gains = " / ".join(f"{100 * (t[served][f] / base[f] - 1):+.1f}%" if base[f] else "-" for f in TEXT_FIGURES)
         strong = t[STRONG_TEXT_BASELINE]
         over = " / ".join(f"{100 * (t[served][f] / strong[f] - 1):+.1f}%" if strong[f] else "-" for f in TEXT_FIGURES)
-        rows.append(f"| sample | {regime} ({t[served]['n']}) | " + " | ".join(cells)
+        rows.append(f"| {data} | {regime} ({t[served]['n']}) | " + " | ".join(cells)
                     + f" | {gains} ({'the better of the two' if two else TEXT_BASELINE}) | {over} |")
     return "\n".join(rows)
 
 
-def lm_sample_table(params: dict, m: dict) -> str:
+def lm_sample_table(params: dict, m: dict, data: str = SAMPLE) -> str:
     """The fine-tuned LM, the base LM and retrieval on the rows all text models share (the LMs
     write a capped draw): BLEU-1 / ROUGE-L / CIDEr / embedding cosine."""
     cols = [("retrieval", TEXT_BASELINE), ("llm_lora (fine-tuned)", "llm_lora"), ("llm_base", "llm_base")]
@@ -181,51 +204,97 @@ def lm_sample_table(params: dict, m: dict) -> str:
     for regime in params["split"]["regimes"]:
         t = m["text"][regime].get("shared_rows") or m["text"][regime]["all_rows"]
         n = t[cols[0][1]]["n"]
-        rows.append(f"| sample | {regime} ({n}) | "
+        rows.append(f"| {data} | {regime} ({n}) | "
                     + " | ".join(_text_cell(t[c], TEXT_FIGURES + ("embedding_cosine",)) for _, c in cols) + " |")
     return "\n".join(rows)
 
 
+def behaviour_lm_sample_table(params: dict, m: dict) -> str:
+    """The behaviour LM against its fallback on exactly the test rows the LM answered
+    (metrics/train_behaviour_lm.json): log1p-RMSE / high-low accuracy / Spearman."""
+    lm = m.get("train_behaviour_lm")
+    if lm is None:
+        raise KeyError("report: no train_behaviour_lm.json in the metrics folder")
+    rows = ["| regime | test rows the LM answered (with an image) | behaviour LM | fallback, same rows | unparsable answers |",
+            "|---|---|---|---|---|"]
+    for regime in params["split"]["regimes"]:
+        r = lm.get(regime, {})
+        answered = r.get("answered_test_rows")
+        if not answered:
+            continue
+        fallback = next(k for k in answered if k != "lm")
+        rows.append(f"| {regime} | {answered['lm']['n']} ({r['lm_with_image']}) | {_likes_cell(answered['lm'], False)} "
+                    f"| {fallback}: {_likes_cell(answered[fallback], False)} | {r['unparsable_answers_took_fallback']} |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict, dict], str]] = {
+    "headline-sample": headline_table,
     "likes-sample": likes_sample_table,
     "intervals-sample": intervals_sample_table,
     "text-sample": text_sample_table,
     "lm-sample": lm_sample_table,
+    "behaviour-lm-sample": behaviour_lm_sample_table,
 }
 
 # tables of the figures on all the shared data: rendered from the committed results/full/ (the metrics files
 # of `dvc exp run -S download.source=../shared/data/adobe`; results/full/README.md says how they were made)
 FULL_TABLES: dict[str, Callable[[dict, dict], str]] = {
+    "headline-full": headline_table,
+    "likes-full": likes_sample_table,
     "served-full": intervals_sample_table,
+    "text-full": lambda params, m: text_sample_table(params, m, FULL),
+    "lm-full": lambda params, m: lm_sample_table(params, m, FULL),
 }
 
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
 def load_metrics(metrics_dir: str | Path) -> dict:
+    """likes.json and text.json of a metrics folder, and train_behaviour_lm.json where it has one."""
     d = Path(metrics_dir)
-    return {k: json.loads((d / f"{k}.json").read_text()) for k in ("likes", "text")}
+    out = {k: json.loads((d / f"{k}.json").read_text()) for k in ("likes", "text")}
+    if (d / "train_behaviour_lm.json").is_file():
+        out["train_behaviour_lm"] = json.loads((d / "train_behaviour_lm.json").read_text())
+    return out
 
 
-def render_tables(readme: str, params: dict, metrics: dict, full: dict | None = None) -> str:
-    """The README with every `<!-- table:NAME -->` block replaced by TABLES[NAME]'s rendering of the
-    sample's `metrics` (FULL_TABLES[NAME]'s of `full`, the metrics on all the shared data, when given).
-    An unknown name, or a table with no block, is an error: a renamed marker must not leave a table
-    silently unchecked."""
-    seen = []
+def _fill(text: str, params: dict, metrics: dict, full: dict | None, seen: list[str]) -> str:
     tables = {**TABLES, **(FULL_TABLES if full is not None else {})}
 
     def fill(match: re.Match) -> str:
         name = match["name"]
         if name not in tables:
-            raise ValueError(f"README marker table:{name} names no table; known: {sorted(tables)}")
+            raise ValueError(f"marker table:{name} names no table; known: {sorted(tables)}")
         seen.append(name)
         # blank lines around the table: a Markdown table must not touch the comment lines
         return f"{match[1]}\n{tables[name](params, full if name in FULL_TABLES else metrics)}\n\n{match[4]}"
 
-    out = _BLOCK.sub(fill, readme)
-    missing = sorted(set(tables) - set(seen))
+    return _BLOCK.sub(fill, text)
+
+
+def _require_all(seen: list[str], full: dict | None) -> None:
+    missing = sorted((set(TABLES) | (set(FULL_TABLES) if full is not None else set())) - set(seen))
     if missing:
-        raise ValueError(f"README has no <!-- table:NAME --> block for {missing}")
-    log.info("README tables rendered: %s", ", ".join(seen))
+        raise ValueError(f"no <!-- table:NAME --> block for {missing}")
+    log.info("tables rendered: %s", ", ".join(seen))
+
+
+def render_tables(readme: str, params: dict, metrics: dict, full: dict | None = None) -> str:
+    """The text with every `<!-- table:NAME -->` block replaced by TABLES[NAME]'s rendering of the
+    sample's `metrics` (FULL_TABLES[NAME]'s of `full`, the metrics on all the shared data, when given).
+    An unknown name, or a table with no block, is an error: a renamed marker must not leave a table
+    silently unchecked."""
+    seen: list[str] = []
+    out = _fill(readme, params, metrics, full, seen)
+    _require_all(seen, full)
+    return out
+
+
+def render_files(texts: dict[str, str], params: dict, metrics: dict, full: dict | None = None) -> dict[str, str]:
+    """render_tables over several files (the README and docs/*.md): each table must have a block in
+    one of them at least."""
+    seen: list[str] = []
+    out = {name: _fill(text, params, metrics, full, seen) for name, text in texts.items()}
+    _require_all(seen, full)
     return out
