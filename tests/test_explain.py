@@ -129,6 +129,7 @@ def test_best_time_slots(predictor, rows):
         assert note is None or "inside the median slot's 80% range" in note
     geo = B.chart(curve, best)
     assert len(geo["points"].split()) == 168 and len(geo["dots"]) == 5 and 7 <= len(geo["days"]) <= 8
+    assert ("likes_low" in curve) == bool(geo["band"]) and len(geo["band"].split()) in (0, 2 * 168)
 
 
 def test_best_time_cli(trained, rows, tmp_path, capsys):

@@ -116,22 +116,28 @@ def distinct(curve: pd.DataFrame, best: pd.DataFrame) -> str | None:
 
 
 def chart(curve: pd.DataFrame, best: pd.DataFrame, width: int = 560, height: int = 150, pad: int = 22) -> dict:
-    """The geometry of the web app's inline SVG: the curve as a polyline (log1p likes up), the best
-    slots as dots, one tick per day."""
+    """The geometry of the web app's inline SVG: the curve as a polyline (log1p likes up), each slot's
+    80% range as a band around it (when the curve has ranges), the best slots as dots, one tick per day."""
     y = curve["log1p_likes"].to_numpy(float)
-    lo, hi = float(y.min()), float(y.max())
+    band = ("likes_low" in curve) and ("likes_high" in curve)
+    ylo = np.log1p(curve["likes_low"].to_numpy(float)) if band else y
+    yhi = np.log1p(curve["likes_high"].to_numpy(float)) if band else y
+    lo, hi = float(min(y.min(), ylo.min())), float(max(y.max(), yhi.max()))
     span = hi - lo if hi > lo else 1.0
     n = len(curve)
     px = lambda i: pad + (width - 2 * pad) * i / max(n - 1, 1)  # noqa: E731
     py = lambda v: height - pad - (height - 2 * pad) * (v - lo) / span  # noqa: E731
     points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(y))
+    area = " ".join([*(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(yhi)),
+                     *(f"{px(i):.1f},{py(v):.1f}" for i, v in reversed(list(enumerate(ylo))))]) if band else ""
     # a tick at each midnight; the first slot too when its day has room for a label (12 hours or more)
     days = [{"x": round(px(i), 1), "label": f"{d:%a %d}"} for i, d in zip(curve["slot"], curve["date"])
             if d.hour == 0 or (i == 0 and d.hour <= 12)]
     dots = [{"x": round(px(int(r.slot)), 1), "y": round(py(float(r.log1p_likes)), 1), "rank": k + 1}
             for k, r in enumerate(best.itertuples())]
-    return {"width": width, "height": height, "pad": pad, "points": points, "days": days, "dots": dots,
-            "low": float(np.expm1(lo)), "high": float(np.expm1(hi))}
+    return {"width": width, "height": height, "pad": pad, "points": points, "band": area, "days": days, "dots": dots,
+            "top": float(np.expm1(hi)), "low": float(np.expm1(y.min())), "high": float(np.expm1(y.max())),
+            "note": distinct(curve, best)}
 
 
 def describe(best: pd.DataFrame) -> list[str]:
