@@ -169,6 +169,7 @@ class Pool:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.brand_words = brand_texts(ctx)
+        self._alike: dict = {}   # company -> its look-alike order (similar_brands)
         self.word_spaces = {}
         for col in ("names", "captions"):
             docs = self.brand_words[col]
@@ -229,13 +230,22 @@ class Pool:
 
     def similar_brands(self, row: dict, meta: dict[str, float]) -> np.ndarray:
         """Pool brand positions, most alike first: (1 - w) * the metadata profile's distance - w * the
-        word similarity, each over its spread across the pool's brands (w: `similar_text_weight`)."""
+        word similarity, each over its spread across the pool's brands (w: `similar_text_weight`).
+        A known brand's order depends on the brand alone: computed once per brand (speed)."""
+        company = row.get("company")
+        known = company is not None and company in self.profiles.index and company in self.brand_words.index
+        if known and company in self._alike:
+            return self._alike[company]
         dist = np.linalg.norm(self.brand_vecs - self.row_profile(row, meta), axis=1)
         w = self.cfg.similar_text_weight
         if w <= 0:
-            return np.argsort(dist, kind="stable")
-        sim = self.word_similarity(row)
-        return np.argsort((1 - w) * dist / (dist.std() or 1.0) - w * sim / (sim.std() or 1.0), kind="stable")
+            order = np.argsort(dist, kind="stable")
+        else:
+            sim = self.word_similarity(row)
+            order = np.argsort((1 - w) * dist / (dist.std() or 1.0) - w * sim / (sim.std() or 1.0), kind="stable")
+        if known:
+            self._alike[company] = order
+        return order
 
     def _nearest_in_time(self, ix: np.ndarray, date: int, k: int) -> np.ndarray:
         if len(ix) <= k or date == NAT:
