@@ -310,3 +310,58 @@ def test_reranker_early_stops_on_a_seeded_draw_of_max_val_queries_rows(caplog):
     explicit = booster(drawn, None)
     assert capped[0] == explicit[0] and np.array_equal(capped[1], explicit[1])
     assert np.array_equal(booster(scored, len(scored))[1], booster(scored, None)[1])  # a cap the rows fit in changes nothing
+
+
+def test_no_candidate_or_extra_feature_from_the_row_itself_or_its_future_under_every_cut_off():
+    p = params(**{"reranker.feature_groups": list(S.EXTRA)})
+    pool = POOL.assign(caption=["shoes on a shelf", None, "a shoe", None, "a stage", None, "a phone", "a phone box"],
+                       likes=[10, 20, 30, 40, 50, 60, 70, 80])
+    full = TweetWriter(pool, p)
+    for cut in range(1, len(pool)):   # each pool tweet in turn is the row: a cut-off at its date
+        row = pool.iloc[[cut]]
+        s = full.scored(row, past_only=True)[0]
+        dates = full.pool.table["date"].to_numpy()[s.pool_ix]
+        assert (dates < row["date"].to_numpy()[0]).all() and row["id"].iloc[0] not in full.pool.table["id"].to_numpy()[s.pool_ix]
+        # the same row against a pool that never held its future or itself: the same candidates, the same features
+        past = pool[pool["date"] < row["date"].iloc[0]]
+        if past.empty:
+            continue
+        alone = TweetWriter(past, p).scored(row, past_only=True)[0]
+        assert s.texts == alone.texts
+        extra = slice(len(S.FEATURES), None)
+        assert s.features.shape[1] == len(full.selector.feature_names) > len(S.FEATURES)
+        assert np.array_equal(s.features[:, extra], alone.features[:, extra], equal_nan=True)
+
+
+def test_extra_feature_groups_measure_what_they_say():
+    p = params(**{"reranker.feature_groups": ["time", "campaign", "media_text", "reply"]})
+    w = TweetWriter(POOL.assign(caption=[None] * 7 + ["shop zeta phones"]), p)
+    row = frame([("q", 1, "2020-01-21", "a", "x", None, "new shoes on a shelf")])
+    s = w.scored(row, past_only=True)[0]
+    f = dict(zip(w.selector.feature_names, s.features.T))
+    newest = s.texts.index("join the live stream tonight")   # 2020-01-20, a day before the row
+    assert f["days_to_newest"][newest] == 0 and f["signed_log_days"][newest] == pytest.approx(np.log1p(1))
+    # the row's media words ("new shoes ...") are those of the shoe tweets, not the live stream's
+    shoes = s.texts.index("new shoes out now <hyperlink>")
+    assert f["row_media_unigram"][shoes] > f["row_media_unigram"][newest] == 0
+    assert set(f["starts_mention"]) == {0.0}
+
+
+def test_look_alike_brands_of_a_club_are_clubs():
+    rows = []
+    for i, (company, user, caption, video) in enumerate([
+            ("fc barcelona", "FCBarcelona", "soccer players celebrate a goal on the pitch", 0),
+            ("liverpool fc", "LFC", "a football player on the pitch in a red kit", 0),
+            ("amc", "AMCTheatres", "a movie poster", 1), ("british museum", "britishmuseum", "a statue in a museum hall", 1),
+            ("amc", "AMCTheatres", "popcorn at the movies", 1), ("british museum", "britishmuseum", "an old vase", 1)]):
+        rows.append(("s", i, f"2020-01-0{i + 1}", user, company, f"tweet {i} of {company}", caption, None, 0, video))
+    pool = frame(rows)
+    club = frame([("q", 1, "2020-02-01", "OmegaFC", "omega fc", None, "a soccer player with the ball on the pitch", None, 0, 1)])
+    context = pd.concat([pool, club], ignore_index=True)
+    by_words = TweetWriter(pool, params(**{"pool.similar_brands": 2, "pool.similar_text_weight": 0.8}), context=context)
+    s = by_words.scored(club)[0]
+    assert set(by_words.pool.table["company"].to_numpy()[s.pool_ix]) == {"fc barcelona", "liverpool fc"}
+    # by the media mix alone (a video account, like the cinema and the museum) they are not
+    by_media = TweetWriter(pool, params(**{"pool.similar_brands": 2, "pool.similar_text_weight": 0.0}), context=context)
+    s = by_media.scored(club)[0]
+    assert set(by_media.pool.table["company"].to_numpy()[s.pool_ix]) == {"amc", "british museum"}

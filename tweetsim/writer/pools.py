@@ -10,9 +10,10 @@ where it came from (`SOURCES`):
   embeddings; only where both sides have a caption);
 - `similar_brand`: when neither the account nor the brand has a tweet in the pool (an unseen
   brand), the `similar_brand_window` latest tweets of each of the `similar_brands` brands that look
-  most alike: media mix, median video views and likes, posting hour, number of tweets, over every
-  known row of the brand (with content or not, the rows being written included: content
-  simulation gives their metadata);
+  most alike: media mix, median video views and likes, posting hour, number of tweets, and the
+  words of its name, its accounts' handles and its media captions (`similar_text_weight`: a club's
+  handle says "FC" and its captions show a pitch), over every known row of the brand (with content
+  or not, the rows being written included: content simulation gives their metadata);
 - `typical`: the `typical_k` most typical tweets of the pool (highest mean utility against a seeded
   sample of it), in every pool; when nothing else is found (no account, brand or caption), the
   `global_k` most typical: the widest pool.
@@ -24,6 +25,7 @@ so that their pools look like those of a held-out brand).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,7 @@ from tweetsim.writer import textsim
 
 SOURCES = ("account", "brand", "caption", "similar_brand", "typical", "lm")
 KINDS = ("none", "photo", "video", "gif")
+REPLY_WORDS = re.compile(r"\b(dm|sorry|apolog\w*|please|thanks for|reach out|let us know)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class PoolConfig:
     caption_k: int
     similar_brands: int
     similar_brand_window: int
+    similar_text_weight: float
     global_k: int
     typical_k: int
     typical_sample: int
@@ -106,6 +110,27 @@ def brand_profiles(context: pd.DataFrame) -> pd.DataFrame:
     return prof.fillna(prof.median()).fillna(0.0)
 
 
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+
+
+def name_words(*names) -> str:
+    """Lowercased words of brand names and handles, camel case split: "CheetahsRugby" -> "cheetahs rugby"."""
+    return " ".join(w.lower() for n in names if isinstance(n, str) for w in _WORDS.findall(n))
+
+
+def brand_texts(context: pd.DataFrame) -> pd.DataFrame:
+    """Per company, what is known of it besides its tweets: `names` (its name and its accounts'
+    handles, as words) and `captions` (its rows' media captions)."""
+    t = context[context["company"].notna()]
+    caps = t["caption"] if "caption" in t else pd.Series(None, index=t.index)
+    g = pd.DataFrame({"company": t["company"].to_numpy(), "username": t["username"].to_numpy(),
+                      "caption": caps.to_numpy()}).groupby("company", sort=True)
+    names = g["username"].agg(lambda u: sorted({x for x in u if isinstance(x, str)}))
+    return pd.DataFrame({"names": [name_words(c, *u) for c, u in names.items()],
+                         "captions": g["caption"].agg(lambda c: " ".join(x for x in c if isinstance(x, str)))},
+                        index=names.index)
+
+
 class Pool:
     """The rows with content a row may draw on, indexed by account, brand, time and caption."""
 
@@ -140,7 +165,25 @@ class Pool:
         pool_brands = sorted(self.groups["company"])
         self.brand_names = np.array(pool_brands, dtype=object)
         self.brand_vecs = self.profiles.reindex(pool_brands).fillna(0.0).to_numpy()
+        # look-alike brands by words too: a club's handle says "FC", its captions show pitches
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.brand_words = brand_texts(ctx)
+        self._alike: dict = {}   # company -> its look-alike order (similar_brands)
+        self.word_spaces = {}
+        for col in ("names", "captions"):
+            docs = self.brand_words[col]
+            if docs.str.strip().ne("").any():
+                vec = TfidfVectorizer(sublinear_tf=True, token_pattern=r"(?u)\b\w+\b").fit(docs)
+                self.word_spaces[col] = (vec, vec.transform(docs.reindex(pool_brands).fillna("")))
         self.typicality = self._typicality(weights)
+        # what the reranker's extra signals read: the pool tweets' media words, reply look
+        media = [" ".join(str(v) for v in (c, o) if isinstance(v, str) and v.strip())
+                 for c, o in zip(pool.get("caption", [None] * len(pool)), pool.get("ocr_text", [None] * len(pool)))]
+        self.has_media_text = np.array([bool(t) for t in media])
+        self.media_enc = self.space.encode(media)
+        self.starts_mention = np.array([t.lstrip().startswith("<mention>") for t in self.texts], float)
+        self.reply_words = np.array([bool(REPLY_WORDS.search(t)) for t in self.texts], float)
         self.typical = np.argsort(-self.typicality, kind="stable")[: max(cfg.global_k, cfg.typical_k)]
 
     def _typicality(self, weights, chunk: int = 1000) -> np.ndarray:
@@ -172,6 +215,37 @@ class Pool:
                    hour_cos=np.cos(hour / 24 * 2 * np.pi) if hour == hour else np.nan, log_n=0.0)
         vec = pd.Series(one)[self.profiles.columns] / self.scale
         return vec.fillna(pd.Series(self.brand_vecs.mean(axis=0), index=self.profiles.columns)).to_numpy()
+
+    def word_similarity(self, row: dict) -> np.ndarray:
+        """Per pool brand, the mean TF-IDF cosine of its names and captions with the row's brand's
+        (from every known row of the brand, else from the row alone)."""
+        company = row.get("company")
+        if company is not None and company in self.brand_words.index:
+            known = self.brand_words.loc[company]
+        else:
+            known = {"names": name_words(company, row.get("username")), "captions": row.get("caption") or ""}
+        sims = [np.asarray((space @ vec.transform([known[col]]).T).todense()).ravel()
+                for col, (vec, space) in self.word_spaces.items()]
+        return np.mean(sims, axis=0) if sims else np.zeros(len(self.brand_names))
+
+    def similar_brands(self, row: dict, meta: dict[str, float]) -> np.ndarray:
+        """Pool brand positions, most alike first: (1 - w) * the metadata profile's distance - w * the
+        word similarity, each over its spread across the pool's brands (w: `similar_text_weight`).
+        A known brand's order depends on the brand alone: computed once per brand (speed)."""
+        company = row.get("company")
+        known = company is not None and company in self.profiles.index and company in self.brand_words.index
+        if known and company in self._alike:
+            return self._alike[company]
+        dist = np.linalg.norm(self.brand_vecs - self.row_profile(row, meta), axis=1)
+        w = self.cfg.similar_text_weight
+        if w <= 0:
+            order = np.argsort(dist, kind="stable")
+        else:
+            sim = self.word_similarity(row)
+            order = np.argsort((1 - w) * dist / (dist.std() or 1.0) - w * sim / (sim.std() or 1.0), kind="stable")
+        if known:
+            self._alike[company] = order
+        return order
 
     def _nearest_in_time(self, ix: np.ndarray, date: int, k: int) -> np.ndarray:
         if len(ix) <= k or date == NAT:
@@ -228,9 +302,8 @@ class Pool:
             top = near[np.argsort(-sims[near], kind="stable")[:k]]
             add(self.cap_ix[top[np.isfinite(sims[top])]], "caption")
         if not len(acct) and not len(brand) and cfg.similar_brands:
-            dist = np.linalg.norm(self.brand_vecs - self.row_profile(row, meta), axis=1)
             taken = 0
-            for b in np.argsort(dist, kind="stable"):
+            for b in self.similar_brands(row, meta):
                 name = self.brand_names[b]
                 if exclude_company and name == company:
                     continue

@@ -131,6 +131,7 @@ class _Job:
     cap: list
     drafts: list | None
     truth: textsim.Encoded | None
+    media: list | None = None    # per row, its media words encoded (None: it has none)
 
 
 CHUNK_ROWS = 256   # rows a worker scores per task: big enough that passing the results back is cheap
@@ -158,6 +159,74 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return out
 
 
+# ---------------------------------------------------------------- signals consensus ignores (feature groups)
+EXTRA = {  # group -> its columns; writer.reranker.feature_groups names the groups the reranker gets
+    "time": ["signed_log_days", "days_to_newest", "newest_rank"],
+    "campaign": ["short_unigram", "short_bigram", "short_minus_long"],
+    "media_text": ["row_media_unigram", "media_media_unigram"],
+    "likes": ["row_log_likes", "cand_log_likes", "signed_d_log_likes"],
+    "clock": ["row_weekday", "row_hour", "cand_weekday", "cand_hour"],
+    "reply": ["starts_mention", "reply_words"],
+}
+SHORT_WINDOW = 10   # the account's candidates nearest the row: what it is posting about now
+
+
+def media_text(rec: dict) -> str:
+    """The words a row's media shows: caption and OCR text."""
+    return " ".join(str(rec.get(k)) for k in ("caption", "ocr_text") if isinstance(rec.get(k), str) and rec.get(k).strip())
+
+
+def extra_features(pool: Pool, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, groups, media_enc=None) -> np.ndarray:
+    """[n, sum of the groups' columns] for one row's candidates (pool indices ix; -1: a draft, NaN).
+    Only the row's own metadata and media text and the candidates' (already time-respecting) are used."""
+    n, ok = len(ix), ix >= 0
+    at = np.maximum(ix, 0)
+    cols = []
+    days = np.full(n, np.nan)
+    dated = ok & pool.meta["has_date"][at] & (m["date"] != NAT)
+    days[dated] = (float(m["date"]) - pool.meta["date"][at][dated].astype(np.float64)) / DAY_NS
+    for g in groups:
+        if g == "time":
+            newest = np.nanmin(np.abs(days)) if np.isfinite(days).any() else np.nan
+            cols += [np.sign(days) * np.log1p(np.abs(days)), np.abs(days) - newest, _rank(np.abs(days)) / max(n, 1)]
+        elif g == "campaign":
+            acct = np.flatnonzero(flags[:, SOURCES.index("account")] & ok)
+            out = np.full((n, 3), np.nan)
+            if len(acct) > 1:
+                near = acct[np.argsort(np.abs(np.nan_to_num(days[acct], nan=1e12)), kind="stable")[:SHORT_WINDOW]]
+                s = textsim.similarity(pool.enc.rows(at), pool.enc.rows(at[near]), ["unigram", "bigram"])
+                self_pair = at[:, None] == at[near][None, :]
+                k = np.maximum((~self_pair).sum(axis=1), 1)
+                su, sb = [np.where(self_pair, 0.0, s[c]).sum(axis=1) / k for c in ("unigram", "bigram")]
+                sl = textsim.similarity(pool.enc.rows(at), pool.enc.rows(at[acct]), ["unigram"])["unigram"]
+                self_l = at[:, None] == at[acct][None, :]
+                long = np.where(self_l, 0.0, sl).sum(axis=1) / np.maximum((~self_l).sum(axis=1), 1)
+                out = np.column_stack([su, sb, su - long])
+                out[~ok] = np.nan
+            cols += list(out.T)
+        elif g == "media_text":
+            row_u = np.full(n, np.nan)
+            if media_enc is not None:
+                row_u = textsim.similarity(pool.enc.rows(at), media_enc, ["unigram"])["unigram"][:, 0]
+                mm = textsim.similarity(pool.media_enc.rows(at), media_enc, ["unigram"])["unigram"][:, 0]
+                mm[~pool.has_media_text[at]] = np.nan
+            else:
+                mm = np.full(n, np.nan)
+            row_u[~ok], mm[~ok] = np.nan, np.nan
+            cols += [row_u, mm]
+        elif g == "likes":
+            cl = np.where(ok, pool.meta["log_likes"][at], np.nan)
+            cols += [np.full(n, m["log_likes"]), cl, cl - m["log_likes"]]
+        elif g == "clock":
+            cols += [np.full(n, m["weekday"]), np.full(n, m["hour"]),
+                     np.where(ok, pool.meta["weekday"][at], np.nan), np.where(ok, pool.meta["hour"][at], np.nan)]
+        elif g == "reply":
+            cols += [np.where(ok, pool.starts_mention[at], np.nan), np.where(ok, pool.reply_words[at], np.nan)]
+        else:
+            raise ValueError(f"writer.reranker.feature_groups: unknown group {g!r} (known: {list(EXTRA)})")
+    return np.column_stack(cols) if cols else np.zeros((n, 0))
+
+
 class Selector:
     """Pools + consensus features for rows; `label_weights` also scores candidates against the truth."""
 
@@ -171,6 +240,11 @@ class Selector:
         self.cap_pos = np.full(len(pool.texts), -1, np.int64)
         self.cap_pos[pool.cap_ix] = np.arange(len(pool.cap_ix))
         self.counts = _counts(pool.texts)
+        self.groups = list(params["reranker"]["feature_groups"])
+        unknown = set(self.groups) - set(EXTRA)
+        if unknown:
+            raise ValueError(f"writer.reranker.feature_groups: unknown group(s) {sorted(unknown)}; known: {list(EXTRA)}")
+        self.feature_names = list(FEATURES) + [c for g in self.groups for c in EXTRA[g]]
 
     def _qvecs(self, rows: pd.DataFrame) -> list:
         if self.pool.cap_vecs is None or "caption" not in rows:
@@ -198,7 +272,7 @@ class Selector:
         meta = row_meta(rows)
         qvecs = self._qvecs(rows)
         truth_enc = pool.space.encode(truths) if truths is not None else None
-        records = rows[[c for c in ("source", "id", "username", "company") if c in rows]].to_dict("records")
+        records = rows[[c for c in ("source", "id", "username", "company", "caption", "ocr_text") if c in rows]].to_dict("records")
         records = [{k: (None if v is None or v == "" or (not isinstance(v, str) and pd.isna(v)) else v) for k, v in rec.items()}
                    for rec in records]
         metas = [{k: v[r] for k, v in meta.items()} for r in range(len(rows))]
@@ -218,7 +292,12 @@ class Selector:
         groups = share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
                              [bool(drafts is not None and drafts[r]) for r in range(len(rows))])
         # A row's Scored depends on its own group only: the same, bit for bit, whatever writer.workers is.
-        job = _Job(records, metas, cands, cap, drafts, truth_enc)
+        media = None
+        if "media_text" in self.groups:
+            words = [media_text(rec) for rec in records]
+            menc = pool.space.encode(words)
+            media = [menc.rows([r]) if w else None for r, w in enumerate(words)]
+        job = _Job(records, metas, cands, cap, drafts, truth_enc, media)
         for part in forked_map(partial(self._groups, job), _chunks(groups), int(self.p["workers"])):
             for r, scored in part:
                 out[r] = scored
@@ -240,11 +319,12 @@ class Selector:
                     sims = {c: m[np.ix_(pos, pos)] for c, m in shared.items()}
                 got.append((r, self._features(job.records[r], job.metas[r], ix, flags, sims, job.cap[r],
                                               job.drafts[r] if job.drafts is not None else None,
-                                              job.truth.rows([r]) if job.truth is not None else None)))
+                                              job.truth.rows([r]) if job.truth is not None else None,
+                                              job.media[r] if job.media is not None else None)))
         return got
 
     def _features(self, rec: dict, m: dict, ix: np.ndarray, flags: np.ndarray, sims: dict | None, cap: np.ndarray,
-                  drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None) -> Scored:
+                  drafts: list[tuple[str, float]] | None, truth: textsim.Encoded | None, media=None) -> Scored:
         """One row's Scored: its candidates (with the LM's drafts appended), their `FEATURES` and the
         consensus; `sims`: the candidates' similarities if already computed; `cap`: their caption
         similarity to the row's; `truth`: the real tweet."""
@@ -288,6 +368,8 @@ class Selector:
             np.log1p(dist["days"]), dist["after"], dist["kind_match"], dist["d_views"], dist["d_duration"], dist["d_hour"],
             dist["same_weekday"], dist["d_likes"], cap, same_acct, recency_rank, caption_rank,
             flags.astype(float), lengths, counts, np.full(len(ix), float(len(ix))), lm_logprob])
+        if self.groups:
+            feats = np.hstack([feats, extra_features(pool, rec, m, ix, flags, self.groups, media)])
         label = self.label(enc, truth) if truth is not None else None
         return Scored(texts, ix, flags, feats, cons, label)
 
@@ -300,7 +382,7 @@ class Selector:
 
 # ---------------------------------------------------------------- the learned reranker
 GRADES = 31  # xgboost's ranking objectives take integer relevance grades 0..31
-OBJECTIVES = ("reg:squarederror", "rank:ndcg")
+OBJECTIVES = ("reg:squarederror", "rank:ndcg", "rank:pairwise")
 
 
 def grades(label: np.ndarray) -> np.ndarray:
@@ -341,7 +423,8 @@ def train_reranker(train: list[Scored], val: list[Scored], p: dict):
                   early_stopping_rounds=int(p["early_stopping_rounds"]) if val else None,
                   random_state=int(p["seed"]), n_jobs=int(p["num_threads"]), tree_method="hist")
     if ranking:
-        model = xgb.XGBRanker(objective=p["objective"], ndcg_exp_gain=False, eval_metric="ndcg@1",
+        extra = {"ndcg_exp_gain": False} if p["objective"] == "rank:ndcg" else {}
+        model = xgb.XGBRanker(objective=p["objective"], eval_metric="ndcg@1", **extra,
                               lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p["pairs_per_sample"]),
                               **common)
     else:

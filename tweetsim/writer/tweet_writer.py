@@ -87,14 +87,18 @@ class TweetWriter:
         # the choice rule was tuned for the run's own scores: consensus alone, over a reranker's run, goes without
         tuned = (model is not None) == bool(meta["reranker"])
         rule = {k: meta[k] for k in RULE} if tuned else {}
-        return cls(pool_table, params, context, embed_fn, model, meta["kept_edits"], **rule)
+        writer = cls(pool_table, params, context, embed_fn, model, meta["kept_edits"], **rule)
+        if model is not None and meta.get("features") != writer.selector.feature_names:
+            raise ValueError(f"{d / META_FILE}: its reranker was trained on other features than writer.reranker.feature_groups "
+                             "gives (rerun `dvc repro select_text`)")
+        return writer
 
     def save(self, model_dir: str | Path, info: dict) -> None:
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)
         if self.reranker is not None:
             S.save_reranker(self.reranker, d / MODEL_FILE)
-        meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": S.FEATURES,
+        meta = {"reranker": self.reranker is not None, "kept_edits": self.kept, "features": self.selector.feature_names,
                 "sources": list(SOURCES), **{k: getattr(self, k) for k in RULE}, **info}
         (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 

@@ -1,0 +1,144 @@
+"""Measure the writer's reranker with each group of extra signals (select.EXTRA), on one regime of
+the pipeline's data: the regime's pools scored once (all groups' columns computed), then per variant a
+reranker trained and the choice rule and edits tuned on val as `select_text` does; BLEU-1 / ROUGE-L /
+CIDEr of every val and test row with content, against retrieval, consensus_recent and the most typical
+tweet (from data/predictions/text/, `dvc repro baselines`).
+
+usage: python bench/writer_signals.py REGIME [--variants ",time,campaign,time+campaign"] [--set KEY=VALUE ...]
+                                      [--cache FILE]
+  --set: a writer param for the whole run, dotted under `writer` (pool.similar_text_weight=0.8,
+         reranker.objective=rank:pairwise); JSON values. One JSON line per variant on stdout.
+Run by hand on the full data (download.source: ../shared/data/adobe), not by CI.
+"""
+
+import argparse
+import dataclasses
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tweetsim.config.params import load_params  # noqa: E402
+from tweetsim.data.schema import read_tweets  # noqa: E402
+from tweetsim.data.sides import join_from  # noqa: E402
+from tweetsim.text import embed  # noqa: E402
+from tweetsim.text.metrics import TargetScorer  # noqa: E402
+from tweetsim.text.runtime import EncoderConfig  # noqa: E402
+from tweetsim.writer import select as S  # noqa: E402
+from tweetsim.writer.pools import row_meta  # noqa: E402
+from tweetsim.writer.tweet_writer import TweetWriter  # noqa: E402
+
+
+def override(p: dict, dotted: str, value) -> None:
+    *head, last = dotted.split(".")
+    for k in head:
+        p = p[k]
+    p[last] = value
+
+
+def extras(writer: TweetWriter, rows: pd.DataFrame, scored: list, groups: list[str]) -> list[np.ndarray]:
+    """Every row's extra columns of `groups`, as Selector computes them."""
+    pool, meta = writer.pool, row_meta(rows)
+    recs = rows[["source", "id", "username", "company", "caption", "ocr_text"]].to_dict("records")
+    words = [S.media_text(r) for r in recs]
+    menc = pool.space.encode(words)
+    return [S.extra_features(pool, recs[r], {k: v[r] for k, v in meta.items()}, s.pool_ix, s.flags, groups,
+                             menc.rows([r]) if words[r] else None) for r, s in enumerate(scored)]
+
+
+def scored_regime(params: dict, regime: str, data: Path):
+    p = params["writer"]
+    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
+    enc = EncoderConfig.from_params(params["encoder"])
+    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
+    has = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
+    side = table[regime]
+    train_q = table[(side == "train") & has]
+    writer = TweetWriter(train_q, p, context=table, embed_fn=embed_fn)
+    cap = p["reranker"]["max_train_queries"]
+    if cap and len(train_q) > cap:
+        train_q = train_q.sample(n=cap, random_state=int(p["reranker"]["seed"])).sort_values(["source", "id"])
+    parts = {"train": train_q, **{s: table[(side == s) & has] for s in ("val", "test")}}
+    past_only, held_out = regime in p["past_only_regimes"], regime in p["brand_held_out_regimes"]
+    scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist()) for s, rows in parts.items()}
+    ex = {s: extras(writer, parts[s], scored[s], list(S.EXTRA)) for s in parts}
+    writer.pool.embed_fn = None
+    return writer, parts, scored, ex
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("regime")
+    ap.add_argument("--variants", default=",time,campaign,media_text,likes,clock,reply")
+    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--data", default=str(ROOT / "data"))
+    ap.add_argument("--cache", default=None, help="pickle of the scored pools (written if absent, read if present)")
+    args = ap.parse_args()
+    params, data, regime = load_params(args.params), Path(args.data), args.regime
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        override(params["writer"], k, json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v)
+    p = params["writer"]
+    if args.cache and Path(args.cache).is_file():
+        writer, parts, scored, ex = pickle.load(open(args.cache, "rb"))
+        writer.selector = S.Selector(writer.pool, p)
+    else:
+        writer, parts, scored, ex = scored_regime(params, regime, data)
+        if args.cache:
+            sel, writer.selector = writer.selector, None
+            pickle.dump((writer, parts, scored, ex), open(args.cache, "wb"))
+            writer.selector = sel
+    if any(kv.startswith("reranker.label_weights=") for kv in args.set):  # labels of the cached pools, relabelled
+        for part, rows in parts.items():
+            truth = writer.pool.space.encode(rows["content"].astype(str).tolist())
+            for r, x in enumerate(scored[part]):
+                x.label = writer.selector.label(writer.pool.enc.rows(x.pool_ix), truth.rows([r]))
+    preds = {n: pd.read_parquet(data / "predictions" / "text" / f"{n}.parquet") for n in ("retrieval", "consensus_recent")}
+
+    def texts_of(name, rows):
+        got = preds[name][preds[name]["regime"] == regime].set_index(["source", "id"])["pred_content"]
+        return got.reindex(pd.MultiIndex.from_frame(rows[["source", "id"]])).fillna("").astype(str).tolist()
+
+    typical = writer.pool.texts[writer.pool.typical[0]]
+    scorers = {s: TargetScorer(parts[s]["content"].astype(str).tolist()) for s in ("val", "test")}
+    bars = {s: dict(zip(("retrieval", "consensus_recent", "typical"), scorers[s].figures(
+        [texts_of("retrieval", parts[s]), texts_of("consensus_recent", parts[s]), [typical] * len(parts[s])])))
+        for s in ("val", "test")}
+    print(json.dumps({"regime": regime, "set": args.set, "rows": {s: len(parts[s]) for s in parts}, "baselines": bars}), flush=True)
+    start = np.cumsum([0] + [len(S.EXTRA[g]) for g in S.EXTRA])
+    cols = {g: list(range(start[i], start[i + 1])) for i, g in enumerate(S.EXTRA)}
+    for variant in args.variants.split(","):
+        t0 = time.time()
+        groups = [g for g in variant.split("+") if g]
+        idx = [c for g in groups for c in cols[g]]
+        sc = {s: [dataclasses.replace(x, features=np.hstack([x.features, e[:, idx]])) for x, e in zip(scored[s], ex[s])]
+              for s in scored}
+        writer.kept = []
+        writer.reranker = S.train_reranker(sc["train"], sc["val"], p["reranker"]) if p["reranker"]["enabled"] else None
+        base = {s: writer.base_scores(sc[s]) for s in ("val", "test")}
+        against = {"retrieval": texts_of("retrieval", parts["val"])}
+        if regime in p["typical_baseline_regimes"]:
+            against["typical"] = [typical] * len(parts["val"])
+        dec = writer.tune(parts["val"], sc["val"], base["val"], p["reranker"]["rule"], p["edits"], against,
+                          p["reranker"]["resamples"], int(p["reranker"]["seed"]))
+        out = {}
+        for s in ("val", "test"):
+            picks = S.choose(sc[s], writer.ranking(sc[s], base[s]))
+            f = scorers[s].figures([S.edited(writer.pool, parts[s], sc[s], picks, writer.kept, writer.habits)])[0]
+            out[s] = {"writer": f, **{f"vs_{b}_%": {k: round(100 * (f[k] / max(v[k], 1e-9) - 1), 1) for k in f}
+                                      for b, v in bars[s].items()}}
+        print(json.dumps({"groups": groups, "rule": dec["rule"]["chosen"], "kept": writer.kept,
+                          "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
+                          **out, "seconds": round(time.time() - t0)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
