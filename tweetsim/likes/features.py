@@ -10,7 +10,7 @@ every row with likes).
 the full 300K training file (account statistics, scraped profiles). They are used as features:
 they are known before any tweet in our test splits is predicted, and they are what a deployed
 model would have. For the 200 training-file rows they include the row's own likes (1 of ~120
-tweets an account on average), a small optimistic bias documented in the README.
+tweets an account on average), a small optimistic bias (docs/likes.md, "Leakage rules").
 
 Context features (`acct_ctx_*`, `brand_ctx_*`) describe an account's and a brand's tweets without
 their likes (how many, how many with video, their video views), over every known tweet and the rows
