@@ -44,6 +44,7 @@ def one_regime_deploy(regime: str) -> dict:
     """deploy_likes overrides for a run with `regime` alone: every route takes its settings and its
     ranges' held-out rows from that regime (the default names regimes such a run does not have)."""
     hide = {"account": [], "brand": ["username"], "new_brand": ["username", "company"]}
-    return {"deploy_likes.routes": {r: {"settings_from": regime, "hide": h, "hide_like_stats": r == "new_brand"}
+    return {"deploy_likes.routes": {r: {"settings_from": regime, "hide": h, "hide_like_stats": r == "new_brand",
+                                        "lookalike": r == "new_brand", "crossfit_level": "username"}
                                     for r, h in hide.items()},
             "deploy_likes.intervals": {r: [regime] for r in hide}}

@@ -568,6 +568,18 @@ def test_router_picks_each_route_from_the_row_alone(trained):
     feats = router.last_features
     assert feats.loc[1, [c for c in feats.columns if c.startswith("acct_hist_") and c != "acct_hist_n"]].isna().all()
     assert feats.loc[2, [c for c in feats.columns if "_hist_" in c and not c.endswith("_hist_n")]].isna().all()
+    assert feats.loc[2, ["lookalike_level", "lookalike_sim"]].notna().all()  # the new_brand route reads look-alike brands
+    # the brand route's answer: its own model and the account route's, blended in log1p (deploy_likes.brand_blend);
+    # a row of another route in the same call keeps its own model's answer
+    w = router.brand_blend
+    assert 0 < w < 1
+    own, other = router.routes["brand"].own.predict(rows.iloc[[1]]), router.routes["account"].predict(rows.iloc[[1]])
+    assert np.log1p(likes[1]) == pytest.approx(w * np.log1p(own[0]) + (1 - w) * np.log1p(other[0]), abs=1e-9)
+    assert router.predict(rows.iloc[[0]])[0] == pytest.approx(likes[0], abs=1e-6 * max(1.0, likes[0]))
+    blended, low, high = router.predict_with_range(rows)
+    assert (low <= blended).all() and (blended <= high).all()
+    _, factors = router.explain(rows)  # the blended factors add up to the blended prediction
+    assert factors.sum(axis=1).to_numpy() == pytest.approx(np.log1p(blended), abs=1e-4)
 
 
 def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, monkeypatch):
@@ -585,7 +597,7 @@ def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, mo
     real = BT.fit_route
 
     def spy(rows, *args, **kw):
-        seen.append(rows[["source", "id"]].copy())
+        seen.append(rows[["source", "id"]].assign(folder=str(args[7])))  # out: <tmp backtest-REGIME-*>/<route>
         return real(rows, *args, **kw)
 
     monkeypatch.setattr(BT, "fit_route", spy)
@@ -593,11 +605,9 @@ def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, mo
                              data / "splits.parquet", models)
     labelled = pd.read_parquet(data / "tweets.parquet")
     labelled = labelled[labelled["likes"].notna()].merge(splits, on=["source", "id"])
-    k = 0
+    seen = pd.concat(seen)
     for regime in p["split"]["regimes"]:
-        n_routes = preds[preds["regime"] == regime]["route"].nunique()
-        fitted = pd.concat(seen[k:k + n_routes])
-        k += n_routes
+        fitted = seen[seen["folder"].str.contains(f"backtest-{regime}-", regex=False)]
         keys = set(zip(fitted["source"], fitted["id"]))
         side = dict(zip(zip(labelled["source"], labelled["id"]), labelled[regime]))
         assert keys and {side[key] for key in keys} == {"train"}

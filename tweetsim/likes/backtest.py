@@ -81,12 +81,15 @@ def backtest_regime(regime: str, sup: pd.DataFrame, emb: np.ndarray, side_stats:
     tables = {k: {lv: F.history_table(rows, lv) for lv in F.LEVELS} for k, rows in (("val", train), ("test", known))}
     stats_route = bool(d["stats_route"])
     needed = set(route_rows(val, tables["val"], side_stats, stats_route)[0]) | set(route_rows(test, tables["test"], side_stats, stats_route)[0])
+    blend = float(d["brand_blend"])
+    if "brand" in needed and blend < 1:  # the brand route's answer blends in the account route's model
+        needed.add("account")
     routes = [r for r in ROUTES if r in needed]
     with tempfile.TemporaryDirectory(prefix=f"backtest-{regime}-") as tmp:
         folder = Path(tmp)
         fits = {r: fit_route(train, emb[tr], side_stats, context, params, base, recipes[r], settings, folder / r, progress)
                 for r in routes}
-        write_index(folder, routes, {"n_rows": int(tr.sum()), "backtest": regime, "stats_route": stats_route})
+        write_index(folder, routes, {"n_rows": int(tr.sum()), "backtest": regime, "stats_route": stats_route, "brand_blend": blend})
         router = Router(folder, threads)
         router.set_history(tables["val"])
         cal = _predict(router, val, ranged=False).assign(held_out="val")

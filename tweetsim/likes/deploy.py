@@ -31,6 +31,7 @@ from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
 from tweetsim.likes.fit import fit_regime
 from tweetsim.likes.intervals import Intervals
+from tweetsim.likes.lookalike import LookAlike
 from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
 from tweetsim.likes.router import ROUTES, write_index
 
@@ -64,6 +65,8 @@ def route_recipes(params: dict) -> dict[str, dict]:
     for name, r in routes.items():
         if r["settings_from"] not in regimes:
             raise ParamsError(f"deploy_likes.routes.{name}.settings_from: {r['settings_from']!r} is not in split.regimes {regimes}")
+        if r["crossfit_level"] not in F.LEVELS:
+            raise ParamsError(f"deploy_likes.routes.{name}.crossfit_level: {r['crossfit_level']!r} is not one of {list(F.LEVELS)}")
         bad = [lv for lv in r["hide"] if lv not in F.LEVELS]
         if bad:
             raise ParamsError(f"deploy_likes.routes.{name}.hide: unknown levels {bad} (of {list(F.LEVELS)})")
@@ -73,8 +76,8 @@ def route_recipes(params: dict) -> dict[str, dict]:
                               f"split.regimes {regimes}, got {froms!r}")
     if sorted(d["intervals"]) != sorted(ROUTES):
         raise ParamsError(f"deploy_likes.intervals: needs every route {list(ROUTES)}, got {sorted(d['intervals'])}")
-    return {name: {"settings_from": r["settings_from"], "hide": list(r["hide"]), "hide_like_stats": bool(r["hide_like_stats"])}
-            for name, r in routes.items()}
+    return {name: {"settings_from": r["settings_from"], "hide": list(r["hide"]), "hide_like_stats": bool(r["hide_like_stats"]),
+                   "lookalike": bool(r["lookalike"]), "crossfit_level": r["crossfit_level"]} for name, r in routes.items()}
 
 
 def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, context: pd.DataFrame, params: dict,
@@ -91,7 +94,13 @@ def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, con
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
     feats, _ = fit_regime(rows.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out,
                           emb, side_stats, context, progress=progress, hide=tuple(recipe["hide"]),
-                          hide_like_stats=recipe["hide_like_stats"])
+                          hide_like_stats=recipe["hide_like_stats"], crossfit_level=recipe["crossfit_level"])
+    lookalike = None
+    if recipe["lookalike"]:  # the look-alike brands' level: each training row's own brand left out
+        la = params["deploy_likes"]["lookalike"]
+        lookalike = LookAlike(la["k"], la["shrink"], la["max_words"]).fit(rows, rows["company"], rows["likes"])
+        lookalike.save(out / "lookalike")
+        feats = feats.assign(**lookalike.features(rows.reset_index(drop=True), rows["company"].fillna("").astype(str).to_numpy()))
     names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
     regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [settings["trees"][e] for e in edges],
                                        settings["gate_trees"] if gate else None)
@@ -103,7 +112,8 @@ def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, con
               "history": "all",
               "settings_from": src, "n_rows": int(len(rows)), **settings,
               "paths": {"classifier": SIDE, "regressors": [f"regressor/{e}" for e in edges],
-                        "gate": "gate" if gate else None, "intervals": None}}
+                        "gate": "gate" if gate else None, "intervals": None,
+                        "lookalike": "lookalike" if lookalike is not None else None}}
     write_json(out / "bundle.json", bundle)
     return bundle, feats, names
 
@@ -154,6 +164,6 @@ def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Pa
         save_intervals(folder, ranges)
         summary[route] = {**recipe, "trees": b["trees"],
                           "ranges_from": ranges.meta["groups"]["all"]["from"]}
-    meta = {"n_rows": int(len(sup)), "recipes": summary, "stats_route": bool(d["stats_route"])}
+    meta = {"n_rows": int(len(sup)), "recipes": summary, "stats_route": bool(d["stats_route"]), "brand_blend": float(d["brand_blend"])}
     write_index(layout.deploy, list(ROUTES), meta)
     return meta

@@ -50,6 +50,8 @@ _EXACT = {
     # days since the account's / brand's previous tweet: it moves with the posting date
     "acct_hist_days_since": "time", "brand_hist_days_since": "time",
     "log_followers": "audience",
+    # the look-alike brands' likes level (likes/lookalike.py): what an unknown brand's audience is likely to be
+    "lookalike_level": "audience", "lookalike_sim": "audience",
     **{f"{lv}_ctx_{s}": "audience" for lv in ("acct", "brand")
        for s in ("n", "video_frac", "n_views", "views_median", "views_mean", "views_max")},
     "n_video": "video", "video_duration": "video", "log_video_views": "video",

@@ -94,10 +94,11 @@ def regime_history(table: pd.DataFrame, regime: str, p: dict, hide: tuple[str, .
     return hist, tables_test
 
 
-def account_groups(table: pd.DataFrame) -> np.ndarray:
-    """The cross-fitting group of each row: its account; a row without one is a group of its own."""
-    user = table["username"].fillna("").astype(str).to_numpy() if "username" in table else np.full(len(table), "")
-    return np.where(user != "", "@" + user, np.char.add("row:", np.arange(len(table)).astype(str)))
+def account_groups(table: pd.DataFrame, level: str = "username") -> np.ndarray:
+    """The cross-fitting group of each row: its account (or its brand, `level` company); a row without
+    one is a group of its own."""
+    key = table[level].fillna("").astype(str).to_numpy() if level in table else np.full(len(table), "")
+    return np.where(key != "", "@" + key, np.char.add("row:", np.arange(len(table)).astype(str)))
 
 
 def crossfit_probs(texts: list[str], labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, va: np.ndarray, p: dict,
@@ -157,13 +158,15 @@ def _head_record(probs: np.ndarray, labels: np.ndarray, va: np.ndarray, p: dict,
 
 def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.ndarray, side_stats: pd.DataFrame,
                context: pd.DataFrame, live=None, progress: bool = True, hide: tuple[str, ...] = (),
-               hide_like_stats: bool = False) -> tuple[pd.DataFrame, dict]:
+               hide_like_stats: bool = False, crossfit_level: str = "username") -> tuple[pd.DataFrame, dict]:
     """Train the regime's classifier; return the feature table of its rows with likes, and a summary.
 
     `table`: rows with likes, the regime's side column, in a fixed order; `emb`: their embeddings;
     `context`: features.context_rows of every known tweet, labelled or not. History: regime_history.
     `hide`: history levels blanked on every row, `hide_like_stats`: the organisers' like statistics too
-    (a route that serves rows of new accounts or brands learns from rows that look like them).
+    (a route that serves rows of new accounts or brands learns from rows that look like them);
+    `crossfit_level`: the groups of the training rows' out-of-fold head probabilities (company: no brand's
+    rows predict themselves, as for a new brand's rows).
     """
     edges = p["bucket_edges"]
     side = table[regime].to_numpy()
@@ -177,7 +180,7 @@ def fit_regime(table: pd.DataFrame, regime: str, p: dict, out: Path, emb: np.nda
     K = len(edges)
     folder = out / regime
     if head_mode(p):
-        head, probs, folds = head_probs(emb, labels, account_groups(table), tr, p, K)
+        head, probs, folds = head_probs(emb, labels, account_groups(table, crossfit_level), tr, p, K)
         history, kept = [_head_record(probs, labels, va, p, live)], 0
         folder.mkdir(parents=True, exist_ok=True)
         head.save(folder / HEAD_FILE)

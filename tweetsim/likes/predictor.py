@@ -68,6 +68,7 @@ class Predictor:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from tweetsim.likes.intervals import Intervals
+        from tweetsim.likes.lookalike import LookAlike
         from tweetsim.likes.regressor import BucketGate, BucketRegressor
 
         if (models_of is None) == (folder is None):
@@ -88,6 +89,7 @@ class Predictor:
         self.regs = [BucketRegressor.load(stem) for stem in paths["regressors"]]
         self.gate = BucketGate.load(paths["gate"]) if self.bundle.get("gate") == "tabular" else None
         self.intervals = Intervals.load(paths["intervals"]) if paths.get("intervals") else None
+        self.lookalike = LookAlike.load(paths["lookalike"]) if paths.get("lookalike") else None
         self.ranges: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) of the last call
         self.p = self.bundle["params"]
         self.timings: dict[str, float] = {}
@@ -187,6 +189,8 @@ class Predictor:
         clock = time.perf_counter
         t3 = clock()
         X = tabular(rows, hist, ctx, emb, self.state.pca, probs)
+        if self.lookalike is not None:  # a route fitted with the look-alike brands' level (likes/lookalike.py)
+            X = X.assign(**self.lookalike.features(rows).set_axis(X.index))
         t4 = clock()
         self.last_features = X
         if self.gate is not None:

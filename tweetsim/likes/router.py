@@ -71,6 +71,60 @@ def route_rows(rows: pd.DataFrame, tables: dict, side_stats: pd.DataFrame | None
     return route, reasons
 
 
+class Blend:
+    """The brand route's answer: its own model's log1p likes blended with the account route's model's
+    (`weight`: the brand model's share, deploy_likes.brand_blend). Neither recipe wins both kinds of
+    new account (later ones, and ones of the same period); the weight is chosen on the backtest's val
+    rows. The ranges are the brand route's, calibrated on the blended predictions of its held-out rows;
+    the explanations are the two models' factors, blended with the same weight."""
+
+    def __init__(self, own, other, weight: float):
+        self.own, self.other, self.weight = own, other, float(weight)
+        self.last, self.last_features, self.ranges, self.timings = {}, pd.DataFrame(), None, {}
+
+    def __getattr__(self, name):  # state, bundle, intervals...: the brand route's own
+        if name == "own":
+            raise AttributeError(name)
+        return getattr(self.own, name)
+
+    @property
+    def p(self) -> dict:
+        return self.own.p
+
+    @p.setter
+    def p(self, value: dict) -> None:
+        self.own.p = value
+
+    def _mix(self, likes: np.ndarray, other: np.ndarray) -> np.ndarray:
+        z = self.weight * np.log1p(np.clip(likes, 0, None)) + (1 - self.weight) * np.log1p(np.clip(other, 0, None))
+        return np.expm1(z)
+
+    def _call(self, call):
+        """call(predictor) on the account model, then on the brand model, whose last state is kept."""
+        other = call(self.other)
+        t_other = dict(self.other.timings)
+        own = call(self.own)
+        self.last, self.last_features = self.own.last, self.own.last_features
+        self.timings = {k: v + t_other.get(k, 0.0) for k, v in self.own.timings.items()}
+        return own, other
+
+    def _ranges(self, likes: np.ndarray) -> None:
+        if self.own.intervals is not None:
+            self.ranges = self.own.intervals.apply(likes, self.last["probs"], self.last["z"])
+
+    def predict_with_probs(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+        (likes, probs), (other, _) = self._call(lambda pred: pred.predict_with_probs(rows, context=context))
+        likes = self._mix(likes, other)
+        self._ranges(likes)
+        return likes, probs
+
+    def explain(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+        (likes, factors), (other, other_factors) = self._call(lambda pred: pred.explain(rows, context))
+        likes = self._mix(likes, other)
+        self._ranges(likes)
+        return likes, self.weight * factors + (1 - self.weight) * other_factors
+
+
 def write_index(folder: Path, routes: list[str], meta: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / INDEX).write_text(json.dumps({**meta, "routes": {r: r for r in routes}}, indent=2, sort_keys=True) + "\n")
@@ -95,6 +149,9 @@ class Router:
         self.state = first.state  # edges, max_length and the known tweets are the same in every route
         self.tables = first.state.tables
         self.stats_route = bool(self.bundle["stats_route"])
+        self.brand_blend = float(self.bundle["brand_blend"])
+        if "brand" in self.routes and self.brand_blend < 1:
+            self.routes["brand"] = Blend(self.routes["brand"], self.routes["account"], self.brand_blend)
         self.p = first.p
         context = first.state.context
         for pred in self.routes.values():  # one copy of the known tweets' context rows
@@ -160,19 +217,24 @@ class Router:
             idx = np.flatnonzero(routes == r)
             if len(idx):
                 ctx = None if context is None else context.reset_index(drop=True).iloc[idx]
-                out.append((idx, self.routes[r], call(self.routes[r], rows.iloc[idx], ctx)))
+                pred = self.routes[r]
+                result = call(pred, rows.iloc[idx], ctx)
+                # this call's state, before a later route's call (the brand route's blend calls the
+                # account model too) overwrites it
+                out.append((idx, {"last": pred.last, "last_features": pred.last_features, "ranges": pred.ranges,
+                                  "timings": pred.timings}, result))
         return out
 
     def _gather(self, parts: list) -> None:
         """The per-route state of the last call (ranges, probabilities, features, timings) in row order."""
         order = np.argsort(np.concatenate([idx for idx, _, _ in parts])) if parts else np.zeros(0, int)
         stack = lambda arrays: np.concatenate(arrays)[order] if arrays else np.zeros(0)  # noqa: E731
-        self.last = {k: stack([p.last[k] for _, p, _ in parts]) for k in ("probs", "z")} if parts else {}
-        self.last_features = (pd.concat([p.last_features for _, p, _ in parts], ignore_index=True).iloc[order]
+        self.last = {k: stack([p["last"][k] for _, p, _ in parts]) for k in ("probs", "z")} if parts else {}
+        self.last_features = (pd.concat([p["last_features"] for _, p, _ in parts], ignore_index=True).iloc[order]
                               .reset_index(drop=True)) if parts else pd.DataFrame()
         if self.intervals and parts:
-            self.ranges = (stack([p.ranges[0] for _, p, _ in parts]), stack([p.ranges[1] for _, p, _ in parts]))
-        timings = [p.timings for _, p, _ in parts]
+            self.ranges = (stack([p["ranges"][0] for _, p, _ in parts]), stack([p["ranges"][1] for _, p, _ in parts]))
+        timings = [p["timings"] for _, p, _ in parts]
         self.timings = {k: sum(t.get(k, 0.0) for t in timings) for k in (timings[0] if timings else {})}
 
     def predict_with_probs(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -195,9 +257,7 @@ class Router:
 
     def explain(self, rows: pd.DataFrame, context: pd.DataFrame | None = None) -> tuple[np.ndarray, pd.DataFrame]:
         """(likes, factors) as likes/explain.py's explain, each row by its route's models."""
-        from tweetsim.likes.explain import explain
-
-        parts = self._each(rows, context, lambda pred, part, ctx: explain(pred, part, ctx))
+        parts = self._each(rows, context, lambda pred, part, ctx: pred.explain(part, ctx))
         likes = np.zeros(len(rows))
         frames = []
         for idx, _, (lk, factors) in parts:
