@@ -53,7 +53,7 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="bench_encoder_"))
     _, t_exp = timed(lambda: [runtime.export(embed._load(embed.default_model_path())[1], "embed", rt, cache)
                               for rt in ("onnx", "onnx-int8")])
-    _, t_dist = timed(lambda: embed.encode(["warm"], "static", encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+    _, t_dist = timed(lambda: embed.encode(["warm"], "static", encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
     print(f"export + quantisation of the sentence encoder: {t_exp:.1f} s; distillation of the static table: "
           f"{t_dist:.1f} s (each once per model; cached)\n")
     print("| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |")
@@ -61,8 +61,8 @@ def main() -> None:
     for L in (128, 48):
         res = {}
         for name, kw in [("torch float32", {"dtype": "float32"}), ("torch bfloat16", {"dtype": "bfloat16"}),
-                         ("onnx float32", {"encoder": EncoderConfig("onnx", a.workers, str(cache))}),
-                         ("onnx int8", {"encoder": EncoderConfig("onnx-int8", a.workers, str(cache))})]:
+                         ("onnx float32", {"encoder": EncoderConfig("onnx", a.workers, str(cache), 0)}),
+                         ("onnx int8", {"encoder": EncoderConfig("onnx-int8", a.workers, str(cache), 0)})]:
             embed.clear_cache()
             res[name] = timed(lambda: embed.encode(texts, max_length=L, **kw))
         ref = res["torch float32"][0]
@@ -72,12 +72,12 @@ def main() -> None:
             print(f"| {name} | {L} | {rate:.0f} | {res['torch float32'][1] / dt:.2f} | {res['torch bfloat16'][1] / dt:.2f} "
                   f"| {cos.mean():.4f} / {cos.min():.4f} |")
         embed.clear_cache()
-        again, dt = timed(lambda: embed.encode(texts, max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+        again, dt = timed(lambda: embed.encode(texts, max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
         assert again.tobytes() == res["onnx int8"][0].tobytes()
         print(f"| onnx int8, from the cache | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
               f"| {res['torch bfloat16'][1] / dt:.1f} | identical bytes |")
         embed.clear_cache()
-        stat, dt = timed(lambda: embed.encode(texts, "static", max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+        stat, dt = timed(lambda: embed.encode(texts, "static", max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
         iu = np.triu_indices(min(len(texts), 1000), 1)
         rho = spearmanr((stat[:1000] @ stat[:1000].T)[iu], (ref[:1000] @ ref[:1000].T)[iu]).statistic
         print(f"| static table (model2vec) | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
@@ -92,7 +92,7 @@ def main() -> None:
     prompts = verbalise(rows.sample(min(a.n, len(rows)), random_state=0))
     runtime.export(model, "classify", "onnx-int8", cache)
     want, t_bf = timed(lambda: predict_proba(tok, model, prompts, 48, 64, "bfloat16"))
-    got, t_i8 = timed(lambda: predict_proba(tok, model, prompts, 48, 64, encoder=EncoderConfig("onnx-int8", a.workers, str(cache))))
+    got, t_i8 = timed(lambda: predict_proba(tok, model, prompts, 48, 64, encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
     print(f"\nlike classifier ({folder}), {len(prompts)} prompts at 48 tokens: torch bfloat16 {len(prompts) / t_bf:.0f}/s, "
           f"ONNX int8 {len(prompts) / t_i8:.0f}/s ({t_bf / t_i8:.2f}x); largest probability change "
           f"{np.abs(got - want).max():.3f}, same most likely bucket on {np.mean(got.argmax(1) == want.argmax(1)):.1%} of rows")

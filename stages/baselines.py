@@ -6,6 +6,8 @@ data/predictions/text/{retrieval,consensus_recent}.parquet for the val and test 
 usage: python stages/baselines.py [params.yaml] [data]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -19,7 +21,6 @@ from tweetsim.text.retrieval import Retriever
 from tweetsim.likes.features import known_splits_for_test
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import load_params
-from tweetsim.apps.entry import stage
 
 
 @stage

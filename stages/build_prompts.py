@@ -6,6 +6,8 @@ regime's training split only (tweetsim.lm.prompts documents the format).
 usage: python stages/build_prompts.py [params.yaml] [data]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -21,7 +23,6 @@ from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.lm.prompts import build_examples
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 
 def _memo(encode):

@@ -10,6 +10,8 @@ Under `accelerate launch --num_processes P` the P processes split the run's rows
 GPU where CUDA exists, and the first one writes the run's output (tweetsim.vision.images.Processes).
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -17,7 +19,6 @@ from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
 from tweetsim.config.params import section
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 
 @stage

@@ -10,6 +10,8 @@ ranges calibrated on the regime's val rows, tweetsim/likes/intervals.py; the CLI
 usage: python stages/combine_likes.py [params.yaml] [data] [models] [plots] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -21,7 +23,6 @@ from tweetsim.likes.artefacts import BUNDLE_PARAMS, META, Layout, classifier_par
 from tweetsim.likes.intervals import Intervals, brand_fold_rows
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
-from tweetsim.apps.entry import stage
 
 VARIANTS = [(mode, smear) for mode in ("argmax", "mixture") for smear in (True, False)]
 

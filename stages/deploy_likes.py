@@ -7,10 +7,11 @@ intervals.json, bundle.json).
 usage: python stages/deploy_likes.py [params.yaml] [data] [models]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
-from tweetsim.apps.entry import stage
 from tweetsim.config.params import load_params
 from tweetsim.likes.deploy import fit_deploy
 

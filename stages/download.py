@@ -3,6 +3,8 @@
 usage: python stages/download.py [params.yaml] [data]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -11,7 +13,6 @@ import pandas as pd
 from tweetsim.data.load import REJECT_COLUMNS, InputError, load_sources, write_tweets
 from tweetsim.data.media import image_url
 from tweetsim.config.params import section
-from tweetsim.apps.entry import stage
 
 
 @stage

@@ -10,6 +10,8 @@ the same rows; `n` says how many. The n-gram scores run in `evaluate.workers` fo
 usage: python stages/evaluate.py [params.yaml] [data] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -19,7 +21,6 @@ import pandas as pd
 
 from tweetsim.apps import report
 from tweetsim.apps.report import MIXED, SERVED_LIKES
-from tweetsim.apps.entry import stage
 from tweetsim.config.parallel import forked_map
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets

@@ -10,6 +10,8 @@ metrics/generate.json (rows and generated tokens per regime). An adapter trained
 usage: python stages/generate_text.py [params.yaml] [data] [models] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -22,7 +24,6 @@ from tweetsim.lm import model as llm
 from tweetsim.lm.generate import GenConfig, generate
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 
 @stage

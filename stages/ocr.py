@@ -7,6 +7,8 @@ Shards (ocr.shards, data/shards/ocr/ocr-K.parquet, then `--merge`) and `accelera
 in stages/caption.py; OCR runs on the CPU, so several processes only split the rows.
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -14,7 +16,6 @@ from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
 from tweetsim.config.params import section
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 
 @stage

@@ -5,6 +5,8 @@ Writes models/like_regressor/<edge>/<regime>.{ubj,json}.
 usage: python stages/regress_within_bucket.py params.yaml data models EDGE
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import sys
 from pathlib import Path
 
@@ -15,7 +17,6 @@ from tweetsim.likes.artefacts import META, Layout
 from tweetsim.likes.features import log_likes
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import fit_bucket
-from tweetsim.apps.entry import stage
 
 
 @stage

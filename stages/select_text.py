@@ -18,6 +18,8 @@ and models/writer/<regime>/{writer.json,reranker.json}, metrics/select_text.json
 usage: python stages/select_text.py [params.yaml] [data] [models] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -34,7 +36,6 @@ from tweetsim.data.schema import read_tweets
 from tweetsim.writer.tweet_writer import TweetWriter, origin
 from tweetsim.writer import select as S
 from tweetsim.writer.pools import SOURCES
-from tweetsim.apps.entry import stage
 
 def _lm_drafts(params: dict, adapter: Path, pool: pd.DataFrame, parts: dict) -> dict:
     """{split: per row [(draft, log-prob)]} for a seeded draw of `writer.lm.max_rows` rows of each

@@ -3,6 +3,8 @@
 usage: python stages/split.py [params.yaml] [data] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -10,7 +12,6 @@ from pathlib import Path
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import section
 from tweetsim.data.splits import assign, summary
-from tweetsim.apps.entry import stage
 
 
 @stage

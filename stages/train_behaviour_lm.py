@@ -11,6 +11,8 @@ Several GPUs: `accelerate launch --config_file configs/accelerate/multi_gpu.yaml
 usage: python stages/train_behaviour_lm.py [params.yaml] [data] [models] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import os
 import sys
@@ -28,7 +30,6 @@ from tweetsim.text.metrics import likes_metrics
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 MAIN = int(os.environ.get("RANK", "0")) == 0
 

@@ -8,6 +8,8 @@ Writes models/like_classifier/<regime>/ (model + feature state), data/likes/feat
 usage: python stages/train_like_classifier.py [params.yaml] [data] [models] [dvclive/like_classifier] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import sys
 from pathlib import Path
@@ -20,7 +22,6 @@ from tweetsim.likes.artefacts import Layout, classifier_params
 from tweetsim.likes.fit import embed_mode, embed_rows, fit_regime
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 
 @stage

@@ -11,6 +11,8 @@ Several GPUs: `accelerate launch --config_file configs/accelerate/multi_gpu.yaml
 usage: python stages/train_llm.py [params.yaml] [data] [models] [metrics]
 """
 
+from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+
 import json
 import os
 import shutil
@@ -24,7 +26,6 @@ from tweetsim.lm import model as llm
 from tweetsim.lm import train as trainloop
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
-from tweetsim.apps.entry import stage
 
 MAIN = int(os.environ.get("RANK", "0")) == 0  # under `accelerate launch`, one process writes the files
 

@@ -381,7 +381,7 @@ def test_embed_text_modes_and_the_content_vectors_evaluate_shares(tmp_path, capl
 
     rows = pd.DataFrame({"content": ["New drop today <hyperlink>", "Thank you!", None],
                          "caption": ["a red shoe", None, "a logo"], "ocr_text": ["SALE", None, None]})
-    enc = {"runtime": "onnx-int8", "workers": 1, "cache_dir": str(tmp_path)}
+    enc = {"runtime": "onnx-int8", "workers": 1, "cache_dir": str(tmp_path), "round_bits": 10}
     p = {"embed_components": 2, "embed_model": None, "embed_max_length": 128, "inference_dtype": "float32", "encoder": enc}
     assert F.texts_to_embed(rows, "content+media") == [["New drop today <hyperlink>", "Thank you!", ""], ["a red shoe SALE", "", "a logo"]]
     joined = embed_rows(rows, {**p, "embed_text": "joined"})

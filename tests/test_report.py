@@ -172,7 +172,7 @@ def test_pr_workflow_reviews_the_headline():
                for u, s in zip(uses, steps))
     assert "bash scripts/setup.sh" in runs and "dvc repro" in runs
     assert "dvc metrics diff" in runs and "--targets metrics/headline.json" in runs
-    assert "$GITHUB_STEP_SUMMARY" in runs
+    assert 'bash scripts/review.sh "$BASE_SHA" >> "$GITHUB_STEP_SUMMARY"' in runs  # the base reproduced here too
 
 
 def _actionlint() -> list[str] | None:

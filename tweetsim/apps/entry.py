@@ -1,13 +1,18 @@
 """The entry of the stages and commands: the library's log records shown as a stage's output lines,
 and an error the library reports in one line (config.params.StageError: a bad params file, shard
-outputs that do not merge) ending the stage with that line and no traceback."""
+outputs that do not merge) ending the stage with that line and no traceback. Importing it holds
+the CPU kernels to AVX2 (config.isa), so a stage script imports it before numpy or torch."""
 
 import functools
 import logging
 import os
 import sys
 
-from tweetsim.config.params import StageError
+from tweetsim.config import isa
+
+isa.hold()  # before anything below loads numpy: its switches are read once, at load
+
+from tweetsim.config.params import StageError  # noqa: E402
 
 
 class _CurrentStreams(logging.Handler):
@@ -41,6 +46,10 @@ def stage(main):
     @functools.wraps(main)
     def run(*args, **kwargs):
         configure_logging()
+        if isa.late():  # a stage script imports this module first (tests/test_isa.py); a test process need not
+            logging.getLogger("tweetsim").warning(
+                "%s loaded before tweetsim.apps.entry held the CPU kernels to AVX2: outputs may depend on this CPU",
+                ", ".join(isa.late()))
         try:
             return main(*args, **kwargs)
         except StageError as e:

@@ -104,7 +104,7 @@ def _encode_onnx(texts: list[str], path: str, max_length: int, cfg) -> np.ndarra
 
     tok, model = _load(path)
     onnx_file = runtime.model_file(model, "embed", cfg.runtime, cfg.cache_dir)
-    key = (str(onnx_file), max_length)
+    key = (str(onnx_file), max_length, cfg.round_bits)
     todo = sorted({t for t in texts if (*key, t) not in _memo})
     if todo:
         prefix = f"{onnx_file.parent.name}|{onnx_file.name}|{max_length}|".encode()
@@ -121,8 +121,8 @@ def _encode_onnx(texts: list[str], path: str, max_length: int, cfg) -> np.ndarra
             with _store_lock, con:
                 con.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?)", rows)
             found.update(rows)
-        for t, h in zip(todo, hashes):
-            _memo[(*key, t)] = np.frombuffer(found[h], dtype="<f4").astype(np.float32)
+        for t, h in zip(todo, hashes):  # the store keeps vectors as computed; the stages see them rounded
+            _memo[(*key, t)] = runtime.rounded(np.frombuffer(found[h], dtype="<f4").astype(np.float32), cfg.round_bits)
         logger.info("embeddings: %d distinct texts, %d from the cache, %d computed", len(todo), len(todo) - len(missing),
                     len(missing))
     if not texts:

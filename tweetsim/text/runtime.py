@@ -4,7 +4,10 @@
 `train_like_classifier.inference_dtype`), `onnx` (the same weights exported to ONNX, float32) or
 `onnx-int8` (the export with per-channel int8 weights and int8 activations quantised per call by
 ONNX Runtime's dynamic quantisation; per-tensor weights lost too much, cosine 0.954 to float32
-against 0.992, measured by bench/bench_encoder.py).
+against 0.992, measured by bench/bench_encoder.py). The weights use 7 of the 8 bits (reduce_range):
+ONNX Runtime multiplies u8 activations by s8 weights with VNNI or AMX where the CPU has them, exact,
+and with AVX2's pairwise int16 sums elsewhere, which saturate at full-range weights; at 7 bits no
+sum can, so every x86 path gives the same integers (docs/reproducibility.md).
 
 The ONNX paths run each text on its own (batch of one, no padding) in `workers` sessions of one
 thread each, side by side. That is what makes a text's vector a function of the text alone:
@@ -45,16 +48,19 @@ class EncoderConfig:
     runtime: str
     workers: int
     cache_dir: str
+    round_bits: int  # the stages' vectors are rounded to multiples of 2**-round_bits (0: as computed)
 
     def __post_init__(self):
         if self.runtime not in RUNTIMES:
             raise ValueError(f"encoder.runtime: unknown {self.runtime!r} ({' | '.join(RUNTIMES)})")
         if int(self.workers) < 1:
             raise ValueError(f"encoder.workers: {self.workers} (need >= 1)")
+        if not 0 <= int(self.round_bits) <= 23:
+            raise ValueError(f"encoder.round_bits: {self.round_bits} (0 .. 23)")
 
     @classmethod
     def from_params(cls, section: dict) -> "EncoderConfig":
-        return cls(str(section["runtime"]), int(section["workers"]), str(section["cache_dir"]))
+        return cls(str(section["runtime"]), int(section["workers"]), str(section["cache_dir"]), int(section["round_bits"]))
 
     @property
     def onnx(self) -> bool:
@@ -123,7 +129,7 @@ def export(model, kind: str, runtime: str, cache_dir: str | Path) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown export kind {kind!r} ({' | '.join(KINDS)})")
     folder = Path(cache_dir) / "onnx" / weights_key(model, kind)
-    fp32, int8 = folder / "model.onnx", folder / "model-int8.onnx"
+    fp32, int8 = folder / "model.onnx", folder / "model-int8-w7.onnx"
     target = int8 if runtime == "onnx-int8" else fp32
     with _export_lock:
         if target.exists():
@@ -145,11 +151,11 @@ def export(model, kind: str, runtime: str, cache_dir: str | Path) -> Path:
         if target is int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            tmp = folder / f".model-int8.{os.getpid()}.onnx"
+            tmp = folder / f".model-int8-w7.{os.getpid()}.onnx"
             quiet = lambda r: "pre-processing before quantization" not in r.getMessage()  # noqa: E731 (advice, said on root)
             logging.getLogger().addFilter(quiet)
             try:
-                quantize_dynamic(str(fp32), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+                quantize_dynamic(str(fp32), str(tmp), per_channel=True, reduce_range=True, weight_type=QuantType.QInt8)
             finally:
                 logging.getLogger().removeFilter(quiet)
             os.replace(tmp, int8)
@@ -179,6 +185,15 @@ def _sessions(path: str, workers: int) -> list:
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     opts.log_severity_level = 3
     return [ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]) for _ in range(workers)]
+
+
+def rounded(vecs: np.ndarray, bits: int) -> np.ndarray:
+    """`vecs` rounded to multiples of 2**-bits (float32; 0: unchanged). ONNX Runtime's float kernels are
+    picked by the CPU and may differ in the last bits; on a coarser grid far fewer vectors differ."""
+    if not bits:
+        return vecs
+    step = np.float32(2.0 ** -bits)
+    return (np.rint(vecs / step) * step).astype(np.float32)
 
 
 def run(path: Path, tok, texts: list[str], max_length: int, workers: int) -> np.ndarray:
