@@ -66,7 +66,7 @@ def cli(argv: list[str]) -> int:
         print(f"  {line}")
     shares = swing(predictor) if hasattr(predictor, "regs") else ()  # a tree model's contributions
     if len(shares):
-        print("best-time: what moves across the slots: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+        print("best-time: what moves across the slots: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if v >= 0.005))
     note = distinct(curve, best)
     if note:
         print(f"best-time: {note}")
