@@ -327,6 +327,16 @@ def test_stage_end_to_end(stage_data, tiny_base, tmp_path, capsys, monkeypatch):
     cap = capsys.readouterr()
     assert "2 with an image, 2 text only" in cap.out and "unparsable answers took the train median" in cap.out
     assert tweetsim_main(["predict-likes", "--model", "gpt", "--input", "x", "--output", "y"]) == 2
+    # a row without a valid id is kept, not answered; a header-only file gives a header-only output
+    bad = pd.read_csv(tmp_path / "in.csv", dtype=str).head(2).assign(id=["abc", "7"])
+    for name, table, n in (("bad", bad, 2), ("header", bad.head(0), 0)):
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+        assert tweetsim_main(["predict-likes", "--model", "lm", "--input", str(tmp_path / f"{name}.csv"), "--output",
+                              str(tmp_path / f"{name}_out.csv"), "--models", str(tmp_path / "models"),
+                              "--media", str(media)]) == 0
+        got = pd.read_csv(tmp_path / f"{name}_out.csv", dtype=str, keep_default_na=False)
+        assert len(got) == n and (n == 0 or (got["status"].tolist()[0] == "rejected" and got["likes"].tolist()[0] == ""
+                                             and got["likes"].tolist()[1] != ""))
 
 
 def test_stage_says_loudly_when_no_image_exists(stage_data, tiny_base, tmp_path, capsys, monkeypatch):
