@@ -92,8 +92,14 @@ def swing(predictor) -> pd.Series:
     vary are left out). The bucket probabilities' part goes to the classifier's line."""
     from tweetsim.likes.explain import BIAS, contributions
 
-    c = contributions(predictor.last_features, predictor.regs, predictor.gate, predictor.bundle["final"],
-                      bool(predictor.bundle["smearing"]))
+    def of(pred) -> pd.DataFrame:
+        return contributions(pred.last_features, pred.regs, pred.gate, pred.bundle["final"], bool(pred.bundle["smearing"]))
+
+    if hasattr(predictor, "weight") and hasattr(predictor, "other"):  # the brand route's blend of two models
+        w = predictor.weight
+        c = (w * of(predictor.own)).add((1 - w) * of(predictor.other), fill_value=0.0)
+    else:
+        c = of(predictor)
     cols = [k for k in c.columns if k != BIAS]
     # a feature that is the same on every slot still moves through its interactions with the slot's date
     group = [SLOT_GROUPS.get(k, CLASSIFIER if k.startswith("p_bucket") else OTHER) for k in cols]
