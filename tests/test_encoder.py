@@ -111,3 +111,10 @@ def test_static_table_is_distilled_once_and_a_vector_depends_on_its_text_only(tm
                                           "the quarterly earnings call starts at noon"], "static", encoder=cfg)
     assert sale @ sale2 > sale @ earnings + 0.2
     assert not np.allclose(embed.encode([TEXTS[4]], "static", max_length=4, encoder=cfg), first[4])
+    # a table distilled under other CPU kernel switches is another table: another key, distilled anew
+    embed.clear_cache()
+    embed._static_model.cache_clear()
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    with pytest.raises(pytest.fail.Exception, match="distilled a second time"):
+        embed.encode(TEXTS, "static", encoder=cfg)
+    embed._static_model.cache_clear()

@@ -13,9 +13,10 @@ padding under bfloat16), so it memoises in the process only.
 `model_path: static` (or `static:<folder>`) is a static token-embedding table distilled from the packaged
 MiniLM (or that folder) by model2vec: each vocabulary token through the encoder once, PCA to 256
 dimensions, SIF weights; a text's vector is then the mean of its tokens' rows, no transformer pass
-(tens of thousands of texts/s on one core, against hundreds). The table is made on first use (~15 s)
-and kept under `<encoder.cache_dir>/static/<key>/`, the key a hash of the source weights and the
-distillation settings. Its vectors live in their own 256-d space (not comparable with MiniLM's).
+(docs/scale.md has its speed). The table is made on first use and kept under
+`<encoder.cache_dir>/static/<key>/`, the key a hash of the source weights, the distillation settings
+and the CPU kernel switches of config.isa (the encoder pass adds floats in another order under wider
+kernels, so a table distilled under other switches is another table). Its vectors live in their own 256-d space (not comparable with MiniLM's).
 """
 
 import contextlib
@@ -29,6 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from tweetsim.config import isa
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,7 @@ def _static_model(source: str, cache_dir: str):
 
     h = hashlib.sha256(f"{model2vec.__version__}|{STATIC_DIMS}|float32|mean".encode())
     h.update(runtime.weights_key(_load(source)[1], "embed").encode())
+    h.update("|".join(f"{k}={os.environ.get(k, '')}" for k in sorted(isa.AVX2_CAPS)).encode())
     folder = Path(cache_dir) / "static" / h.hexdigest()[:24]
     with _static_lock:
         if not (folder / "model.safetensors").exists():
