@@ -125,6 +125,22 @@ def test_edits():
     assert E.apply("hi", ["pool_placeholders"], habits["a"], None, None, None, None, pool) == "hi"  # a known account: its own
 
 
+@pytest.mark.parametrize("text", ["Join us this Friday, 3 May 2022! MONDAY madness in March <hyperlink>",
+                                  "see you on sunday at the 2021 finals, since 1998", "nothing dated here"])
+def test_dates_edit_keeps_each_word_at_its_distance_and_round_trips(text):
+    """A Sunday 1 May 2022 candidate moved to Wednesday 14 June 2023 and back gives the text again."""
+    there = E.dates(text, "2022-05-01", "2023-06-14")
+    assert E.dates(there, "2023-06-14", "2022-05-01") == text
+    assert E.apply(text, ["dates"], None, None, None, None, None, None, "2022-05-01", "2023-06-14") == there
+    assert E.dates(text, None, "2023-06-14") == text and E.dates(text, "2022-05-01", pd.NaT) == text
+
+
+def test_dates_edit_words():
+    moved = E.dates("Join us this Friday, 3 May 2022! MONDAY madness in March. Since 1998, may I march on",
+                    "2022-05-01", "2023-06-14")  # Friday is 5 days after the candidate's Sunday: a Monday after the row's Wednesday
+    assert moved == "Join us this Monday, 3 June 2023! THURSDAY madness in April. Since 1998, may I march on"
+
+
 def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp_path):
     p = params(**{"reranker.n_estimators": 20, "reranker.early_stopping_rounds": 5})
     w = TweetWriter(POOL, p)
