@@ -381,3 +381,23 @@ def test_look_alike_brands_of_a_club_are_clubs():
     by_media = TweetWriter(pool, params(**{"pool.similar_brands": 2, "pool.similar_text_weight": 0.0}), context=context)
     s = by_media.scored(club)[0]
     assert set(by_media.pool.table["company"].to_numpy()[s.pool_ix]) == {"amc", "british museum"}
+
+
+def test_edit_effects_toggle_one_edit_against_the_served_choice():
+    """A kept edit's gain is what removing it loses; another's is what adding it would give."""
+    from tweetsim.text.metrics import target_figures
+
+    w = TweetWriter(POOL, params())
+    rows = POOL.iloc[:6]
+    scored = w.scored(rows, truths=rows["content"].tolist())
+    base = w.base_scores(scored)
+    w.kept = ["placeholders"]
+    got = w.edit_effects(rows, scored, base, ["placeholders", "brand"])
+    picks = S.choose(scored, w.ranking(scored, base))
+    served, without, with_brand = target_figures(rows["content"].tolist(), [
+        S.edited(w.pool, rows, scored, picks, kept, w.habits) for kept in (["placeholders"], [], ["placeholders", "brand"])])
+    assert got["placeholders"]["kept"] and not got["brand"]["kept"]
+    for m in ("bleu1", "rougeL", "cider"):
+        assert got["placeholders"]["gain"][m] == pytest.approx(served[m] - without[m])
+        assert got["brand"]["gain"][m] == pytest.approx(with_brand[m] - served[m])
+    assert w.edit_effects(rows.iloc[:0], [], [], ["brand"]) == {}

@@ -181,6 +181,22 @@ class TweetWriter:
                 best = trial
         return out
 
+    def edit_effects(self, rows: pd.DataFrame, scored: list[S.Scored], base: list[np.ndarray], edit_names) -> dict:
+        """On held-out rows (with their real tweets): what each edit of `edit_names` adds to the served
+        choice on its own, {edit: {kept, gain: {metric: with it - without it}}}: the kept edits with
+        that one toggled, so a kept edit's gain is what removing it would lose."""
+        from tweetsim.text.metrics import TargetScorer
+
+        if not len(rows):
+            return {}
+        picks = S.choose(scored, self.ranking(scored, base))
+        variants = [self.kept, *([k for k in self.kept if k != n] if n in self.kept else [*self.kept, n] for n in edit_names)]
+        served, *toggled = TargetScorer(rows["content"].astype(str).tolist()).figures(
+            [S.edited(self.pool, rows, scored, picks, v, self.habits) for v in variants])
+        return {n: {"kept": n in self.kept,
+                    "gain": {m: float(served[m] - f[m]) if n in self.kept else float(f[m] - served[m]) for m in TARGETS}}
+                for n, f in zip(edit_names, toggled)}
+
     def write(self, rows: pd.DataFrame, past_only=False) -> pd.DataFrame:
         """One tweet per row: columns content, origin (the chosen candidate's sources), pool_size, widest
         (nothing known about the row: its pool is the pool's most typical tweets)."""
