@@ -117,7 +117,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
                                                 pool_size=len(writer.pool.texts)))
         sources = np.vstack([x.flags for x in scored["test"]]) if scored["test"] else np.zeros((0, len(SOURCES)))
         info = {"regime": regime, "past_only": past_only, "brand_held_out": held_out, "edit_decisions_val": decisions,
-                "edit_gains_test": writer.edit_effects(parts["test"], scored["test"], base["test"], p["edits"]),
+                "edit_gains": {s: writer.edit_effects(parts[s], scored[s], base[s], p["edits"]) for s in ("val", "test")},
                 "lm_rows": {s: sum(bool(d) for d in v) for s, v in drafts.items()},
                 "pool_rows": len(writer.pool.texts), "queries": {s: len(r) for s, r in parts.items()},
                 "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
