@@ -246,7 +246,8 @@ TIME_FEATURES = ("raw", "cyclic", "both")
 def time_columns(mode: str) -> list[str]:
     """The clock columns of base_features the trees leave out under `regress_within_bucket.xgb.time_features`:
     raw: the hour and weekday numbers only; cyclic: their sine and cosine only (hour 23 and hour 0, Sunday and
-    Monday are neighbours, and a split on each is a smooth arc of the week); both: none left out."""
+    Monday are neighbours: a split takes an arc of the clock, never a cut between 23 h and 0 h alone); both:
+    none left out."""
     if mode not in TIME_FEATURES:
         raise ValueError(f"regress_within_bucket.xgb.time_features: unknown {mode!r} ({' | '.join(TIME_FEATURES)})")
     raw, cyclic = list(CYCLES), [f"{c}_{t}" for c in CYCLES for t in ("sin", "cos")]
