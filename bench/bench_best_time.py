@@ -1,10 +1,13 @@
 """Benchmark `tweetsim best-time`: seconds per post for the 168 hourly slots on 2 cores, once the
 models are loaded, against the same 168 slots predicted one row per call.
 
-usage: python bench/bench_best_time.py [models] [input file] [posts]
+usage: python bench/bench_best_time.py [models] [input file] [posts] [metrics]
 Needs the artefacts of `dvc repro` (models/). Target: under 2 s a post. Each post starts with the
 sentence-embedding memo cleared (a new post's text is not memoised). Checks that the one-row calls
 give the batched curve (log1p likes within the inference dtype's tolerance, as bench_predict_likes).
+Reports the curves' largest hour-to-hour change, and the changes larger than the observed change between
+those hours on the held-out rows of regress_within_bucket.cli_regime (metrics/likes.json's time_effect,
+timeeffect.unsupported_steps) where the metrics hold it.
 """
 
 import os
@@ -19,7 +22,7 @@ TARGET_S = 2.0
 
 
 def main(models: str = "models", path: str = "data/sample/official/behaviour_simulation_test_time.xlsx",
-         posts: str = "5") -> None:
+         posts: str = "5", metrics: str = "metrics") -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
@@ -38,13 +41,14 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     pred = load_likes_model(models, num_threads=2)
     print(f"load artefacts: {time.perf_counter() - t0:.2f}s; inference dtype {pred.p.get('inference_dtype') or 'float32'}")
     besttime.best_time(pred, table.iloc[[pick[-1]]])  # warm-up (first tokenizer / kernel calls), not timed
-    seconds, cpu, steps = [], [], []
+    seconds, cpu, steps, curves = [], [], [], []
     for i in pick[:-1]:
         embed.clear_cache()
         t0, c0 = time.perf_counter(), time.process_time()
         curve, best = besttime.best_time(pred, table.iloc[[i]])
         seconds.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        curves.append(curve)
         steps.append(dict(pred.pick(table.iloc[[i]])[2].timings))  # the post's route answered it
     row = table.iloc[[pick[0]]].reset_index(drop=True)
     curve, _ = besttime.best_time(pred, row)
@@ -67,8 +71,34 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     print("batched call by step (mean s): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
     print(f"one-row calls vs batched curve: max |log1p difference| {diff:.2e} (tolerance {tol:g})")
     print(f"target under {TARGET_S:g} s a post: {'met' if mean < TARGET_S else 'NOT met'}")
+    jumps(curves, metrics)
     if diff > tol:
         sys.exit("best-time: the batched curve differs from one-row predictions")
+
+
+def jumps(curves, metrics: str) -> None:
+    """The curves' largest hour-to-hour change in log1p likes, and those the backtest does not support."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+
+    from tweetsim.likes.timeeffect import unsupported_steps
+
+    big = max(float(np.abs(np.diff(c["log1p_likes"])).max()) for c in curves)
+    print(f"largest hour-to-hour change of the {len(curves)} curves: {big:.3f} log1p likes (x{np.exp(big):.2f} likes + 1)")
+    regime = yaml.safe_load(Path("params.yaml").read_text())["regress_within_bucket"]["cli_regime"]
+    path = Path(metrics) / "likes.json"
+    effect = json.loads(path.read_text()).get(regime, {}).get("served", {}).get("time_effect") if path.is_file() else None
+    if effect is None:
+        print(f"{path}: no {regime} time_effect (evaluate writes it): the changes are not judged")
+        return
+    bad = [unsupported_steps(c, effect["hour"]) for c in curves]
+    n = sum(len(b) for b in bad)
+    print(f"hour-to-hour changes larger than the {regime} backtest supports: {n} of {sum(len(c) - 1 for c in curves)}"
+          + (f" (largest {max(b['step'].abs().max() for b in bad if len(b)):.3f} at pairs "
+             f"{sorted({p for b in bad for p in b['pair']})})" if n else ""))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.likes.artefacts import BUNDLE_PARAMS, META, Layout, classifier_params, write_json
+from tweetsim.likes.artefacts import BUNDLE_PARAMS, Layout, classifier_params, tree_features, write_json
 from tweetsim.likes.intervals import Intervals, brand_fold_rows
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import BucketGate, BucketRegressor, combine
@@ -44,7 +44,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     brands = pd.read_parquet(data / "tweets.parquet", columns=["source", "id", "company"])
     preds = {name_of(*v): [] for v in VARIANTS}
     scatter, confusion, summary = [], [], {}
-    names = [c for c in feats.columns if c not in META and c not in p["xgb"]["drop_features"]]
+    names = tree_features(feats.columns, p["xgb"])
     for regime in params["split"]["regimes"]:
         fr = feats[feats["regime"] == regime]
         f = fr[fr["side"].isin(["val", "test"])].reset_index(drop=True)

@@ -24,6 +24,7 @@ from tweetsim.apps.report import MIXED, SERVED_LIKES
 from tweetsim.config.parallel import forked_map
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
+from tweetsim.likes.timeeffect import served_time_effect
 from tweetsim.text import embed
 from tweetsim.text.runtime import EncoderConfig
 from tweetsim.text.metrics import CorpusScorer, embedding_cosine, interval_metrics, likes_metrics, to_json_safe
@@ -136,6 +137,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
         text_jobs[regime] = _text_jobs(refs, {n: pr[pr["regime"] == regime] for n, pr in text_preds.items()})
     if served:
         _served(likes_res, served, nominal)
+        for regime, effect in served_time_effect(served, table).items():  # the time effect's backtest (likes/timeeffect.py)
+            likes_res[regime][SERVED_LIKES]["time_effect"] = effect
     text_res = _score_texts(text_jobs, encode, int(p["workers"]))
     for regime in params["split"]["regimes"]:
         print(f"evaluate {regime}: " + "; ".join(

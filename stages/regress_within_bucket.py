@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.likes.artefacts import META, Layout
+from tweetsim.likes.artefacts import Layout, tree_features
 from tweetsim.likes.features import log_likes
 from tweetsim.config.params import load_params
 from tweetsim.likes.regressor import fit_bucket
@@ -28,7 +28,7 @@ def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
         raise SystemExit(f"regress_within_bucket: {edge} is not one of train_like_classifier.bucket_edges {edges}")
     b = edges.index(float(edge))
     feats = pd.read_parquet(Path(data_dir) / "likes" / "features.parquet")
-    names = [c for c in feats.columns if c not in META and c not in p["drop_features"]]
+    names = tree_features(feats.columns, p)
     for regime in params["split"]["regimes"]:
         f = feats[feats["regime"] == regime].reset_index(drop=True)
         tr, va = f[f["side"] == "train"].reset_index(drop=True), f[f["side"] == "val"].reset_index(drop=True)

@@ -228,6 +228,48 @@ def behaviour_lm_sample_table(params: dict, m: dict) -> str:
     return "\n".join(rows)
 
 
+# bench/time_features.py's comparison of the trees' clock encodings on the sample (a committed file)
+TIME_FEATURES_BENCH = Path(__file__).resolve().parents[2] / "bench" / "results" / "time_features.json"
+
+
+def time_features_table(params: dict, m: dict) -> str:
+    """Per clock encoding (regress_within_bucket.xgb.time_features): val / test log1p-RMSE of the regime
+    models refitted with it, per regime and the mean over regimes, and how many of the regimes' hour-bucket
+    and weekday effects on the test rows lie inside the observed 95% intervals; the params' choice marked."""
+    b = json.loads(TIME_FEATURES_BENCH.read_text())
+    regimes, chosen = params["split"]["regimes"], params["regress_within_bucket"]["xgb"].get("time_features", "raw")
+    rows = ["| time_features | " + " | ".join(f"{r}: val / test" for r in regimes) + " | mean: val / test | "
+            "hour buckets inside (of 6 per regime) | weekdays inside (of 7 per regime) |", "|---" * (len(regimes) + 4) + "|"]
+    for mode, res in b["modes"].items():
+        cells = [f"{_f(res[r]['val_rmse_log1p'])} / {_f(res[r]['test_rmse_log1p'])}" for r in regimes]
+        mean = b["mean_rmse_log1p"][mode]
+        inside = [sum(round(res[r][f"{g}_inside"] * n) for r in regimes) for g, n in (("hour_bucket", 6), ("weekday", 7))]
+        rows.append(f"| {mode}{' (params)' if mode == chosen else ''} | " + " | ".join(cells)
+                    + f" | {_f(mean['val'])} / {_f(mean['test'])} | {inside[0]} of {6 * len(regimes)} | {inside[1]} of {7 * len(regimes)} |")
+    return "\n".join(rows) + f"\n\n(CPU: {b['cpu']}.)"
+
+
+def time_effect_table(params: dict, m: dict) -> str:
+    """The served model's time effect against the observed one on each regime's test rows (evaluate's
+    `time_effect`, tweetsim/likes/timeeffect.py): groups whose model effect lies inside the observed
+    95% interval, and the model's largest step between neighbouring hour buckets with that step's interval."""
+    served = served_models(params)["likes"]
+    rows = ["| regime | test rows (accounts with 2 or more) | hour buckets inside | weekdays inside | "
+            "largest hour-bucket step: model (observed 95% interval) | single-hour steps inside |", "|---" * 6 + "|"]
+    for regime in params["split"]["regimes"]:
+        e = m["likes"][regime][served].get("time_effect")
+        if e is None:
+            rows.append(f"| {regime} | no time_effect in metrics/likes.json (`dvc repro evaluate` writes it) | - | - | - | - |")
+            continue
+        share = lambda g: f"{sum(x['inside'] for x in e[g]['groups'].values())} of {len(e[g]['groups'])}"  # noqa: E731
+        st = e["hour_bucket"]["largest_step"]
+        step = "-" if st is None else f"{st['from']} to {st['to']}: {st['model']:+.3f} ({st['low']:+.3f} to {st['high']:+.3f})"
+        hours = e["hour"]["steps"].values()
+        rows.append(f"| {regime} | {e['n_rows']:,} ({e['n_accounts']}) | {share('hour_bucket')} | {share('weekday')} | {step} "
+                    f"| {sum(x['inside'] for x in hours)} of {len(hours)} |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict, dict], str]] = {
     "headline-sample": headline_table,
     "likes-sample": likes_sample_table,
@@ -235,6 +277,8 @@ TABLES: dict[str, Callable[[dict, dict], str]] = {
     "text-sample": text_sample_table,
     "lm-sample": lm_sample_table,
     "behaviour-lm-sample": behaviour_lm_sample_table,
+    "time-features-sample": time_features_table,
+    "time-effect-sample": time_effect_table,
 }
 
 # tables of the figures on all the shared data: rendered from the committed results/full/ (the metrics files

@@ -28,6 +28,15 @@ from tweetsim.likes import features as F
 
 # the id and label columns of data/likes/features.parquet; every other column is a tree feature
 META = ["regime", "source", "id", "side", "likes", "bucket"]
+
+
+def tree_features(columns, xgb: dict) -> list[str]:
+    """The trees' feature columns of a feature table: every column but META, `xgb.drop_features` and the
+    clock encoding `xgb.time_features` leaves out (features.time_columns; raw where the key is absent)."""
+    drop = {*META, *xgb["drop_features"], *F.time_columns(xgb.get("time_features") or "raw")}
+    return [c for c in columns if c not in drop]
+
+
 # the classifier params the Predictor needs at inference, copied into bundle.json
 BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "embed_text",
                  "inference_dtype", "use_text", "encoder", "classifier")

@@ -78,7 +78,8 @@ def best_time(predictor, row: pd.DataFrame, start=None, top: int = 5, slots: int
 
 
 # what may move across the slots: features of the slot's date, by the words the output uses
-SLOT_GROUPS = {"hour": "hour of day", "dayofweek": "day of week", "acct_hist_days_since": "days since the last tweet",
+SLOT_GROUPS = {"hour": "hour of day", "hour_sin": "hour of day", "hour_cos": "hour of day", "dayofweek": "day of week",
+               "dayofweek_sin": "day of week", "dayofweek_cos": "day of week", "acct_hist_days_since": "days since the last tweet",
                "brand_hist_days_since": "days since the last tweet", "year": "calendar date", "month": "calendar date",
                "days": "calendar date"}
 CLASSIFIER = "the classifier's line (it names the month, weekday and hour)"

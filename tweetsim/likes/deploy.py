@@ -28,7 +28,7 @@ from tweetsim.config.params import ParamsError
 from tweetsim.data.schema import read_tweets
 from tweetsim.data.sides import join_side_tables
 from tweetsim.likes import features as F
-from tweetsim.likes.artefacts import META, Layout, classifier_params, read_bundle, read_training, write_json
+from tweetsim.likes.artefacts import Layout, classifier_params, read_bundle, read_training, tree_features, write_json
 from tweetsim.likes.fit import fit_regime
 from tweetsim.likes.intervals import Intervals
 from tweetsim.likes.lookalike import LookAlike
@@ -101,7 +101,7 @@ def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, con
         lookalike = LookAlike(la["k"], la["shrink"], la["max_words"]).fit(rows, rows["company"], rows["likes"])
         lookalike.save(out / "lookalike")
         feats = feats.assign(**lookalike.features(rows.reset_index(drop=True), rows["company"].fillna("").astype(str).to_numpy()))
-    names = [c for c in feats.columns if c not in META and c not in pr["xgb"]["drop_features"]]
+    names = tree_features(feats.columns, pr["xgb"])
     regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [settings["trees"][e] for e in edges],
                                        settings["gate_trees"] if gate else None)
     for e, reg in zip(edges, regs):

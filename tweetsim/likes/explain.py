@@ -57,6 +57,7 @@ _EXACT = {
     "n_video": "video", "video_duration": "video", "log_video_views": "video",
     "n_media": "media", "n_photo": "media", "n_gif": "media",
     "year": "time", "month": "time", "dayofweek": "time", "hour": "time", "days": "time",
+    **{f"{c}_{t}": "time" for c in ("hour", "dayofweek") for t in ("sin", "cos")},
     **{c: "text" for c in ("n_mentions", "n_hashtags", "n_hyperlinks", "has_content", "content_chars", "content_words",
                            "content_upper_frac", "content_exclaim", "content_question", "content_nonascii", "caption_chars")},
 }

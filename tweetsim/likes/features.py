@@ -239,8 +239,24 @@ def _numeric(rows: pd.DataFrame, col: str):
     return pd.to_numeric(rows[col], errors="coerce").astype(float).to_numpy() if col in rows else np.nan
 
 
+CYCLES = {"hour": 24, "dayofweek": 7}  # base_features' clock columns and their periods
+TIME_FEATURES = ("raw", "cyclic", "both")
+
+
+def time_columns(mode: str) -> list[str]:
+    """The clock columns of base_features the trees leave out under `regress_within_bucket.xgb.time_features`:
+    raw: the hour and weekday numbers only; cyclic: their sine and cosine only (hour 23 and hour 0, Sunday and
+    Monday are neighbours: a split takes an arc of the clock, never a cut between 23 h and 0 h alone); both:
+    none left out."""
+    if mode not in TIME_FEATURES:
+        raise ValueError(f"regress_within_bucket.xgb.time_features: unknown {mode!r} ({' | '.join(TIME_FEATURES)})")
+    raw, cyclic = list(CYCLES), [f"{c}_{t}" for c in CYCLES for t in ("sin", "cos")]
+    return {"raw": cyclic, "cyclic": raw, "both": []}[mode]
+
+
 def base_features(rows: pd.DataFrame) -> pd.DataFrame:
-    """Row-local features: side statistics, media, text statistics, date.
+    """Row-local features: side statistics, media, text statistics, date (the hour and weekday both as
+    numbers and on the circle: time_columns picks which the trees read).
 
     Text counts loop over plain str (one pass per count, as pandas' .str methods do, without their
     per-call overhead, which dominated a one-row call); columns are gathered in a dict and framed once."""
@@ -266,6 +282,9 @@ def base_features(rows: pd.DataFrame) -> pd.DataFrame:
     f["dayofweek"] = d.dt.day_of_week.astype(float).to_numpy()
     f["hour"] = d.dt.hour.astype(float).to_numpy()
     f["days"] = ((d - EPOCH).dt.total_seconds() / 86400.0).to_numpy()
+    for name, period in CYCLES.items():  # hour 23 next to hour 0, Sunday next to Monday (time_columns)
+        angle = 2 * np.pi * f[name] / period
+        f[f"{name}_sin"], f[f"{name}_cos"] = np.sin(angle), np.cos(angle)
     return pd.DataFrame({k: np.broadcast_to(np.asarray(v, dtype=float), len(rows)) for k, v in f.items()},
                         index=rows.index).astype(float)
 

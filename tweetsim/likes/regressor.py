@@ -105,6 +105,21 @@ def fit_fixed_trees(X: pd.DataFrame, buckets: np.ndarray, features: list[str], p
     return regs, gate
 
 
+def fit_validated(tr: pd.DataFrame, va: pd.DataFrame, features: list[str], p: dict, n_buckets: int) -> tuple[list[BucketRegressor], "BucketGate"]:
+    """A regime's bucket regressors and tabular gate fitted on `tr` and early-stopped on `va` (feature tables
+    with likes and bucket), as regress_within_bucket and combine_likes fit them; `p`: their xgb params."""
+    y_tr, y_va = np.log1p(tr["likes"].to_numpy(float)), np.log1p(va["likes"].to_numpy(float))
+    b_tr, b_va = tr["bucket"].to_numpy(), va["bucket"].to_numpy()
+    regs = [fit_bucket(tr, y_tr, b_tr == k, va, y_va, b_va == k, features, p, k) for k in range(n_buckets)]
+    return regs, BucketGate.fit(tr, b_tr, va, b_va, features, n_buckets, p)
+
+
+def bucket_parts(regs: list[BucketRegressor], gate: "BucketGate", X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the gate's bucket probabilities, each bucket's log1p prediction, the smearing factors) of `X`: what
+    combine and intervals.Intervals read."""
+    return gate.predict(X), np.stack([r.predict_log(X) for r in regs], 1), np.array([r.meta["smearing"] for r in regs])
+
+
 def combine(probs: np.ndarray, preds_log: np.ndarray, smearing: np.ndarray, mode: str, smear: bool) -> np.ndarray:
     """Final likes from bucket probabilities (n, K) and each bucket's log1p prediction (n, K).
 
