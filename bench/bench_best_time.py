@@ -1,7 +1,8 @@
 """Benchmark `tweetsim best-time`: seconds per post for the 168 hourly slots on 2 cores, once the
 models are loaded, against the same 168 slots predicted one row per call.
 
-usage: python bench/bench_best_time.py [models] [input file] [posts]
+usage: python bench/bench_best_time.py [models] [input file] [posts] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_best_time.json)
 Needs the artefacts of `dvc repro` (models/). Target: under 2 s a post. Each post starts with the
 sentence-embedding memo cleared (a new post's text is not memoised). Checks that the one-row calls
 give the batched curve (log1p likes within the inference dtype's tolerance, as bench_predict_likes).
@@ -11,6 +12,8 @@ import os
 import sys
 import time
 
+from _results import pop_out, write
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -19,7 +22,7 @@ TARGET_S = 2.0
 
 
 def main(models: str = "models", path: str = "data/sample/official/behaviour_simulation_test_time.xlsx",
-         posts: str = "5") -> None:
+         posts: str = "5", out: str | None = None) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
@@ -67,9 +70,16 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     print("batched call by step (mean s): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
     print(f"one-row calls vs batched curve: max |log1p difference| {diff:.2e} (tolerance {tol:g})")
     print(f"target under {TARGET_S:g} s a post: {'met' if mean < TARGET_S else 'NOT met'}")
+    if out:
+        write(out, {"posts": len(seconds), "slots": len(curve), "s_per_post_mean": round(mean, 2),
+                    "s_per_post_max": round(max(seconds), 2), "one_row_calls_s": round(t_one, 2),
+                    "ratio_one_row_batched": round(t_one / mean, 1), "cpu_s_per_post": round(float(np.mean(cpu)), 2),
+                    "step_s": {k: round(v, 3) for k, v in split.items()}, "max_diff_one_row": float(f"{diff:.2e}"),
+                    "target_s": TARGET_S, "target_met": mean < TARGET_S})
     if diff > tol:
         sys.exit("best-time: the batched curve differs from one-row predictions")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args, out = pop_out(sys.argv[1:], "bench_best_time")
+    main(*args, out=out)
