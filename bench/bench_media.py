@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from _results import add_out, write
@@ -110,6 +111,7 @@ def main() -> None:
     from tweetsim.vision import ocr
 
     torch.set_num_threads(args.threads)
+    stage = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())  # the stages' own params
     rows = []
     print(f"{'benchmark':42s} {'batched img/s':>14s} {'one-by-one img/s':>17s} {'ratio':>7s}", flush=True)
 
@@ -126,7 +128,7 @@ def main() -> None:
         read = lambda p: imgs.read_frames(p, frames=1, max_side=1024)[0]  # noqa: E731
         pics = [read(p) for p in paths]
         jobs = {str(i): p for i, p in enumerate(paths)}
-        params = {"batch_size": args.batch, "workers": args.workers, "frames": 1, "max_side": 1024}
+        params = {**stage["caption"], "batch_size": args.batch, "workers": args.workers, "frames": 1, "max_side": 1024}
 
         def cap_stage():
             res, err = cap.run_model(model, jobs, params, imgs.ResultCache(None), progress=False)
@@ -161,7 +163,7 @@ def main() -> None:
         paths = ocr_files(args.n_ocr, Path(tmp))
         jobs = {str(i): p for i, p in enumerate(paths)}
         for name in ("paddleocr", "rapidocr"):
-            params = {"backend": name, "limit_side_len": 960, "num_threads": args.threads, "workers": args.workers,
+            params = {**stage["ocr"], "backend": name, "limit_side_len": 960, "num_threads": args.threads, "workers": args.workers,
                       "model_dir": str(Path(tmp) / "pm"), "batch_size": 8, "frames": 1, "max_side": 0}
             pool = ocr.load_backend(params)
             single = ocr.load_backend({**params, "workers": 1})
