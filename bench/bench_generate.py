@@ -51,8 +51,7 @@ def main() -> None:
     rows = prompts[prompts["split"] == "test"].sort_values(["regime", "source", "id"]).head(args.n)
     model = llm.load_model(base, llm.check_quantization(t["quantization"]), t["model"]["dtype"]).to(device).eval()
     texts = rows["prompt"].tolist()
-    gen = {**{k: g[k] for k in ("temperature", "top_p", "repetition_penalty", "seed", "max_prompt_tokens")},
-           "max_new_tokens": args.new_tokens}
+    gen = {**g, "max_new_tokens": args.new_tokens}  # the generate stage's params, shorter answers
     generate(model, tok, texts[:2], GenConfig.from_params({**gen, "batch_size": 2}))  # warm-up
     _, b = generate(model, tok, texts, GenConfig.from_params({**gen, "batch_size": args.batch}))
     one = {"new_tokens": 0, "seconds": 0.0}
