@@ -25,10 +25,12 @@ def cpu() -> dict:
 
 
 def commit() -> str:
-    """HEAD, with "+dirty" when tracked files differ from it (the figures then come from uncommitted code)."""
+    """HEAD, with "+dirty" when a tracked file that can run differs from it (the figures then come from
+    uncommitted code); Markdown, tests and bench results do not run in a bench."""
     git = ["git", "-C", str(ROOT)]
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md", ":!tests",
+                            ":!bench/results"], capture_output=True, text=True).stdout
     return head + ("+dirty" if dirty.strip() else "")
 
 

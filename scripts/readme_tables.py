@@ -100,7 +100,7 @@ def measured(name: str, r: dict) -> str:
              else "load average not recorded")
     return (f"Measured by `{' '.join(r['argv']) if 'argv' in r else 'python bench/' + name + '.py'}` "
             f"(bench/results/{name}.json) on {c['model']} ({_isa(c['isa_flags'])}), {c['cores']} cores, {under}, "
-            f"commit {r['commit'][:7]}:")
+            f"commit {r['commit'][:7]}{' with uncommitted changes' if r['commit'].endswith('+dirty') else ''}:")
 
 
 def _value(v) -> str:
@@ -175,10 +175,10 @@ def encoder_block(r: dict, params: dict) -> str:
     rows = ["| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |",
             "|---|---|---|---|---|---|"]
     for x in f["rows"]:
-        cos = (f"{x['cosine_mean']:g} / {x['cosine_min']:g}" if "cosine_mean" in x else "identical bytes" if x.get("identical")
-               else f"pairwise similarities' Spearman to float32 {x['spearman_to_float32']:g}")
-        rows.append(f"| {x['path']} | {x['max_length']} | {x['texts_per_s']} | {x['x_torch_float32']:g} | "
-                    f"{x['x_torch_bfloat16']:g} | {cos} |")
+        cos = (f"{x['cosine_mean']:.4f} / {x['cosine_min']:.4f}" if "cosine_mean" in x else "identical bytes"
+               if x.get("identical") else f"pairwise similarities' Spearman to float32 {x['spearman_to_float32']:.3f}")
+        rows.append(f"| {x['path']} | {x['max_length']} | {x['texts_per_s']} | {x['x_torch_float32']:.2f} | "
+                    f"{x['x_torch_bfloat16']:.2f} | {cos} |")
     out = [measured("bench_encoder", r) + f" {f['texts']} distinct tweet texts; export and quantisation "
            f"{f['export_s']:g} s, the static table's distillation {f['distill_s']:g} s.", "", *rows]
     if "classifier" in f:
