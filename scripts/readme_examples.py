@@ -32,7 +32,7 @@ def run(args: list[str], output: str | None, tmp: Path) -> dict:
     the first 3 lines of its output file."""
     real = [*args, "--output", str(tmp / output)] if output else args
     p = subprocess.run([sys.executable, "-m", "tweetsim", *real], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout's code
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"})  # this checkout's code, no bars
     if p.returncode:
         sys.exit(f"tweetsim {' '.join(real)}: exit {p.returncode}\n{p.stderr[-2000:]}")
     name = args[0]
