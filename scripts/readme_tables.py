@@ -93,12 +93,12 @@ def _isa(flags: list[str]) -> str:
     return "no AVX2"
 
 
-def measured(name: str, r: dict) -> str:
+def measured(name: str, r: dict, lead: str = "Measured by") -> str:
     """The sentence a bench block opens with: the command, the CPU and the load the figures were measured under."""
     c, load = r["cpu"], r.get("load_average")
     under = (f"load average {load['start'][0]:g} at the start, {load['end'][0]:g} at the end (1 min)" if load
              else "load average not recorded")
-    return (f"Measured by `{' '.join(r['argv']) if 'argv' in r else 'python bench/' + name + '.py'}` "
+    return (f"{lead} `{' '.join(r['argv']) if 'argv' in r else 'python bench/' + name + '.py'}` "
             f"(bench/results/{name}.json) on {c['model']} ({_isa(c['isa_flags'])}), {c['cores']} cores, {under}, "
             f"commit {r['commit'][:7]}{' with uncommitted changes' if r['commit'].endswith('+dirty') else ''}:")
 
@@ -196,7 +196,8 @@ def example_blocks(r: dict) -> dict[str, str]:
         lines = [x["command"], *(f"# {line}" for line in x["printed"])]
         if "head" in x:
             lines += [x["head"]["command"], *(f"# {line}" for line in x["head"]["lines"])]
-        out[f"example-{name}"] = "\n".join([measured("readme_examples", r), "", "```bash", *lines, "```"])
+        out[f"example-{name}"] = "\n".join([measured("readme_examples", r, "Printed when run by"), "", "```bash", *lines,
+                                            "```"])
     return out
 
 
