@@ -2,10 +2,12 @@
 
 Each generated table sits between `<!-- table:NAME -->` and `<!-- /table -->`: NAME one of
 tweetsim/apps/report.py's TABLES (rendered from the sample's metrics/), FULL_TABLES (from
-results/full/: the metrics of the run on all the shared data) or the hostile-input tables of
-docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs)
-or a bench's figures (`bench-*`, from bench/results/<bench>.json, which the bench writes: each block
-names the command, the CPU and the load average the figures were measured under).
+results/full/: the metrics of the run on all the shared data), the hostile-input tables of
+docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs),
+a bench's figures (`bench-*`, from bench/results/<bench>.json, which the bench writes: each block
+names the command, the CPU and the load average the figures were measured under), or the README's
+example commands with what they printed (`example-*`, from bench/results/readme_examples.json, which
+scripts/readme_examples.py writes).
 Every table has a block in one file at least; everything outside the blocks is left alone.
 
 usage: python scripts/readme_tables.py [--check] [--readme README.md] [--docs docs] [--params params.yaml] [--metrics metrics] [--full results/full]
