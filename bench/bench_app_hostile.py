@@ -3,7 +3,8 @@ other clients upload images the app must refuse or cap (a 36-megapixel PNG, a 1x
 frames, a 16x16 GIF of 200,000 frames, a 45-megapixel PNG over the pixel limit), on a real server
 (werkzeug, threaded) with the real models of `dvc repro`, through a real HTTP client.
 
-usage: python bench/bench_app_hostile.py [models] [rounds]
+usage: python bench/bench_app_hostile.py [models] [rounds] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_app_hostile.json)
 Target: a normal request under 2 s while the hostile uploads are being handled. Prints the ratio
 of the loaded to the idle latency, each hostile upload's answer and seconds, and the peak RSS.
 """
@@ -14,6 +15,8 @@ import resource
 import sys
 import threading
 import time
+
+from _results import pop_out, write
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,7 +50,7 @@ def post(url: str, image: bytes | None = None, name: str = "x.png") -> tuple[int
     return r.status_code, time.perf_counter() - t0
 
 
-def main(models: str = "models", rounds: str = "3") -> None:
+def main(models: str = "models", rounds: str = "3", out: str | None = None) -> None:
     from werkzeug.serving import make_server
 
     from tweetsim.apps import serve as A
@@ -81,7 +84,15 @@ def main(models: str = "models", rounds: str = "3") -> None:
           f"(ratio {worst / mean_idle:.1f}x); statuses {[c for c, _ in loaded]}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
     print(f"target under {TARGET_S:g} s while hostile uploads are handled: {'met' if worst < TARGET_S else 'NOT met'}")
+    if out:
+        write(out, {"uploads_mb": {k: round(len(v) / 1e6, 1) for k, v in uploads.items()},
+                    "answers": {k: {"http": c, "s": round(s, 2)} for k, (c, s) in answers.items()},
+                    "idle_s_mean": round(mean_idle, 2), "rounds": len(idle), "loaded_s_worst": round(worst, 2),
+                    "ratio_loaded_idle": round(worst / mean_idle, 1), "loaded_statuses": [c for c, _ in loaded],
+                    "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+                    "target_s": TARGET_S, "target_met": worst < TARGET_S})
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args, out = pop_out(sys.argv[1:], "bench_app_hostile")
+    main(*args, out=out)

@@ -5,6 +5,7 @@ second (batched vs one by one), and the frozen vision encoder's images per secon
 prefix for the tweet writer (train_llm.image_prefix: tweetsim.lm.model.train_lora's loop, train_llm's
 batch and max_length, tweet completions): s/step and generated tokens/s, image prefix vs text only.
 Run by hand: python bench/bench_behaviour_lm.py [params.yaml] [data] [--steps 4] [--rows 32] [--only likes|writer]
+    [--out FILE] (the JSON of the run, default bench/results/bench_behaviour_lm.json)
 Uses data/tweets.parquet rows with likes (real prompts) and generated images for the encoder; the
 LM is the params' model (SmolLM2-135M by default).
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from _results import add_out, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,6 +42,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rows", type=int, default=32)
     ap.add_argument("--only", choices=["likes", "writer"], default=None)
+    add_out(ap, "bench_behaviour_lm")
     args = ap.parse_args()
     params = load_params(args.params)
     p = params["train_behaviour_lm"]
@@ -58,14 +62,17 @@ def main() -> None:
     table = table.sample(n=min(args.rows, len(table)), random_state=0)
     n = len(table)
     feats = feats16[np.arange(n) % len(feats16)]
+    fig = {"rows": n, "steps": args.steps}
     if args.only != "writer":
-        likes_bench(p, args, enc, table, feats)
+        fig["likes"] = likes_bench(p, args, enc, table, feats)
     if args.only != "likes":
-        writer_bench(params, args, enc, table, feats)
+        fig["writer"] = writer_bench(params, args, enc, table, feats)
     print(f"vision encoder: {enc_ips:.1f} images/s (640x480, batch {p['vision']['batch_size']})")
+    fig.update(vision_images_per_s=round(enc_ips, 1), vision_batch=p["vision"]["batch_size"])
+    write(args.out, fig)
 
 
-def likes_bench(p, args, enc, table, feats) -> None:
+def likes_bench(p, args, enc, table, feats) -> dict:
     n = len(table)
     tok, model = B.build_model(p, enc.dim)
     answers = [B.verbalise_likes(v, 100) for v in table["likes"].astype(float)]
@@ -89,9 +96,13 @@ def likes_bench(p, args, enc, table, feats) -> None:
           f"(ratio {res['image prefix'] / res['text only']:.2f}) over {args.steps} steps")
     print(f"predict: {batched:.2f} rows/s batched (batch {p['eval_batch_size']}, {n} rows), {single:.2f} rows/s one by one "
           f"({k} rows): batched/single {batched / single:.2f}x; max_new_tokens {p['max_new_tokens']}")
+    return {"model": p["model"]["name"], "vision": enc.id, "s_per_step_image_prefix": round(res["image prefix"], 2),
+            "s_per_step_text_only": round(res["text only"], 2),
+            "ratio_image_text": round(res["image prefix"] / res["text only"], 2), "rows_per_s_batched": round(batched, 2),
+            "rows_per_s_one_by_one": round(single, 2), "one_by_one_rows": k, "ratio_batched_single": round(batched / single, 2)}
 
 
-def writer_bench(params, args, enc, table, feats) -> None:
+def writer_bench(params, args, enc, table, feats) -> dict:
     """The writer (train_llm params) with and without the image prefix, on the same prompts."""
     from tweetsim.lm.prompts import render, verbalise
 
@@ -122,6 +133,9 @@ def writer_bench(params, args, enc, table, feats) -> None:
           f"max_length {cfg.max_length}, {args.steps} steps; generation {k} rows, batch {gcfg.batch_size}, 24 new tokens max")
     print(f"writer train: {si:.2f} s/step with image prefix, {st:.2f} s/step text only (ratio {si / st:.2f})")
     print(f"writer generate: {gi:.1f} tokens/s with image prefix, {gt:.1f} text only (ratio {gi / gt:.2f})")
+    return {"model": t["model"]["name"], "s_per_step_image_prefix": round(si, 2), "s_per_step_text_only": round(st, 2),
+            "ratio_step": round(si / st, 2), "tokens_per_s_image_prefix": round(gi, 1), "tokens_per_s_text_only": round(gt, 1),
+            "ratio_tokens": round(gi / gt, 2), "generate_rows": k}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Benchmark `tweetsim best-time`: seconds per post for the 168 hourly slots on 2 cores, once the
 models are loaded, against the same 168 slots predicted one row per call.
 
-usage: python bench/bench_best_time.py [models] [input file] [posts] [metrics]
+usage: python bench/bench_best_time.py [models] [input file] [posts] [metrics] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_best_time.json)
 Needs the artefacts of `dvc repro` (models/). Target: under 2 s a post. Each post starts with the
 sentence-embedding memo cleared (a new post's text is not memoised). Checks that the one-row calls
 give the batched curve (log1p likes within the inference dtype's tolerance, as bench_predict_likes).
@@ -14,6 +15,8 @@ import os
 import sys
 import time
 
+from _results import pop_out, write
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -22,7 +25,7 @@ TARGET_S = 2.0
 
 
 def main(models: str = "models", path: str = "data/sample/official/behaviour_simulation_test_time.xlsx",
-         posts: str = "5", metrics: str = "metrics") -> None:
+         posts: str = "5", metrics: str = "metrics", out: str | None = None) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
@@ -71,12 +74,18 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     print("batched call by step (mean s): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
     print(f"one-row calls vs batched curve: max |log1p difference| {diff:.2e} (tolerance {tol:g})")
     print(f"target under {TARGET_S:g} s a post: {'met' if mean < TARGET_S else 'NOT met'}")
-    jumps(curves, metrics)
+    steps = jumps(curves, metrics)
+    if out:
+        write(out, {"posts": len(seconds), "slots": len(curve), "s_per_post_mean": round(mean, 2),
+                    "s_per_post_max": round(max(seconds), 2), "one_row_calls_s": round(t_one, 2),
+                    "ratio_one_row_batched": round(t_one / mean, 1), "cpu_s_per_post": round(float(np.mean(cpu)), 2),
+                    "step_s": {k: round(v, 3) for k, v in split.items()}, "max_diff_one_row": float(f"{diff:.2e}"),
+                    "target_s": TARGET_S, "target_met": mean < TARGET_S, **steps})
     if diff > tol:
         sys.exit("best-time: the batched curve differs from one-row predictions")
 
 
-def jumps(curves, metrics: str) -> None:
+def jumps(curves, metrics: str) -> dict:
     """The curves' largest hour-to-hour change in log1p likes, and those the backtest does not support."""
     import json
     from pathlib import Path
@@ -93,13 +102,15 @@ def jumps(curves, metrics: str) -> None:
     effect = json.loads(path.read_text()).get(regime, {}).get("served", {}).get("time_effect") if path.is_file() else None
     if effect is None:
         print(f"{path}: no {regime} time_effect (evaluate writes it): the changes are not judged")
-        return
+        return {"largest_hourly_step_log1p": round(big, 3)}
     bad = [unsupported_steps(c, effect["hour"]) for c in curves]
     n = sum(len(b) for b in bad)
     print(f"hour-to-hour changes larger than the {regime} backtest supports: {n} of {sum(len(c) - 1 for c in curves)}"
           + (f" (largest {max(b['step'].abs().max() for b in bad if len(b)):.3f} at pairs "
              f"{sorted({p for b in bad for p in b['pair']})})" if n else ""))
+    return {"largest_hourly_step_log1p": round(big, 3), "unsupported_steps": n, "steps": sum(len(c) - 1 for c in curves)}
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args, out = pop_out(sys.argv[1:], "bench_best_time")
+    main(*args, out=out)

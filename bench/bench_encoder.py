@@ -14,6 +14,7 @@ ONNX Runtime paths (tweetsim/text/runtime.py), on the same texts, in one run.
   bucket probability and the share of rows whose most likely bucket is unchanged.
 Every path is timed cold (no memo, an empty cache folder); the export itself is timed apart.
 usage: python bench/bench_encoder.py [--tweets data/tweets.parquet] [--n 2000] [--classifier models/like_classifier/random]
+                                     [--out FILE] (the JSON of the run, default bench/results/bench_encoder.json)
 """
 
 import argparse
@@ -26,6 +27,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from _results import add_out, write
 from tweetsim.likes.classifier import predict_proba, verbalise
 from tweetsim.text import embed, runtime
 from tweetsim.text.runtime import EncoderConfig
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="distinct texts (all of them if fewer)")
     ap.add_argument("--classifier", default="models/like_classifier/random")
     ap.add_argument("--workers", type=int, default=2)
+    add_out(ap, "bench_encoder")
     a = ap.parse_args()
     torch.set_num_threads(2)
     rows = pd.read_parquet(a.tweets)
@@ -56,6 +59,13 @@ def main() -> None:
     _, t_dist = timed(lambda: embed.encode(["warm"], "static", encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
     print(f"export + quantisation of the sentence encoder: {t_exp:.1f} s; distillation of the static table: "
           f"{t_dist:.1f} s (each once per model; cached)\n")
+    fig = {"texts": len(texts), "workers": a.workers, "export_s": round(t_exp, 1), "distill_s": round(t_dist, 1), "rows": []}
+
+    def row(name, L, dt, **more):
+        fig["rows"].append({"path": name, "max_length": L, "texts_per_s": round(len(texts) / dt),
+                            "x_torch_float32": round(res["torch float32"][1] / dt, 2),
+                            "x_torch_bfloat16": round(res["torch bfloat16"][1] / dt, 2), **more})
+
     print("| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |")
     print("|---|---|---|---|---|---|")
     for L in (128, 48):
@@ -69,22 +79,26 @@ def main() -> None:
         for name, (vec, dt) in res.items():
             cos = (vec * ref).sum(1)
             rate = len(texts) / dt
+            row(name, L, dt, cosine_mean=round(float(cos.mean()), 4), cosine_min=round(float(cos.min()), 4))
             print(f"| {name} | {L} | {rate:.0f} | {res['torch float32'][1] / dt:.2f} | {res['torch bfloat16'][1] / dt:.2f} "
                   f"| {cos.mean():.4f} / {cos.min():.4f} |")
         embed.clear_cache()
         again, dt = timed(lambda: embed.encode(texts, max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
         assert again.tobytes() == res["onnx int8"][0].tobytes()
+        row("onnx int8, from the cache", L, dt, identical=True)
         print(f"| onnx int8, from the cache | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
               f"| {res['torch bfloat16'][1] / dt:.1f} | identical bytes |")
         embed.clear_cache()
         stat, dt = timed(lambda: embed.encode(texts, "static", max_length=L, encoder=EncoderConfig("onnx-int8", a.workers, str(cache), 0)))
         iu = np.triu_indices(min(len(texts), 1000), 1)
         rho = spearmanr((stat[:1000] @ stat[:1000].T)[iu], (ref[:1000] @ ref[:1000].T)[iu]).statistic
+        row("static table (model2vec)", L, dt, spearman_to_float32=round(float(rho), 3))
         print(f"| static table (model2vec) | {L} | {len(texts) / dt:.0f} | {res['torch float32'][1] / dt:.1f} "
               f"| {res['torch bfloat16'][1] / dt:.1f} | pairwise similarities' Spearman to float32 {rho:.3f} |")
     folder = Path(a.classifier)
     if not (folder / "config.json").exists():
         print(f"\nno classifier at {folder}: run `dvc repro train_like_classifier` for the classifier rows")
+        write(a.out, fig)
         return
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -96,6 +110,11 @@ def main() -> None:
     print(f"\nlike classifier ({folder}), {len(prompts)} prompts at 48 tokens: torch bfloat16 {len(prompts) / t_bf:.0f}/s, "
           f"ONNX int8 {len(prompts) / t_i8:.0f}/s ({t_bf / t_i8:.2f}x); largest probability change "
           f"{np.abs(got - want).max():.3f}, same most likely bucket on {np.mean(got.argmax(1) == want.argmax(1)):.1%} of rows")
+    fig["classifier"] = {"folder": str(folder), "prompts": len(prompts), "torch_bfloat16_per_s": round(len(prompts) / t_bf),
+                         "onnx_int8_per_s": round(len(prompts) / t_i8), "ratio": round(t_bf / t_i8, 2),
+                         "largest_probability_change": round(float(np.abs(got - want).max()), 3),
+                         "same_bucket": round(float(np.mean(got.argmax(1) == want.argmax(1))), 4)}
+    write(a.out, fig)
 
 
 if __name__ == "__main__":

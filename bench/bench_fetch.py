@@ -1,6 +1,6 @@
 """Benchmark tweetsim.data.fetch.fetch_media against a local HTTP/1.1 server (run by hand).
 
-    python bench/bench_fetch.py [--n 500] [--kb 50] [--latency-ms 20]
+    python bench/bench_fetch.py [--n 500] [--kb 50] [--latency-ms 20] [--out FILE]
 
 The server runs in its own process (so it does not share the GIL with the fetcher) and serves
 `--n` distinct random-noise PNGs of about `--kb` KB. Measured in one run, printed as ratios:
@@ -9,7 +9,7 @@ The server runs in its own process (so it does not share the GIL with the fetche
   serial   concurrency=1, per_host=1, cold, into another empty store
   latency  the pool and the serial fetch again with `--latency-ms` added server-side per request,
            a stand-in for a network round trip (where the pool matters most)
-Target: at least 50 files/s cold.
+Target: at least 50 files/s cold. --out: the JSON of the run, default bench/results/bench_fetch.json.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _results import add_out, write  # noqa: E402
 from httpserver import LocalServer, make_png  # noqa: E402
 
 from tweetsim.data.fetch import fetch_media, summarize  # noqa: E402
@@ -74,6 +75,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--kb", type=float, default=50)
     ap.add_argument("--latency-ms", type=float, default=20)
+    add_out(ap, "bench_fetch")
     a = ap.parse_args()
     side = int((a.kb * 1024 / 3) ** 0.5)  # noise PNG ~ 3*side^2 bytes
     work = Path(tempfile.mkdtemp(prefix="bench_fetch_"))
@@ -100,6 +102,11 @@ def main() -> None:
         print(f"cold   serial (1 thread)        : {serial:6.2f} s  {a.n / serial:7.1f} files/s "
               f"-> pool/serial = {serial / cold:.2f}x")
         print(f"target >= 50 files/s cold: {'met' if a.n / cold >= 50 else 'NOT MET'}")
+        fig = {"files": a.n, "kb_each": round(srv.total_bytes / a.n / 1024, 1), "mb": round(mb, 1),
+               "cold_pool_files_per_s": round(a.n / cold, 1), "cold_pool_mb_per_s": round(mb / cold, 1),
+               "warm_files_per_s": round(a.n / warm, 1), "ratio_cold_warm": round(cold / warm, 1),
+               "cold_serial_files_per_s": round(a.n / serial, 1), "ratio_pool_serial": round(serial / cold, 2),
+               "target_files_per_s": 50, "target_met": a.n / cold >= 50}
 
         if a.latency_ms > 0:
             srv = Server(a.n, side, a.latency_ms / 1000)
@@ -111,6 +118,9 @@ def main() -> None:
             srv.stop()
             print(f"+{a.latency_ms:g} ms/request: pool {lp:6.2f} s ({a.n / lp:6.1f} files/s), "
                   f"serial {ls:6.2f} s ({a.n / ls:6.1f} files/s) -> pool/serial = {ls / lp:.2f}x")
+            fig["latency"] = {"ms_per_request": a.latency_ms, "pool_files_per_s": round(a.n / lp, 1),
+                              "serial_files_per_s": round(a.n / ls, 1), "ratio_pool_serial": round(ls / lp, 2)}
+        write(a.out, fig)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

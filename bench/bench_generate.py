@@ -2,7 +2,8 @@
 seconds per LoRA step, peak memory.
 
 usage: python bench/bench_generate.py [--params params.yaml] [--prompts data/prompts.parquet]
-                                      [--n 16] [--batch 16] [--new-tokens 32] [--steps 3]
+                                      [--n 16] [--batch 16] [--new-tokens 32] [--steps 3] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_generate.json)
 Needs data/prompts.parquet (dvc repro build_prompts). Run by hand, not by CI.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from _results import add_out, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tweetsim.lm import model as llm  # noqa: E402
@@ -35,6 +38,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
+    add_out(ap, "bench_generate")
     args = ap.parse_args()
     p = load_params(args.params)
     t, g = p["train_llm"], p["generate"]
@@ -47,8 +51,7 @@ def main() -> None:
     rows = prompts[prompts["split"] == "test"].sort_values(["regime", "source", "id"]).head(args.n)
     model = llm.load_model(base, llm.check_quantization(t["quantization"]), t["model"]["dtype"]).to(device).eval()
     texts = rows["prompt"].tolist()
-    gen = {**{k: g[k] for k in ("temperature", "top_p", "repetition_penalty", "seed", "max_prompt_tokens")},
-           "max_new_tokens": args.new_tokens}
+    gen = {**g, "max_new_tokens": args.new_tokens}  # the generate stage's params, shorter answers
     generate(model, tok, texts[:2], GenConfig.from_params({**gen, "batch_size": 2}))  # warm-up
     _, b = generate(model, tok, texts, GenConfig.from_params({**gen, "batch_size": args.batch}))
     one = {"new_tokens": 0, "seconds": 0.0}
@@ -71,6 +74,11 @@ def main() -> None:
     print(f"LoRA (r={t['lora']['rank']}, batch {cfg.batch_size} x {cfg.max_length} tokens, {device}): "
           f"{res['seconds_per_step']:.2f} s/step over {cfg.steps} steps (first included; total {time.perf_counter() - t0:.1f} s)")
     print(f"peak memory: {peak_mb():.0f} MiB ({'CUDA allocated' if device == 'cuda' else 'process max RSS'})")
+    write(args.out, {"model": t["model"]["name"], "device": device, "prompts": len(texts), "new_tokens": args.new_tokens,
+                     "batch": args.batch, "tokens_per_s_batched": round(tps_b, 1), "tokens_per_s_one_by_one": round(tps_1, 1),
+                     "ratio_batched_one": round(tps_b / tps_1, 2), "lora_rank": t["lora"]["rank"],
+                     "lora_batch": cfg.batch_size, "lora_max_length": cfg.max_length, "lora_steps": cfg.steps,
+                     "lora_s_per_step": round(res["seconds_per_step"], 2), "peak_mib": round(peak_mb())})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 (every one without a known account or brand), metadata alone (`similar_text_weight: 0`) against
 metadata and words (the params' weight), after a 50-row warm-up. Run by hand on the pipeline's data.
 
-usage: python bench/bench_lookalike.py [--params params.yaml] [--data data] [--rows 1000]
+usage: python bench/bench_lookalike.py [--params params.yaml] [--data data] [--rows 1000] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_lookalike.json)
 """
 
 import argparse
@@ -12,6 +13,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from _results import add_out, write
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,12 +29,14 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--data", default=str(ROOT / "data"))
     ap.add_argument("--rows", type=int, default=1000)
+    add_out(ap, "bench_lookalike")
     args = ap.parse_args()
     data, p = Path(args.data), load_params(args.params)["writer"]
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     rows = table[table["unseen_brand"] == "test"].iloc[: args.rows]
     pool = table[(table["unseen_brand"] == "train") & table["content"].notna()]
+    fig = {"rows": len(rows), "warm_up_rows": 50, "rows_per_s": {}}
     for w in (0.0, float(p["pool"]["similar_text_weight"])):
         q = json.loads(json.dumps(p))
         q["pool"]["similar_text_weight"] = w
@@ -40,7 +45,9 @@ def main() -> None:
         t0 = time.perf_counter()
         writer.scored(rows)
         dt = time.perf_counter() - t0
+        fig["rows_per_s"][f"similar_text_weight={w}"] = round(len(rows) / dt)
         print(f"similar_text_weight={w}: {len(rows)} rows in {dt:.2f} s = {len(rows) / dt:.0f} rows/s")
+    write(args.out, fig)
 
 
 if __name__ == "__main__":

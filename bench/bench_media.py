@@ -2,6 +2,7 @@
 against one image at a time, measured in one run on the same generated image files.
 
 usage: python bench/bench_media.py [--n-ocr 16] [--n-cap 32] [--batch 16] [--threads 2] [--workers 2] [--repeat 1]
+                                  [--out FILE] (the JSON of the run, default bench/results/bench_media.json)
 
 Targets: OCR >= 2 images/s at 960 px; batched captioning >= 2x one-by-one.
 
@@ -30,7 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image, ImageDraw, ImageFont
+
+from _results import add_out, write
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 WORDS = "sale new launch today summit free shipping offer limited edition learn more join us live".split()
@@ -96,6 +100,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1)
+    add_out(ap, "bench_media")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -106,12 +111,14 @@ def main() -> None:
     from tweetsim.vision import ocr
 
     torch.set_num_threads(args.threads)
+    stage = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())  # the stages' own params
     rows = []
     print(f"{'benchmark':42s} {'batched img/s':>14s} {'one-by-one img/s':>17s} {'ratio':>7s}", flush=True)
 
     def report(label, b, s, n):
-        rows.append((label, b, s))
         cb, cs = n / CPU["b"], n / CPU["s"]
+        rows.append({"benchmark": label.strip(), "images": n, "batched_per_s": round(b, 2), "one_by_one_per_s": round(s, 2),
+                     "ratio": round(b / s, 2), "batched_per_cpu_s": round(cb, 2), "one_by_one_per_cpu_s": round(cs, 2)})
         print(f"{label:42s} {b:14.2f} {s:17.2f} {b / s:7.2f}x   per CPU-second: {cb:.2f} vs {cs:.2f} ({cb / cs:.2f}x)", flush=True)
 
     # ---- captioning (EfficientNet-Lite0: caption + embedding in one pass), files read from disk
@@ -121,7 +128,7 @@ def main() -> None:
         read = lambda p: imgs.read_frames(p, frames=1, max_side=1024)[0]  # noqa: E731
         pics = [read(p) for p in paths]
         jobs = {str(i): p for i, p in enumerate(paths)}
-        params = {"batch_size": args.batch, "workers": args.workers, "frames": 1, "max_side": 1024}
+        params = {**stage["caption"], "batch_size": args.batch, "workers": args.workers, "frames": 1, "max_side": 1024}
 
         def cap_stage():
             res, err = cap.run_model(model, jobs, params, imgs.ResultCache(None), progress=False)
@@ -156,7 +163,7 @@ def main() -> None:
         paths = ocr_files(args.n_ocr, Path(tmp))
         jobs = {str(i): p for i, p in enumerate(paths)}
         for name in ("paddleocr", "rapidocr"):
-            params = {"backend": name, "limit_side_len": 960, "num_threads": args.threads, "workers": args.workers,
+            params = {**stage["ocr"], "backend": name, "limit_side_len": 960, "num_threads": args.threads, "workers": args.workers,
                       "model_dir": str(Path(tmp) / "pm"), "batch_size": 8, "frames": 1, "max_side": 0}
             pool = ocr.load_backend(params)
             single = ocr.load_backend({**params, "workers": 1})
@@ -176,6 +183,8 @@ def main() -> None:
     print(f"(threads={args.threads}, workers={args.workers}, caption batch={args.batch}, ocr batch=8; targets: OCR >= 2 img/s, "
           f"batched captioning >= 2x one-by-one. On a shared machine the wall-clock rates understate what 2 free "
           f"cores give; images per CPU-second is a floor for that: 2 threads fully used give up to twice it)")
+    write(args.out, {"threads": args.threads, "workers": args.workers, "caption_batch": args.batch, "ocr_batch": 8,
+                     "repeat": args.repeat, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Benchmark `tweetsim predict-likes`: artefact load time, then throughput on 2 cores once loaded
 (whole file batched vs one tweet at a time), and where the batched time goes.
 
-usage: python bench/bench_predict_likes.py [models] [input file] [rows] [reference.npy]
+usage: python bench/bench_predict_likes.py [models] [input file] [rows] [reference.npy] [--save] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_predict_likes.json)
 Needs the artefacts of `dvc repro` (models/; the deploy fit, models/likes/deploy, as predict-likes loads
 it), with the ranges (likes_low, likes_high) computed as predict-likes does.
 Checks that one-at-a-time predictions equal the batched ones (log1p likes within 1e-6); with a
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from _results import pop_out, write
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -32,7 +35,8 @@ TOL = {"float32": 1e-6, "bfloat16": 1e-2, "onnx": 1e-6, "onnx-int8": 1e-6}
 
 
 def main(models: str = "models", path: str = "data/sample/official/behaviour_simulation_test_time.xlsx", rows: str = "1000",
-         reference: str | None = None, save: bool = False) -> None:
+         reference: str | None = None, save: bool = False,
+         out_json: str | None = None) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     import numpy as np
@@ -80,6 +84,12 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     for i in range(n1):
         one.append(pred.predict(table.iloc[[i]])[0])
     t_one = time.perf_counter() - t0
+    fig = {"rows": len(table), "read_s": round(t_read, 2), "load_s": round(t_load, 2), "runtime": runtime, "dtype": dtype,
+           "tweets_per_s_batched": round(len(table) / t_batch, 1), "one_at_a_time_rows": n1,
+           "tweets_per_s_one_at_a_time": round(n1 / t_one, 1), "ratio_batched_one": round((len(table) / t_batch) / (n1 / t_one), 1),
+           "torch_dtype": torch_dtype, "tweets_per_s_torch": round(len(table) / t_seq, 1),
+           "ratio_torch_runtime": round(t_seq / t_batch, 2), "share_of_batched_time": {k: round(v / t_batch, 2) for k, v in split.items()},
+           "range_ratio_median": round(float(np.median((1 + high) / (1 + low))), 1)}
     print(f"read {len(table)} rows from {path}: {t_read:.2f}s")
     print(f"load artefacts: {t_load:.2f}s; encoder runtime {runtime} (bundle), inference {dtype}")
     print(f"ranges: likes_low <= likes <= likes_high on every row: {bool(((low <= out) & (out <= high)).all())}; "
@@ -101,15 +111,20 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         t0 = time.perf_counter()
         embed_strings(strings, {**pred.p, "embed_model": None})
         t_mini = time.perf_counter() - t0
+        fig.update(embedding_static_s=round(split["embedding"], 2), embedding_minilm_s=round(t_mini, 2),
+                   ratio_minilm_static=round(t_mini / max(split["embedding"], 1e-9)),
+                   tweets_per_s_minilm_cap=round(len(table) / t_mini))
         print(f"embedding step: static table {split['embedding']:.2f}s against MiniLM ({runtime}) {t_mini:.2f}s on the same "
               f"strings ({t_mini / max(split['embedding'], 1e-9):.0f}x); MiniLM's pass alone caps predict-likes at "
               f"{len(table) / t_mini:.0f} tweets/s")
     gap = np.abs(np.log1p(np.array(one)) - np.log1p(out[:n1])).max()
+    fig.update(max_diff_one_at_a_time=float(f"{gap:.1e}"))
     # a batch's rows are pooled into each other's account/brand context (features.context_features): given
     # the batch's context, a row alone must predict what it did in the batch, to the float
     ctx = F.context_features(table, pred.state.context)
     same = np.array([pred.predict_with_probs(table.iloc[[i]], context=ctx.iloc[[i]])[0][0] for i in range(n1)])
     num = np.abs(np.log1p(same) - np.log1p(out[:n1])).max()
+    fig.update(max_diff_batch_context=float(f"{num:.1e}"))
     print(f"one-at-a-time vs batched: max |diff log1p likes| {gap:.1e} (the batch's rows pool their context); "
           f"with the batch's context {num:.1e} ({'OK' if num <= tol else 'DIFFERENT'}, tolerance {tol:g} for {dtype})")
     if reference and save:
@@ -120,11 +135,15 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         if ref.shape != out.shape:
             raise SystemExit(f"{reference}: {ref.shape[0]} predictions, this run made {out.shape[0]}")
         gap = np.abs(np.log1p(ref) - np.log1p(out)).max()
+        fig.update(max_diff_reference=float(f"{gap:.1e}"))
         print(f"vs {reference}: max |diff log1p likes| {gap:.1e} ({'OK' if gap <= tol else 'DIFFERENT'})")
     print(f"predicted likes: median {np.median(out):.0f}, mean {np.mean(out):.0f}; target >= 300 tweets/s with ranges: "
           f"{'MET' if len(table) / t_batch >= 300 else 'NOT MET'}")
+    fig.update(likes_median=round(float(np.median(out))), likes_mean=round(float(np.mean(out))))
+    if out_json:
+        write(out_json, fig)
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--save"]
-    main(*args, save="--save" in sys.argv[1:])
+    args, out = pop_out([a for a in sys.argv[1:] if a != "--save"], "bench_predict_likes")
+    main(*args, save="--save" in sys.argv[1:], out_json=out)

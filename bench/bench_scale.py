@@ -1,7 +1,8 @@
 """The pipeline at the size of the real data: each stage's wall time, peak memory and rows/s on K
 copies of the official files, with 2 CPU cores in mind (the official data is about 300,000 tweets).
 
-usage: python bench/bench_scale.py [--k 1 8] [--stages download split ...] [--source DIR] [--keep] [--json PATH]
+usage: python bench/bench_scale.py [--k 1 8] [--stages download split ...] [--source DIR] [--keep] [--out PATH]
+(--out: the JSON of the run, default bench/results/bench_scale.json)
 
 The data set: K copies of the files of `--source` (default ../shared/data/adobe, from the repo root;
 `download.exclude` of params.yaml applies), written as CSV to a temp folder (the xlsx reader would
@@ -35,7 +36,6 @@ without `@` names all its foreach/matrix items. The LM stages run capped by thei
 """
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -207,7 +207,9 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=None, help="these stages and everything they depend on")
     ap.add_argument("--source", default=str(ROOT / ".." / "shared" / "data" / "adobe"))
     ap.add_argument("--keep", action="store_true", help="keep each K's workspace (clone, data, logs)")
-    ap.add_argument("--json", default=None, help="also write the table as JSON here")
+    from _results import add_out, write
+
+    add_out(ap, "bench_scale")
     args = ap.parse_args()
     source = Path(args.source) if Path(args.source).is_absolute() else ROOT / args.source
     if not source.exists():
@@ -215,8 +217,7 @@ def main() -> None:
     rows = [r for k in sorted(set(args.k)) for r in bench_one(k, source.resolve(), args.stages, args.keep)]
     text, out = table(rows)
     print("\n" + text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"source": str(source), "k": sorted(set(args.k)), "rows": out}, indent=1))
+    write(args.out, {"source": str(source), "k": sorted(set(args.k)), "rows": out})
 
 
 if __name__ == "__main__":

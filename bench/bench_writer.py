@@ -4,7 +4,8 @@ against row by row, chunked against one row at a time (same run, same rows), and
 generate` on a 10,000-row official file end to end (wall time, peak memory).
 
 usage: python bench/bench_writer.py [--params params.yaml] [--pool data/tweets.parquet]
-                                    [--writer-dir models/writer/unseen_time] [--input FILE] [--rows 10000] [--one 200]
+                                    [--writer-dir models/writer/unseen_time] [--input FILE] [--rows 10000] [--one 200] [--out FILE]
+(--out: the JSON of the run, default bench/results/bench_writer.json)
 Needs `dvc repro select_text`. Run by hand, not by CI.
 """
 
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+
+from _results import add_out, write
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +40,7 @@ def main() -> None:
     ap.add_argument("--input", default="data/sample/official/content_simulation_test_time.xlsx")
     ap.add_argument("--rows", type=int, default=10_000, help="rows of the replicated file for `tweetsim generate`")
     ap.add_argument("--one", type=int, default=200, help="rows timed one at a time")
+    add_out(ap, "bench_writer")
     args = ap.parse_args()
     params = load_params(args.params)
     writer_dir = Path(args.writer_dir or ROOT / "models" / "writer" / params["writer"]["cli_regime"])
@@ -77,8 +81,17 @@ def main() -> None:
                         "--params", args.params, "--pool", args.pool, "--writer-dir", str(writer_dir)], check=True)
         wall = time.perf_counter() - t0
         n_out = len(pd.read_csv(Path(tmp) / "out.csv"))
+    fig = {"load_s": round(load_s, 1), "pool_tweets": len(writer.pool.texts), "input_rows": len(rows),
+           "selection_rows_per_s": {k: round(v) for k, v in timing.items()},
+           "ratio_shared_pools": round(timing["reranked"] / timing["reranked, row by row pools"], 2),
+           "one_at_a_time_rows": len(one), "one_at_a_time_rows_per_s": round(one_rate),
+           "ratio_chunked_one": round(timing["reranked"] / one_rate, 2),
+           "ratio_consensus_reranker": round(timing["consensus"] / timing["reranked"], 2), "peak_rss_mb": round(peak_mb()),
+           "generate_rows": args.rows, "generate_rows_written": n_out, "generate_wall_s": round(wall, 1),
+           "generate_peak_rss_mb": round(peak_mb(resource.RUSAGE_CHILDREN))}
     print(f"tweetsim generate, {args.rows:,}-row file: {wall:.1f}s wall ({n_out} rows written; target under 300 s), "
           f"peak RSS {peak_mb(resource.RUSAGE_CHILDREN):.0f} MB")
+    write(args.out, fig)
 
 
 if __name__ == "__main__":

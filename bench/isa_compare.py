@@ -33,17 +33,11 @@ from pathlib import Path
 
 import yaml
 
+from _results import commit, cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
         "NPY_DISABLE_CPU_FEATURES")
-
-
-def cpu() -> dict:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.*)$", info, re.M)
-    wanted = sorted({f for f in (flags.group(1).split() if flags else []) if f.startswith(("avx", "amx", "fma"))})
-    return {"model": name.group(1).strip() if name else "unknown", "isa_flags": wanted, "cores": os.cpu_count()}
 
 
 def native_env() -> dict:
@@ -160,8 +154,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     envs = {"native": native_env(), "avx2": avx2_env()}
-    result = {"cpu": cpu(), "params_set": args.set, "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                      text=True).stdout.strip(), "env": envs, "runs": {}}
+    result = {"cpu": cpu(), "params_set": args.set, "commit": commit(), "env": envs, "runs": {}}
     prev = Path(args.out)
     if prev.exists():
         result["runs"] = json.loads(prev.read_text()).get("runs", {})

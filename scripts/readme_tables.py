@@ -2,17 +2,23 @@
 
 Each generated table sits between `<!-- table:NAME -->` and `<!-- /table -->`: NAME one of
 tweetsim/apps/report.py's TABLES (rendered from the sample's metrics/), FULL_TABLES (from
-results/full/: the metrics of the run on all the shared data) or the hostile-input tables of
-docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs).
+results/full/: the metrics of the run on all the shared data), the hostile-input tables of
+docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs),
+a bench's figures (`bench-*`, from bench/results/<bench>.json, which the bench writes: each block
+names the command, the CPU and the load average the figures were measured under), or the README's
+example commands with what they printed (`example-*`, from bench/results/readme_examples.json, which
+scripts/readme_examples.py writes).
 Every table has a block in one file at least; everything outside the blocks is left alone.
 
 usage: python scripts/readme_tables.py [--check] [--readme README.md] [--docs docs] [--params params.yaml] [--metrics metrics] [--full results/full]
+       [--bench bench/results]
   --check: write nothing; exit 1 and show the difference when a table is not what its file says
   (tests/test_report.py runs this).
 """
 
 import argparse
 import difflib
+import json
 import sys
 from pathlib import Path
 
@@ -72,6 +78,168 @@ def hostile_tables(cases: dict) -> dict[str, str]:
     return tables
 
 
+# ---- bench blocks: rendered from bench/results/<bench>.json, which each bench writes (bench/_results.py)
+
+BENCH = ROOT / "bench" / "results"
+
+
+def load_bench(folder: Path) -> dict[str, dict]:
+    """bench name -> its committed JSON."""
+    return {f.stem: json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json"))}
+
+
+def _isa(flags: list[str]) -> str:
+    for flag, name in (("amx_tile", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx512f", "AVX-512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return "no AVX2"
+
+
+def measured(name: str, r: dict, lead: str = "Measured by") -> str:
+    """The sentence a bench block opens with: the command, the CPU and the load the figures were measured under."""
+    c, load = r["cpu"], r.get("load_average")
+    under = (f"load average {load['start'][0]:g} at the start, {load['end'][0]:g} at the end (1 min)" if load
+             else "load average not recorded")
+    return (f"{lead} `{' '.join(r['argv']) if 'argv' in r else 'python bench/' + name + '.py'}` "
+            f"(bench/results/{name}.json) on {c['model']} ({_isa(c['isa_flags'])}), {c['cores']} cores, {under}, "
+            f"commit {r['commit'][:7]}{' with uncommitted changes' if r['commit'].endswith('+dirty') else ''}:")
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def figures_table(name: str, r: dict) -> str:
+    """Every figure of a run, one row each (nested keys joined by '/'); a list of rows as its own table."""
+    flat, tables = [], []
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + " / ")
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                cols = list(v[0])
+                tables.append("\n".join([f"| {' | '.join(cols)} |", "|" + "---|" * len(cols),
+                                         *(f"| {' | '.join(_value(x.get(c, '')) for c in cols)} |" for x in v)]))
+            else:
+                flat.append(f"| {key} | {_value(v)} |")
+
+    walk(r["figures"], "")
+    return "\n\n".join([measured(name, r), "\n".join(["| figure | value |", "|---|---|", *flat]), *tables])
+
+
+def encoder_isa_block(r: dict, params: dict) -> str:
+    """docs/reproducibility.md: the encoder's CPU-proof settings (bench/bench_encoder_isa.py)."""
+    f, p = r["figures"], r["figures"]["paths"]
+    f32, w8, w7 = p["onnx float32"], p["onnx int8, 8-bit weights"], p["onnx int8, 7-bit weights"]
+    default = params["encoder"]["round_bits"]
+    rounded = [f"- {b}{' (the default)' if int(b) == default else ''}: {x['min_cosine']:g}, {x['nearest_unchanged']:.1%}, "
+               f"{x['largest_similarity_change']:g};" for b, x in f["round_bits"].items()]
+    return "\n".join([
+        measured("bench_encoder_isa", r) + f" the sample's first {f['texts']} distinct tweet texts, "
+        f"{f['max_length']} tokens, {f['sessions']} one-thread sessions, best of 2 passes.", "",
+        f"- ONNX float32: {f32['texts_per_s']:g} texts/s; cosine to itself {f32['cosine_min']:g};",
+        f"- ONNX int8, 8-bit weights: {w8['texts_per_s']:g} texts/s; cosine to float32 {w8['cosine_mean']:g} mean, "
+        f"{w8['cosine_min']:g} min;",
+        f"- ONNX int8, 7-bit weights (the default): {w7['texts_per_s']:g} texts/s; {w7['cosine_mean']:g} mean, "
+        f"{w7['cosine_min']:g} min.", "",
+        f"7-bit weights run at {w7['texts_per_s'] / w8['texts_per_s']:.2f}x the speed of 8-bit ones and cost "
+        f"{w8['cosine_mean'] - w7['cosine_mean']:.4f} of mean cosine; float32 takes "
+        f"{w7['texts_per_s'] / f32['texts_per_s']:.1f}x the default's time. The default's vectors rounded (same run), by "
+        f"`round_bits`: the min cosine of a rounded vector to its own, the share of the {f['texts']} texts whose top-1 "
+        "neighbour is unchanged, the largest change of a pairwise similarity:", "",
+        *rounded[:-1], rounded[-1][:-1] + "."])
+
+
+def predict_likes_block(r: dict, params: dict) -> str:
+    """docs/router.md: what `predict-likes` serves per second (bench/bench_predict_likes.py), indented as a list item's."""
+    f = r["figures"]
+    lines = [measured("bench_predict_likes", r),
+             f"{f['rows']} rows batched with ranges, {f['runtime']} encoder: {f['tweets_per_s_batched']:g} rows/s; "
+             f"one at a time {f['tweets_per_s_one_at_a_time']:g} rows/s; the torch path ({f['torch_dtype']}) "
+             f"{f['tweets_per_s_torch']:g} rows/s; batched time by step: "
+             + ", ".join(f"{k} {v:.0%}" for k, v in f["share_of_batched_time"].items()) + "."]
+    return "\n".join("  " + x for x in lines)
+
+
+def lookalike_block(r: dict, params: dict) -> str:
+    """docs/writer.md: look-alike brands' scoring rate (bench/bench_lookalike.py)."""
+    f = r["figures"]
+    return "\n".join([measured("bench_lookalike", r) + f" {f['rows']} unseen_brand test rows, after a "
+                      f"{f['warm_up_rows']}-row warm-up.", "",
+                      *(f"- `{k.replace('=', ': ')}`: {v:g} rows/s" for k, v in f["rows_per_s"].items())])
+
+
+def encoder_block(r: dict, params: dict) -> str:
+    """docs/scale.md: the text transformer's paths side by side (bench/bench_encoder.py)."""
+    f = r["figures"]
+    rows = ["| path | max_length | texts/s | x torch float32 | x torch bfloat16 | cosine to float32 mean / min |",
+            "|---|---|---|---|---|---|"]
+    for x in f["rows"]:
+        cos = (f"{x['cosine_mean']:.4f} / {x['cosine_min']:.4f}" if "cosine_mean" in x else "identical bytes"
+               if x.get("identical") else f"pairwise similarities' Spearman to float32 {x['spearman_to_float32']:.3f}")
+        rows.append(f"| {x['path']} | {x['max_length']} | {x['texts_per_s']} | {x['x_torch_float32']:.2f} | "
+                    f"{x['x_torch_bfloat16']:.2f} | {cos} |")
+    out = [measured("bench_encoder", r) + f" {f['texts']} distinct tweet texts; export and quantisation "
+           f"{f['export_s']:g} s, the static table's distillation {f['distill_s']:g} s.", "", *rows]
+    if "classifier" in f:
+        c = f["classifier"]
+        out += ["", f"Like classifier ({c['folder']}), {c['prompts']} prompts at 48 tokens: torch bfloat16 "
+                f"{c['torch_bfloat16_per_s']}/s, ONNX int8 {c['onnx_int8_per_s']}/s ({c['ratio']:g}x); largest "
+                f"probability change {c['largest_probability_change']:g}, same most likely bucket on {c['same_bucket']:.1%} of rows."]
+    return "\n".join(out)
+
+
+def example_blocks(r: dict) -> dict[str, str]:
+    """README.md: each example command with what it printed and wrote (scripts/readme_examples.py)."""
+    out = {}
+    for name, x in r["figures"].items():
+        lines = [x["command"], *(f"# {line}" for line in x["printed"])]
+        if "head" in x:
+            lines += [x["head"]["command"], *(f"# {line}" for line in x["head"]["lines"])]
+        out[f"example-{name}"] = "\n".join([measured("readme_examples", r, "Printed when run by"), "", "```bash", *lines,
+                                            "```"])
+    return out
+
+
+SIDES = {"native": "native kernels", "avx2": "held to AVX2"}
+
+
+def isa_compare_block(r: dict, params: dict) -> str:
+    """docs/reproducibility.md: native kernels against the AVX2 hold (bench/isa_compare.py)."""
+    c = r["comparison"]
+    moved = sorted(((v["rel"] or 0, k, v) for k, v in c["headline_changed"].items()), reverse=True)
+    (top, key, v), rest = moved[0], [x[0] for x in moved[1:]]
+    return "\n".join([
+        measured("isa_compare", r), "",
+        "- identical outputs on both sides: " + ", ".join(s for s, x in c["stages"].items() if x["identical"]) + ";",
+        f"- different outputs: {', '.join(c['differing_stages'])} (the first: {c['first_differing_stage']});",
+        f"- headline drift: at most {top:.2%} relative ({key} {v['native']:.4f} native, {v['avx2']:.4f} held); the other "
+        f"{len(rest)} figures that moved: {min(rest, default=0):.2%} to {max(rest, default=0):.2%};",
+        "- cold wall time: " + ", ".join(f"{SIDES.get(side, side)} {x['wall_s']:,.0f} s" for side, x in r["runs"].items())
+        + "."])
+
+
+BENCH_BLOCKS = {"bench-isa-compare": ("isa_compare", isa_compare_block),
+                "bench-encoder-isa": ("bench_encoder_isa", encoder_isa_block),
+                "bench-predict-likes": ("bench_predict_likes", predict_likes_block),
+                "bench-lookalike": ("bench_lookalike", lookalike_block),
+                "bench-encoder": ("bench_encoder", encoder_block)}
+
+
+def bench_tables(results: dict[str, dict], params: dict) -> dict[str, str]:
+    """One block per committed bench result: the named renderings above, a table of figures for the others."""
+    tables = {name: fn(results[bench], params) for name, (bench, fn) in BENCH_BLOCKS.items() if bench in results}
+    if "readme_examples" in results:
+        tables.update(example_blocks(results["readme_examples"]))
+    named = {"readme_examples", *(bench for bench, _ in BENCH_BLOCKS.values())}
+    for bench, r in results.items():
+        if bench not in named and "figures" in r:
+            tables["bench-" + bench.removeprefix("bench_").replace("_", "-")] = figures_table(bench, r)
+    return tables
+
+
 def render_docs(text: str, tables: dict[str, str]) -> str:
     for name, table in tables.items():
         start, end = f"<!-- table:{name} -->", "<!-- /table -->"
@@ -82,9 +250,11 @@ def render_docs(text: str, tables: dict[str, str]) -> str:
     return text
 
 
-def render_all(texts: dict[str, str], params: dict, metrics: dict, full: dict, cases: dict) -> dict[str, str]:
-    """Every file's text with its tables rendered; each table must have a block somewhere."""
-    hostile = hostile_tables(cases)
+def render_all(texts: dict[str, str], params: dict, metrics: dict, full: dict, cases: dict,
+               bench: dict[str, dict] | None = None) -> dict[str, str]:
+    """Every file's text with its tables rendered; each table must have a block somewhere. `bench`:
+    load_bench's results, rendered as bench_tables says."""
+    hostile = {**hostile_tables(cases), **bench_tables(bench or {}, params)}
     texts = {k: v for k, v in texts.items()}
     placed = set()
     for name, text in texts.items():
@@ -121,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default=ROOT / "params.yaml", type=Path)
     ap.add_argument("--metrics", default=ROOT / "metrics", type=Path)
     ap.add_argument("--full", default=ROOT / "results" / "full", type=Path, help="metrics of the run on all the shared data")
+    ap.add_argument("--bench", default=BENCH, type=Path, help="the benches' results (bench/results/*.json)")
     a = ap.parse_args(argv)
     docs = a.docs or a.readme.parent / "docs"
     files = [a.readme, *sorted(docs.glob("*.md"))]
@@ -130,13 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     old = {str(f): f.read_text() for f in files}
     try:
         new = render_all(old, params, report.load_metrics(a.metrics), report.load_metrics(a.full),
-                         yaml.safe_load(HOSTILE.read_text()))
+                         yaml.safe_load(HOSTILE.read_text()), load_bench(a.bench))
     except (ValueError, KeyError) as e:
         print(f"readme_tables: {e}", file=sys.stderr)
         return 2
     stale = [f for f in old if new[f] != old[f]]
     if not stale:
-        print(f"readme_tables: the tables of {len(files)} files match {a.metrics}/, {a.full}/ and {HOSTILE.name}")
+        print(f"readme_tables: the tables of {len(files)} files match {a.metrics}/, {a.full}/, {HOSTILE.name} and {a.bench}/")
         return 0
     if a.check:
         for f in stale:

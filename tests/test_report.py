@@ -159,6 +159,45 @@ def test_markers_unknown_or_missing_are_errors():
         report.render_tables("no markers here\n", PARAMS, m)
 
 
+# ---- the benches' blocks: rendered from bench/results/<bench>.json ----------------------------
+
+def _readme_tables():
+    spec = importlib.util.spec_from_file_location("readme_tables", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# benches whose committed result is not there: bench_scale runs the whole pipeline on K copies of the
+# shared data (about an hour at K=8 on 2 idle cores; docs/scale.md says what it measured)
+NO_RESULT = {"bench_scale"}
+
+
+def test_every_bench_has_a_committed_result_and_a_block_naming_cpu_and_load():
+    rt = _readme_tables()
+    results = rt.load_bench(rt.BENCH)
+    benches = {p.stem for p in (ROOT / "bench").glob("bench_*.py")}
+    assert benches - NO_RESULT <= set(results), f"no bench/results/<bench>.json for {sorted(benches - NO_RESULT - set(results))}"
+    blocks = rt.bench_tables(results, PARAMS)
+    for name, r in results.items():
+        if name.startswith("bench_"):
+            assert {"cpu", "load_average", "argv", "commit", "figures"} <= set(r), name
+            assert {"model", "isa_flags", "cores"} <= set(r["cpu"]), name
+    assert blocks and all(re.search(r"load average (\d|not recorded)", b) and " cores" in b for b in blocks.values())
+
+
+def test_check_fails_when_a_bench_result_changes(tmp_path):
+    readme = _copy_pages(tmp_path)
+    bench = tmp_path / "bench"
+    shutil.copytree(ROOT / "bench" / "results", bench)
+    r = json.loads((bench / "bench_lookalike.json").read_text())
+    r["figures"]["rows_per_s"] = {k: 12345 for k in r["figures"]["rows_per_s"]}
+    (bench / "bench_lookalike.json").write_text(json.dumps(r))
+    out = _script("--check", "--readme", str(readme), "--bench", str(bench))
+    assert out.returncode == 1 and "12345 rows/s" in out.stdout
+    assert _script("--readme", str(readme), "--bench", str(bench)).returncode == 0
+    assert "12345 rows/s" in (tmp_path / "docs" / "writer.md").read_text()
+
 # ---- the pull-request workflow --------------------------------------------------------------
 
 def test_pr_workflow_reviews_the_headline():
