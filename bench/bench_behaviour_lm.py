@@ -104,7 +104,7 @@ def likes_bench(p, args, enc, table, feats) -> dict:
 
 def writer_bench(params, args, enc, table, feats) -> dict:
     """The writer (train_llm params) with and without the image prefix, on the same prompts."""
-    from tweetsim.lm.prompts import render, verbalise
+    from tweetsim.writer.prompts import render, verbalise
 
     t, ip = params["train_llm"], params["train_llm"]["image_prefix"]
     path = llm.resolve_model(t["model"]["name"], t["model"]["cache_dir"])

@@ -2,7 +2,7 @@
 
 Writes data/prompts.parquet: `regime,source,id,split,user,prompt,completion` for every row with
 content (train rows to learn from, val/test rows to generate for). Exemplar tweets come from the
-regime's training split only (tweetsim.lm.prompts documents the format).
+regime's training split only (tweetsim.writer.prompts documents the format).
 usage: python stages/build_prompts.py [params.yaml] [data]
 """
 
@@ -21,7 +21,7 @@ from tweetsim.lm import model as llm
 from tweetsim.text.retrieval import Retriever
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
-from tweetsim.lm.prompts import build_examples
+from tweetsim.writer.prompts import build_examples
 from tweetsim.data.schema import read_tweets
 
 

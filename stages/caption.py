@@ -19,19 +19,20 @@ from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
 from tweetsim.config.params import section
 from tweetsim.data.schema import read_tweets
+from tweetsim.data.shards import shard_count, shard_flag, shard_paths
 
 
 @stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
     p = section("caption", params_path)
     data = Path(data_dir)
-    shards = imgs.shard_count(p["shards"], "caption.shards")
+    shards = shard_count(p["shards"], "caption.shards")
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
         print(imgs.merge_shard_outputs(data, "caption", "captions", "caption_rejects", shards, len(tweets), cap.schema()))
         return
 
-    shard = imgs.shard_flag(flags, shards, "caption.shards")
+    shard = shard_flag(flags, shards, "caption.shards")
     procs = imgs.Processes()
     rows = imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media")
     rows = procs.take(rows if shard is None else imgs.select_shard(rows, shards, shard))
@@ -53,7 +54,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     if shard is None:
         out, rej = data / "captions.parquet", data / "caption_rejects.csv"
     else:
-        out, rej = imgs.shard_paths(data, "caption", "captions", "caption_rejects", shard)
+        out, rej = shard_paths(data, "caption", "captions", "caption_rejects", shard)
     procs.write(cap.to_arrow(records), rejects, out, rej, cap.schema())
     n_img = sum(r["n_images_read"] for r in records)
     print(f"caption: {len(records)} rows -> {out} ({procs.label(shard, shards)}); captions: {counts['model']} from "

@@ -27,7 +27,8 @@ from tweetsim.data.schema import read_tweets
 from tweetsim.likes.timeeffect import served_time_effect
 from tweetsim.text import embed
 from tweetsim.text.runtime import EncoderConfig
-from tweetsim.text.metrics import CorpusScorer, embedding_cosine, interval_metrics, likes_metrics, to_json_safe
+from tweetsim.likes.metrics import interval_metrics, likes_metrics
+from tweetsim.text.metrics import CorpusScorer, embedding_cosine, to_json_safe
 
 
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:

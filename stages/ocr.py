@@ -16,19 +16,20 @@ from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
 from tweetsim.config.params import section
 from tweetsim.data.schema import read_tweets
+from tweetsim.data.shards import shard_count, shard_flag, shard_paths
 
 
 @stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) -> None:
     p = section("ocr", params_path)
     data = Path(data_dir)
-    shards = imgs.shard_count(p["shards"], "ocr.shards")
+    shards = shard_count(p["shards"], "ocr.shards")
     tweets = read_tweets(data / "tweets.parquet")
     if "--merge" in flags:
         print(imgs.merge_shard_outputs(data, "ocr", "ocr", "ocr_rejects", shards, len(tweets), ocr.schema()))
         return
 
-    shard = imgs.shard_flag(flags, shards, "ocr.shards")
+    shard = shard_flag(flags, shards, "ocr.shards")
     procs = imgs.Processes()
     rows = imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media")
     rows = procs.take(rows if shard is None else imgs.select_shard(rows, shards, shard))
@@ -48,7 +49,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     if shard is None:
         out, rej = data / "ocr.parquet", data / "ocr_rejects.csv"
     else:
-        out, rej = imgs.shard_paths(data, "ocr", "ocr", "ocr_rejects", shard)
+        out, rej = shard_paths(data, "ocr", "ocr", "ocr_rejects", shard)
     procs.write(ocr.to_arrow(records), rejects, out, rej, ocr.schema())
     with_text = sum(1 for r in records if r["ocr_text"])
     print(f"ocr: {len(records)} rows -> {out} ({procs.label(shard, shards)}); {len(jobs) - len(errors)} images read "

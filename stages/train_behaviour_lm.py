@@ -26,7 +26,7 @@ from tweetsim.likes import features as F
 from tweetsim.lm import model as llm
 from tweetsim.lm import train as trainloop
 from tweetsim.lm.prefix import no_images_notice
-from tweetsim.text.metrics import likes_metrics
+from tweetsim.likes.metrics import likes_metrics
 from tweetsim.config.params import load_params
 from tweetsim.data.sides import join_from
 from tweetsim.data.schema import read_tweets

@@ -321,7 +321,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
 
     from stages_helper import one_regime_deploy, stage, write_params
     from tweetsim.lm import model as llm
-    from tweetsim.lm.prompts import build_examples
+    from tweetsim.writer.prompts import build_examples
     from tweetsim.data.schema import write_tweets
     from tweetsim.data.splits import assign
 

@@ -132,7 +132,7 @@ class FakeWriter:
         return None, None, {}
 
     def prompts(self, rows):
-        from tweetsim.lm.prompts import verbalise  # the real metadata lines (media_phrase included)
+        from tweetsim.writer.prompts import verbalise  # the real metadata lines (media_phrase included)
 
         return [verbalise(r) for r in rows.to_dict("records")]
 

@@ -90,7 +90,7 @@ def test_likes_words_round_trip():
 def test_prompt_never_leaks_the_likes():
     row = _rows(2).iloc[1].to_dict()
     u = B.user_prompt(row, {"acct_hist_n": 3.0, "acct_hist_median": np.log1p(50.0)}, has_image=False)
-    assert "1200" not in u and "Target likes" not in u
+    assert "1200" not in u and "Target likes" not in u and "Write the tweet." not in u  # no writer's words
     assert "Account median likes: 50 over 3 earlier tweets" in u and B.NO_IMAGE_LINE in u and "Tweet: new shoes" in u
     assert B.IMAGE_LINE in B.user_prompt(row, None, has_image=True)
 

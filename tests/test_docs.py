@@ -149,3 +149,22 @@ def test_typed_figures_are_still_without_a_result():
 ])
 def test_measured_pattern(line, hit):
     assert bool(_typed_figures("x.md", line)) == hit
+
+
+# ---- the package count ----------------------------------------------------------------------
+
+NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
+
+
+def test_docs_state_the_package_count_and_list_every_package():
+    """README.md and docs/DESIGN.md say how many packages the library has, in words, and list each one."""
+    pkgs = sorted(p.name for p in (ROOT / "tweetsim").iterdir() if (p / "__init__.py").is_file())
+    pages = {"README.md": (r"the library: (\w+) packages", r"── {}/ "),
+             "docs/DESIGN.md": (r"The library `tweetsim/` is (\w+) packages", r"\| `{}` \|")}
+    for page, (count, listed) in pages.items():
+        text = (ROOT / page).read_text()
+        m = re.search(count, text)
+        assert m, f"{page}: no sentence matching {count!r} states the package count"
+        assert m.group(1) == NUMBERS[len(pkgs)], f"{page} says {m.group(1)} packages; tweetsim/ has {len(pkgs)}: {pkgs}"
+        missing = [p for p in pkgs if not re.search(listed.format(p), text)]
+        assert not missing, f"{page} does not list the packages {missing}"

@@ -18,7 +18,7 @@ from tweetsim.lm import prefix as IP
 from tweetsim.lm import model as llm
 from conftest import gen_config, llm_train_config
 from tweetsim.lm.generate import generate
-from tweetsim.lm.prompts import render, verbalise
+from tweetsim.writer.prompts import render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {"rank": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}

@@ -1,10 +1,10 @@
-"""Conformal ranges (tweetsim/likes/intervals.py) and their scores (metrics.interval_metrics) on constructed cases."""
+"""Conformal ranges (tweetsim/likes/intervals.py) and their scores (likes.metrics.interval_metrics) on constructed cases."""
 
 import numpy as np
 import pytest
 
 from tweetsim.likes.intervals import Intervals, conformal_quantiles
-from tweetsim.text.metrics import interval_metrics
+from tweetsim.likes.metrics import interval_metrics
 
 
 def test_interval_metrics_counts_coverage_and_width():

@@ -85,3 +85,39 @@ def test_library_never_exits_the_process(path):
         name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
         assert name not in ("SystemExit", "exit", "_exit"), (
             f"{path.relative_to(ROOT)}:{node.lineno} uses {name}: raise an error and let the command or stage end")
+
+
+def private_uses(path: Path) -> list[str]:
+    """Another tweetsim module's private names the file uses: `from tweetsim.x import _name`, or
+    `mod._name` where `mod` is bound to a tweetsim module (`import tweetsim.x as mod`, `from tweetsim import x`)."""
+    known = {dotted(p) for p in MODULES}
+    own = dotted(path) if path.is_relative_to(LIB) else None
+    aliases, found = {}, []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tweetsim"):
+            for a in node.names:
+                if f"{node.module}.{a.name}" in known:
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+                elif a.name.startswith("_") and not a.name.startswith("__") and node.module != own:
+                    found.append(f"{node.module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname: a.name for a in node.names if a.asname and a.name in known}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != own):
+            found.append(f"{aliases[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("path", MODULES + sorted((ROOT / "stages").glob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_module_uses_another_modules_private_names(path):
+    bad = private_uses(path)
+    assert not bad, (f"{path.relative_to(ROOT)} uses {bad}: make the helper public in the module that owns it, "
+                     "or move it to the one that uses it")
+
+
+def test_private_use_check_sees_one(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("from tweetsim.lm import prompts as P\nfrom tweetsim.likes.regressor import _x\nP._clip('a', 3)\nP.clip('a', 3)\n")
+    assert private_uses(f) == ["tweetsim.likes.regressor._x", "tweetsim.lm.prompts._clip"]

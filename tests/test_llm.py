@@ -55,7 +55,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 
 def _examples(tok, n=12, max_length=96):
-    from tweetsim.lm.prompts import render, verbalise
+    from tweetsim.writer.prompts import render, verbalise
 
     rows = [{"company": "nike", "username": "nike", "date": pd.Timestamp("2021-05-03", tz="UTC"), "likes": 10 * i,
              "n_photo": 1} for i in range(n)]
@@ -63,7 +63,7 @@ def _examples(tok, n=12, max_length=96):
 
 
 def test_examples_encoded_in_one_batch_equal_one_by_one(tiny_base):
-    from tweetsim.lm.prompts import render, verbalise
+    from tweetsim.writer.prompts import render, verbalise
 
     tok = llm.load_tokenizer(str(tiny_base))
     prompts = [render(tok, verbalise({"company": c, "username": c, "date": pd.Timestamp("2021-05-03", tz="UTC"), "likes": 5 * i}))
@@ -142,7 +142,7 @@ def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     for k, v in reloaded.state_dict().items():
         if "lora_" in k:
             assert torch.allclose(v, trained_sd[k])
-    from tweetsim.lm.prompts import render
+    from tweetsim.writer.prompts import render
 
     prompts = [render(tok, f"Brand: nike\nTarget likes: {n}\nWrite the tweet.") for n in (1, 22, 333)]
     gcfg = gen_config(max_new_tokens=6, batch_size=3)

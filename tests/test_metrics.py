@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from tweetsim.text.metrics import likes_metrics, text_metrics, to_json_safe, tokenize
+from tweetsim.likes.metrics import likes_metrics
+from tweetsim.text.metrics import text_metrics, to_json_safe, tokenize
 
 # ---------------------------------------------------------------- likes
 

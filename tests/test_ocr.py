@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from stages_helper import SHIPPED, stage, write_params
+from tweetsim.data.shards import ShardError, shard_count, shard_flag, shard_of
 from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
 
@@ -223,7 +224,17 @@ def test_merge_rejects_overlapping_shards():
         imgs.merge_shards([t, t])
     with pytest.raises(ValueError, match="bad sharding"):
         imgs.select_shard([], 2, 2)
-    assert imgs.shard_of("src", 1, 4) == imgs.shard_of("src", 1, 4)  # stable
+    assert shard_of("src", 1, 4) == shard_of("src", 1, 4)  # stable
+
+
+def test_shard_param_and_argument():
+    assert shard_count([0, 1, 2], "ocr.shards") == 3
+    with pytest.raises(ShardError, match=r"ocr.shards must list the shard indices 0..N-1 in order.*got \(0, 1\)"):
+        shard_count((0, 1), "ocr.shards")
+    assert shard_flag((), 3, "ocr.shards") is None and shard_flag(("--shard", "2"), 3, "ocr.shards") == 2
+    for flags in (("--shard",), ("--shard", "3"), ("--shard", "-1")):
+        with pytest.raises(ShardError, match=r"--shard '.*': ocr.shards lists shards 0..2"):
+            shard_flag(flags, 3, "ocr.shards")
 
 
 def test_cache_ignores_damaged_entries(tmp_path):

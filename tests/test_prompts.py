@@ -7,7 +7,8 @@ import pandas as pd
 import yaml
 
 from tweetsim.text.retrieval import Retriever
-from tweetsim.lm.prompts import build_examples, media_phrase, render, verbalise
+from tweetsim.lm.prompts import header_lines, media_lines, media_phrase
+from tweetsim.writer.prompts import build_examples, render, verbalise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,17 @@ def test_verbalise_fields_and_placeholders():
     assert media_phrase({"n_photo": 2, "n_gif": 1}) == "2 photos and 1 GIF"
     long = verbalise({"caption": "word " * 200}, max_field_chars=50)
     assert max(len(line) for line in long.splitlines()) <= len("Media description: ") + 50
+
+
+def test_neutral_lines_carry_no_product_words():
+    """tweetsim.lm.prompts words a row's fields only: the target likes, exemplars and the instruction
+    are the writer's (tweetsim.writer.prompts), the likes question the behaviour LM's."""
+    row = {"company": "nike", "username": "nikestore", "date": pd.Timestamp("2021-05-03 10:00", tz="UTC"),
+           "likes": 1204, "n_photo": 1, "caption": "a shoe", "ocr_text": "JUST DO IT", "content": "new shoes"}
+    lines = header_lines(row) + media_lines(row)
+    assert lines == ["Brand: nike", "Account: @nikestore", "Date: 2021-05-03, Monday", "Media: 1 photo",
+                     "Media description: a shoe", "Text in the media: JUST DO IT"]
+    assert verbalise(row).splitlines() == lines[:3] + ["Target likes: 1204"] + lines[3:] + ["Write the tweet."]
 
 
 def test_exemplars_come_from_training_rows_only():

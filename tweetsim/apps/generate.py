@@ -12,7 +12,7 @@ brands for an unseen brand), with the reranker and edits of `select_text`'s run 
 `writer.cli_regime` (models/writer/<regime>/; `--selector consensus` for consensus alone). A row
 with no account, brand or date still gets a tweet from the widest pool; their count is printed.
 
-`--writer lm` writes with the language model instead. Prompts are built as in training (tweetsim.lm.prompts),
+`--writer lm` writes with the language model instead. Prompts are built as in training (tweetsim.writer.prompts),
 with exemplars retrieved from the rows with content of `--pool` (default data/tweets.parquet,
 when it exists); the model is the base model of params.yaml plus the adapter of
 `generate.adapter_regime` (models/llm/<regime>/), or the base model alone with --base-model.

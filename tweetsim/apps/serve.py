@@ -176,7 +176,7 @@ class CaptionService:
 
         frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
                                   max_pixels=int(self.params["max_pixels"]))
-        text = caption._merge_frames(self.captioner.run(frames)).get("caption", "")
+        text = caption.merge_frames(self.captioner.run(frames)).get("caption", "")
         if self.captioner.name == caption.EfficientNetLite0.name:  # as caption_rows prefixes it
             text = f"{caption.KIND_PREFIX['Photo']} {text}"
         return text.strip()
@@ -198,7 +198,7 @@ class OcrService:
 
         frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
                                   max_pixels=int(self.params["max_pixels"]))
-        lines = ocr._merge_frames(self.backend.run(frames))
+        lines = ocr.merge_frames(self.backend.run(frames))
         return "\n".join(ln["text"] for ln in lines)
 
 

@@ -12,6 +12,7 @@
 - A row without a readable image file gets no prefix: its prefix positions are masked out of
   attention, so it is exactly the text-only model on its caption text. Which rows had an image is
   counted and printed.
+- Prompt and answer words (the user turn, "high, about 1200 likes", their parser): tweetsim.likes.prompts.
 - Target: the likes rounded to 2 significant digits and LCBM's high/low word (threshold: the
   regime's training median unless set), loss on the answer only (prompt positions = IGNORE).
 - Decoding: greedy; with `constrain` the answer follows the template (high / low chosen by the
@@ -22,8 +23,6 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,86 +32,19 @@ import torch
 
 from tweetsim.config.params import from_section
 from tweetsim.likes import features as F
+# the prompt and the answer's words (tweetsim.likes.prompts), re-exported as B.<name>
+from tweetsim.likes.prompts import (IMAGE_LINE, NO_IMAGE_LINE, QUESTION, SYSTEM, parse_likes,  # noqa: F401
+                                    render, round_sig, user_prompt, verbalise_likes)
 from tweetsim.lm import model as llm
-from tweetsim.lm import prompts as P
 from tweetsim.lm.save import save_adapter, save_tokenizer
 # the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
 from tweetsim.lm.prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
                                    image_features)
 
 NAME = "behaviour_lm"  # model name in evaluate.likes_models and the predictions file
-SYSTEM = ("You predict the engagement of brand tweets. Given the tweet and its details, answer with "
-          "high or low and the number of likes it will get.")
-QUESTION = "How many likes will this tweet get?"
-IMAGE_LINE = "Image: attached"
-NO_IMAGE_LINE = "Image: none (text only)"
 
 
-# ------------------------------------------------------------------------------ likes <-> words
-
-def round_sig(x: float, sig: int = 2) -> int:
-    """Round a like count to `sig` significant digits (1234 -> 1200, 7 -> 7, 0 -> 0)."""
-    x = float(x)
-    if x <= 0 or not math.isfinite(x):
-        return 0
-    digits = sig - int(math.floor(math.log10(x))) - 1
-    return int(round(x, min(digits, 0)))
-
-
-def verbalise_likes(likes: float, threshold: float) -> str:
-    """'high, about 1200 likes' / 'low, about 7 likes'."""
-    word = "high" if float(likes) > threshold else "low"  # as evaluate's high/low: above the train median
-    return f"{word}, about {round_sig(likes)} likes"
-
-
-_NUM = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*([kKmM](?![a-zA-Z]))?")
-
-
-_BARE = re.compile(r"^\s*(?:(?:high|low)\W+)?(?:about\s+)?" + _NUM.pattern + r"\s*[.!]?\s*$", re.I)
-_WITH_WORD = re.compile(_NUM.pattern + r"\s*likes?\b", re.I)
-
-
-def parse_likes(text: str | None) -> float | None:
-    """The like count of a generated answer: a number followed by 'like(s)' ('about 1,200 likes',
-    '1.2k likes'), or an answer that is only a number ('high, about 1200', '12M'); None otherwise
-    ('The tweet is 1.' names no like count), and the caller falls back. Never raises."""
-    if not isinstance(text, str):
-        return None
-    m = _WITH_WORD.search(text) or _BARE.match(text)
-    if m is None:
-        return None
-    try:
-        value = float(m.group(1).replace(",", ""))
-    except ValueError:
-        return None
-    value *= {"k": 1e3, "m": 1e6}.get((m.group(2) or "").lower(), 1.0)
-    return value if math.isfinite(value) and value < 1e12 else None
-
-
-# ------------------------------------------------------------------------------------- prompts
-
-def _fmt(x: float) -> str:
-    return f"{x:,.0f}"
-
-
-def user_prompt(row: dict, hist: dict | None, has_image: bool, max_field_chars: int = 280) -> str:
-    """The user turn: tweetsim.lm.prompts' metadata lines (likes removed: they are the answer), the
-    account's typical likes from earlier training rows, the tweet text, and the question."""
-    meta = P.verbalise({**row, "likes": None}, (), max_field_chars).splitlines()[:-1]  # drop "Write the tweet."
-    lines = list(meta)
-    if hist and hist.get("acct_hist_n", 0) > 0 and pd.notna(hist.get("acct_hist_median")):
-        lines.append(f"Account median likes: {_fmt(math.expm1(hist['acct_hist_median']))} "
-                     f"over {int(hist['acct_hist_n'])} earlier tweets")
-    elif hist and hist.get("brand_hist_n", 0) > 0 and pd.notna(hist.get("brand_hist_median")):
-        lines.append(f"Brand median likes: {_fmt(math.expm1(hist['brand_hist_median']))} "
-                     f"over {int(hist['brand_hist_n'])} earlier tweets")
-    text = P._clip(row.get("content"), max_field_chars)
-    if text:
-        lines.append(f"Tweet: {text}")
-    lines.append(IMAGE_LINE if has_image else NO_IMAGE_LINE)
-    lines.append(QUESTION)
-    return "\n".join(lines)
-
+# ------------------------------------------------------------------------------------- history
 
 def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict | None = None) -> list[dict]:
     """features.history_features as one dict per row (shifted for training rows: features.history_features)."""
@@ -341,7 +273,7 @@ def make_examples(tok, rows: pd.DataFrame, hists: list[dict], feats: np.ndarray,
                   answers: list[str] | None = None, max_field_chars: int = 280) -> list[dict]:
     out = []
     for i, row in enumerate(rows.to_dict("records")):
-        prompt = P.render(tok, user_prompt(row, hists[i], bool(has[i]), max_field_chars), SYSTEM)
+        prompt = render(tok, user_prompt(row, hists[i], bool(has[i]), max_field_chars))
         ex = encode(tok, prompt, None if answers is None else answers[i], max_length)
         ex.update(feat=feats[i], has_image=bool(has[i]))
         out.append(ex)

@@ -84,10 +84,10 @@ def _iteration_range(model) -> tuple[int, int]:
 def _contribs(booster, X: pd.DataFrame, features: list[str], iteration_range) -> np.ndarray:
     import xgboost as xgb
 
-    from tweetsim.likes.regressor import _matrix
+    from tweetsim.likes.regressor import feature_matrix
 
     names = list(features) if booster.feature_names is not None else None  # fitted on a DataFrame: names checked
-    return booster.predict(xgb.DMatrix(_matrix(X, features), feature_names=names), pred_contribs=True,
+    return booster.predict(xgb.DMatrix(feature_matrix(X, features), feature_names=names), pred_contribs=True,
                            iteration_range=iteration_range)
 
 

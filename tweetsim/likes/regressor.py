@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 
-def _matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:
+def feature_matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:
     """X's `features` columns, in that order, as a C-ordered float64 matrix (a missing column: KeyError);
     astype(float) first, as before, so nullable columns' NA become NaN (xgboost's missing value)."""
     return np.ascontiguousarray(X[features].astype(float).to_numpy())
@@ -35,7 +35,7 @@ class BucketRegressor:
     def predict_log(self, X: pd.DataFrame) -> np.ndarray:
         # a plain float matrix in training's column order: same values as the DataFrame (xgboost casts
         # both to float32), without its per-call pandas conversion (most of a one-row call)
-        return np.clip(self.model.predict(_matrix(X, self.features)), 0, None)
+        return np.clip(self.model.predict(feature_matrix(X, self.features)), 0, None)
 
     def set_threads(self, n: int) -> None:
         """Prediction threads (the values do not depend on them; rows are independent)."""
@@ -170,7 +170,7 @@ class BucketGate:
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         # inplace_predict: the same trees and values as a DMatrix, without building one per call
-        out = self.booster.inplace_predict(_matrix(X, self.features), iteration_range=(0, self.meta["best_iteration"] + 1))
+        out = self.booster.inplace_predict(feature_matrix(X, self.features), iteration_range=(0, self.meta["best_iteration"] + 1))
         return np.asarray(out).reshape(len(X), -1)
 
     def save(self, stem: Path) -> None:

@@ -1,24 +1,17 @@
-"""Instruction examples for the tweet writer: metadata verbalised into one documented prompt format.
+"""Product-neutral verbalisation: a row's fields as text lines, and a user turn in a chat template.
 
-The prompt (user turn) lists, one field a line, what is known about the post; lines whose value is
-unknown are left out; the completion (assistant turn) is the tweet exactly as the data has it,
-`<hyperlink>` and `<mention>` placeholders included:
+Each product words its own prompt from these lines: the tweet writer's in tweetsim.writer.prompts,
+the behaviour LM's in tweetsim.likes.prompts. Lines whose value is unknown are left out:
 
-    Brand: nike
+    Brand: nike                                  header_lines
     Account: @nikestore
     Date: 2021-05-03, Monday
-    Target likes: 1204
-    Media: 1 video (31 s, 12,344 views)
+    Media: 1 video (31 s, 12,344 views)          media_lines
     Media description: a man running on a track
     Text in the media: JUST DO IT
-    Earlier tweet by @nikestore: Step into spring. <hyperlink>
-    Write the tweet.
 
-The system turn is SYSTEM below. Exemplars (k, default 1) are tweets of the same account, else the
-same brand, else any, retrieved from the regime's *training* split only with the retrieval
-baseline's `Retriever` (closest caption, else most recent before the date): the model starts from
-what retrieval finds and learns to adapt it. Prompts are rendered with the chat template of the
-chosen model's tokenizer (a plain `### role` layout where a tokenizer has none).
+Prompts are rendered with the chat template of the chosen model's tokenizer (a plain `### role`
+layout where a tokenizer has none).
 """
 
 from __future__ import annotations
@@ -27,12 +20,12 @@ import math
 
 import pandas as pd
 
-SYSTEM = "You write tweets for brands. Given the post's details, reply with the tweet text only."
 FALLBACK_TEMPLATE = ("{% for m in messages %}### {{ m['role'] }}\n{{ m['content'] }}\n{% endfor %}"
                      "{% if add_generation_prompt %}### assistant\n{% endif %}")
 
 
-def _clip(text, n: int) -> str | None:
+def clip(text, n: int) -> str | None:
+    """`text` on one line (runs of whitespace as one space), cut to n characters with '…'; None when empty or unknown."""
     if text is None or (not isinstance(text, str) and pd.isna(text)):
         return None
     s = " ".join(str(text).split())
@@ -59,11 +52,8 @@ def media_phrase(row) -> str:
     return " and ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
 
 
-def verbalise(row, exemplars: list[tuple[str, str]] = (), max_field_chars: int = 280) -> str:
-    """The user turn for one row (a dict or Series of tweets.parquet columns + caption/ocr_text).
-
-    exemplars: (who, text) pairs, e.g. ("@nikestore", "Step into spring. <hyperlink>").
-    """
+def header_lines(row) -> list[str]:
+    """Who posted and when (a dict or Series of tweets.parquet columns): Brand, Account, Date."""
     lines = []
     company, user = row.get("company"), row.get("username")
     if company:
@@ -74,46 +64,21 @@ def verbalise(row, exemplars: list[tuple[str, str]] = (), max_field_chars: int =
     if date is not None and pd.notna(date):
         date = pd.Timestamp(date)
         lines.append(f"Date: {date:%Y-%m-%d}, {date:%A}")
-    likes = row.get("likes")
-    if likes is not None and pd.notna(likes):
-        lines.append(f"Target likes: {int(likes)}")
-    lines.append(f"Media: {media_phrase(row)}")
+    return lines
+
+
+def media_lines(row, max_field_chars: int = 280) -> list[str]:
+    """What the media holds: the Media line always, then the caption and OCR text where known."""
+    lines = [f"Media: {media_phrase(row)}"]
     for col, label in (("caption", "Media description"), ("ocr_text", "Text in the media")):
-        value = _clip(row.get(col), max_field_chars)
+        value = clip(row.get(col), max_field_chars)
         if value:
             lines.append(f"{label}: {value}")
-    for who, text in exemplars:
-        lines.append(f"Earlier tweet by {who}: {_clip(text, max_field_chars)}")
-    lines.append("Write the tweet.")
-    return "\n".join(lines)
+    return lines
 
 
-def render(tok, user: str, system: str = SYSTEM) -> str:
+def render(tok, user: str, system: str) -> str:
     """The prompt string in the tokenizer's chat template, ending with the assistant header."""
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     template = None if getattr(tok, "chat_template", None) else FALLBACK_TEMPLATE
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, chat_template=template)
-
-
-def exemplars_for(rows: pd.DataFrame, retriever, k: int) -> list[list[tuple[str, str]]]:
-    """k exemplar (who, text) pairs per row from a `tweetsim.text.retrieval.Retriever` over training rows."""
-    if k <= 0 or retriever is None:
-        return [[] for _ in range(len(rows))]
-    pool = retriever.pool
-    out = []
-    for user, company, found in zip(rows["username"], rows["company"], retriever.retrieve(rows, k=k)):
-        pairs = []
-        for i in found:
-            p_user, p_company = pool.at[i, "username"], pool.at[i, "company"]
-            who = f"@{p_user}" if p_user == user or p_company != company else f"@{p_user} (same brand)"
-            pairs.append((who, pool.at[i, "content"]))
-        out.append(pairs)
-    return out
-
-
-def build_examples(rows: pd.DataFrame, tok, retriever=None, k: int = 1, max_field_chars: int = 280,
-                   system: str = SYSTEM) -> pd.DataFrame:
-    """One prompt per row: columns user (the verbalisation) and prompt (chat-templated), in row order."""
-    ex = exemplars_for(rows, retriever, k)
-    users = [verbalise(r, e, max_field_chars) for r, e in zip(rows.to_dict("records"), ex)]
-    return pd.DataFrame({"user": users, "prompt": [render(tok, u, system) for u in users]}, index=rows.index)

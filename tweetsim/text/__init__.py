@@ -1,1 +1,1 @@
-"""Layer 2: text. Sentence embeddings, retrieval by them, and the text and likes metrics."""
+"""Layer 2: text. Sentence embeddings, retrieval by them, and the text metrics."""

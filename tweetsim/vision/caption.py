@@ -266,7 +266,7 @@ def read_params(params: dict) -> dict:
     return {k: params[k] for k in ("frames", "max_side", "max_pixels")}
 
 
-def _merge_frames(outs: list[dict]) -> dict:
+def merge_frames(outs: list[dict]) -> dict:
     """One file's result from its frames: distinct captions joined, embeddings averaged."""
     res = {}
     caps = [o["caption"] for o in outs if "caption" in o]
@@ -369,7 +369,7 @@ def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCach
             for sha, o in zip(owner, outs):
                 per.setdefault(sha, []).append(o)
             for sha, os_ in per.items():
-                res = _merge_frames(os_)
+                res = merge_frames(os_)
                 if "embedding" in res:
                     res["embedding"] = np.round(res["embedding"], 6).astype(np.float32)
                 results[sha] = res

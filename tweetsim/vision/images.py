@@ -1,5 +1,6 @@
 """Image files for the caption and ocr stages: which file belongs to which tweet, reading and
-validating it, frames of animated files, a result cache, and sharding.
+validating it, frames of animated files, a result cache, and a shard's rows and the merge of
+shard outputs (which shard, the shard param and argument, and the file names: tweetsim.data.shards).
 
 Both stages work on the same unit: the distinct image files (content-addressed by sha256) that the
 download stage fetched for the tweets' `image_urls`. Videos and GIFs are represented by their
@@ -16,15 +17,14 @@ import json
 import os
 import tempfile
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageSequence
 
-from tweetsim.config.params import StageError
 from tweetsim.data.fetch import read_manifest as read_manifest_table
+from tweetsim.data.shards import ShardError, shard_of, shard_paths
 
 # Bump when a change in reading or in a backend's post-processing alters cached results.
 CACHE_VERSION = 1
@@ -34,10 +34,6 @@ NO_MEDIA = "no_media"  # the tweet has no media item
 NO_IMAGE_FILE = "no_image_file"  # an item exists but no fetched file (manifest status not ok)
 UNREADABLE = "unreadable"  # every file of the row failed to decode
 OK = "ok"
-
-
-class ShardError(StageError):
-    """Shard outputs that cannot be merged into one stage output."""
 
 
 class ImageError(Exception):
@@ -134,12 +130,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------- sharding
-def shard_of(source: str, id_: int, shards: int) -> int:
-    """Stable shard of a tweet key (crc32, same on every machine and Python run)."""
-    return zlib.crc32(f"{source}\t{int(id_)}".encode()) % shards
-
-
+# ---------------------------------------------------------------- sharding (the rest: tweetsim.data.shards)
 def select_shard(rows: list[Row], shards: int, shard: int) -> list[Row]:
     if shards < 1 or not 0 <= shard < shards:
         raise ValueError(f"bad sharding: shard={shard} shards={shards} (need 0 <= shard < shards)")
@@ -373,36 +364,6 @@ def merge_rejects(parts: list[Path], out: str | Path) -> None:
                 r["id"], r["item"] = int(r["id"]), int(r["item"])
                 records.append(r)
     write_rejects(out, records)
-
-
-def shard_paths(data: Path, stage: str, stem: str, rejects_stem: str, shard: int) -> tuple[Path, Path]:
-    """(table, rejects) file of shard K: data/shards/<stage>/<stem>-K.parquet and <rejects_stem>-K.csv,
-    the outs of dvc.yaml's <stage>_shard@K and what the merge reads. The folder holds one stage's
-    shards only: it is the merge stage's dep."""
-    folder = Path(data) / "shards" / stage
-    return folder / f"{stem}-{shard}.parquet", folder / f"{rejects_stem}-{shard}.csv"
-
-
-def shard_count(shards, param: str) -> int:
-    """N from a `<stage>.shards` param, which must be exactly [0, 1, ..., N-1]: dvc.yaml's matrix
-    stage iterates over the list itself (DVC's interpolation has no range()), so it is the one place
-    N is set."""
-    if not isinstance(shards, list) or not shards or any(type(k) is not int for k in shards) \
-            or shards != list(range(len(shards))):
-        raise ShardError(f"params: {param} must list the shard indices 0..N-1 in order, e.g. [0] for one run "
-                         f"or [0, 1, 2] for 3 shards; got {shards!r}")
-    return len(shards)
-
-
-def shard_flag(flags: tuple, shards: int, param: str) -> int | None:
-    """The K of `--shard K` (None without the flag: the run covers every row), checked against N."""
-    if "--shard" not in flags:
-        return None
-    i = flags.index("--shard") + 1
-    value = flags[i] if i < len(flags) else ""
-    if not value.isdigit() or int(value) >= shards:
-        raise ShardError(f"--shard {value!r}: {param} lists shards 0..{shards - 1}")
-    return int(value)
 
 
 def merge_files(tables: list[Path], rejects: list[Path], out: Path, rejects_out: Path, schema):

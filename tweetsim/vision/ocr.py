@@ -218,7 +218,7 @@ def result_params(params: dict) -> dict:
     return {k: params[k] for k in keys}
 
 
-def _merge_frames(per_frame: list[list[dict]]) -> list[dict]:
+def merge_frames(per_frame: list[list[dict]]) -> list[dict]:
     """Lines of all frames of one file, each distinct text once (first frame where it appears)."""
     seen, out = set(), []
     for f, lines in enumerate(per_frame):
@@ -266,7 +266,7 @@ def ocr_images(jobs: dict[str, Path], params: dict, cache: imgs.ResultCache, bac
         for sha, lines in zip(owner, got):
             per.setdefault(sha, []).append(lines)
         for sha, fl in per.items():
-            lines = _merge_frames(fl)
+            lines = merge_frames(fl)
             results[sha] = lines
             cache.put(imgs.cache_key(sha, bid, rp), {"lines": lines})
         bar.update(len(batch))

@@ -1,5 +1,5 @@
 """The language model's drafts as candidates (`writer.lm.candidates` > 0): n samples per row from
-the fine-tuned writer, prompted with retrieved exemplars as in training (tweetsim.lm.prompts), each
+the fine-tuned writer, prompted with retrieved exemplars as in training (tweetsim.writer.prompts), each
 with its mean token log-probability (a reranker feature). Off by default: on 2 CPU cores the
 135M writer samples ~50 tokens/s, so a draft costs about a second, where selection costs ~5 ms.
 """
@@ -11,7 +11,7 @@ from dataclasses import replace
 import pandas as pd
 
 from tweetsim.lm.generate import GenConfig, generate
-from tweetsim.lm.prompts import build_examples
+from tweetsim.writer.prompts import build_examples
 
 
 class Drafter:

@@ -68,7 +68,7 @@ class Writer:
         return image_features(rows, media_dir, self.encoder, int(self.image_meta["vision"]["max_images"]), progress=False)
 
     def prompts(self, rows: pd.DataFrame) -> list[str]:
-        from tweetsim.lm.prompts import build_examples
+        from tweetsim.writer.prompts import build_examples
 
         # the pool's own rows must not retrieve themselves: give the input rows a source of their own
         query = rows.assign(source="__input__" + rows["source"].astype(str))
