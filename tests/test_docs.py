@@ -108,6 +108,14 @@ def test_readme_is_short_and_keeps_the_two_commands():
     assert "bash scripts/setup.sh && . .venv/bin/activate && python -m pytest -q\n" in text
 
 
+def test_readme_gives_the_development_loop_and_the_slow_marker_is_registered():
+    import tomllib
+
+    assert 'python -m pytest -q -m "not slow"' in (ROOT / "README.md").read_text()
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert any(m.startswith("slow:") for m in options["markers"]) and "--strict-markers" in options["addopts"]
+
+
 # ---- the package count ----------------------------------------------------------------------
 
 NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
