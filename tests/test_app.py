@@ -361,6 +361,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     return tmp, models, params_path
 
 
+@pytest.mark.slow  # the likes chain and the writer trained for the app
 def test_real_services_end_to_end(tiny_artefacts):
     tmp, models, params_path = tiny_artefacts
     s = A.load_services(models, params_path, tmp / "data" / "tweets.parquet")

@@ -23,9 +23,9 @@ from tweetsim.apps import serve as A
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CHROMIUM and DRIVER),
-    reason="headless Chromium is not installed (Debian packages chromium + chromium-driver; .ci/run installs them)")
+    reason="headless Chromium is not installed (Debian packages chromium + chromium-driver; .ci/run installs them)")]
 MODELS = Path(os.environ["TWEETSIM_APP_MODELS"]) if os.environ.get("TWEETSIM_APP_MODELS") else None
 PARAMS = Path(os.environ.get("TWEETSIM_APP_PARAMS", ROOT / "params.yaml"))
 

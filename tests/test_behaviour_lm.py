@@ -114,6 +114,7 @@ def test_row_without_media_is_the_text_only_model(tiny_base):
         assert not torch.allclose(model(**{k_: v for k_, v in b2.items()}).logits[1], logits[1])
 
 
+@pytest.mark.slow  # trains and predicts
 def test_tiny_train_projection_gradients_save_load_predict(tiny_base, tmp_path):
     p = tiny_params(tiny_base, steps=8)
     rows = _rows(8)
@@ -145,6 +146,7 @@ def test_tiny_train_projection_gradients_save_load_predict(tiny_base, tmp_path):
     assert all(B.parse_likes(r) == v for r, v, u in zip(raw, likes, used) if not u)
 
 
+@pytest.mark.slow  # trains twice, and once interrupted
 def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_path, monkeypatch):
     p = tiny_params(tiny_base)
     rows, has = _rows(8), np.array([True, False] * 4)
@@ -280,6 +282,7 @@ def stage_data(tmp_path_factory, sample_table):
     return d
 
 
+@pytest.mark.slow  # trains and predicts
 def test_stage_end_to_end(stage_data, tiny_base, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # dvclive/ goes here
     p = tiny_params(tiny_base, regimes=["random"], fallback_model="fb", max_eval_rows=5, steps=4)

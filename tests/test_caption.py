@@ -262,6 +262,7 @@ def test_merge_names_a_shard_written_with_another_n(tmp_path):
         run_stage(data, tmp_path, ("--merge",), **{"caption.shards": [0, 1]})
 
 
+@pytest.mark.slow  # two processes under accelerate launch
 def test_accelerate_launch_two_processes_equals_one_run(dataset, tmp_path):
     """`accelerate launch --num_processes 2` on CPU (gloo): each process captions every other row, the
     first merges; the files equal a single process's byte for byte. (`--cpu` would start a single

@@ -151,6 +151,14 @@ def test_measured_pattern(line, hit):
     assert bool(_typed_figures("x.md", line)) == hit
 
 
+def test_readme_gives_the_development_loop_and_the_slow_marker_is_registered():
+    import tomllib
+
+    assert 'python -m pytest -q -m "not slow"' in (ROOT / "README.md").read_text()
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert any(m.startswith("slow:") for m in options["markers"]) and "--strict-markers" in options["addopts"]
+
+
 # ---- the package count ----------------------------------------------------------------------
 
 NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from stages_helper import one_regime_deploy, override
 
@@ -55,6 +56,7 @@ def copy_repo(dst: Path) -> None:
     shutil.copytree(ROOT, dst, ignore=ignore)
 
 
+@pytest.mark.slow  # the whole DAG: minutes
 def test_repro_then_experiment_changes_metrics(tmp_path):
     repo = tmp_path / "repo"
     copy_repo(repo)

@@ -12,6 +12,7 @@ TEXTS = ["New drop is live 🔥 shop now at the link", "", "a", "Thanks for 1M f
          "Our spring collection: lighter fabrics, brighter colours, and free shipping on every order this week"]
 
 
+@pytest.mark.slow  # exports and quantizes the encoder
 def test_onnx_float32_equals_torch_and_int8_stays_close(tmp_path):
     embed.clear_cache()
     ref = embed.encode(TEXTS)
@@ -88,6 +89,7 @@ def test_bad_runtime_is_named():
         EncoderConfig("onnx", 1, ".cache/encoder", 24)
 
 
+@pytest.mark.slow  # distils the static table
 def test_static_table_is_distilled_once_and_a_vector_depends_on_its_text_only(tmp_path, monkeypatch):
     """embed_model static: model2vec's table distilled from the packaged MiniLM under the cache folder;
     unit vectors (zeros for a text without tokens); the same bytes whatever the neighbours and call

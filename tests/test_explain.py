@@ -13,6 +13,9 @@ from tweetsim.likes import explain as E
 from tweetsim.likes import features as F
 from tweetsim.likes.regressor import combine
 
+# every test reads the likes chain trained for this module (test_likes' `trained`): minutes
+pytestmark = pytest.mark.slow
+
 
 def test_every_feature_column_has_a_factor(trained):
     from tweetsim.likes.predictor import Predictor

@@ -141,6 +141,7 @@ def trained(fixture_data, tmp_path_factory):
     return root, _run_pipeline(root, params, tmp / "data")
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_pipeline_trains_to_completion(trained, fixture_data):
     root, models = trained
     tmp, _ = fixture_data
@@ -185,6 +186,7 @@ def _random_only(fixture_data, tmp_path: Path, **classifier) -> tuple[Path, Path
     return path, data
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_same_params_same_predictions(trained, fixture_data, tmp_path):
     """A second run gives identical predictions. To keep the test short it trains the `random`
     regime only: regimes are trained independently (each seeded), so its rows must match exactly."""
@@ -199,6 +201,7 @@ def test_same_params_same_predictions(trained, fixture_data, tmp_path):
         pd.testing.assert_frame_equal(first[first["regime"] == "random"].reset_index(drop=True), second, check_exact=True)
 
 
+@pytest.mark.slow  # trains the classifier end to end
 def test_finetune_classifier_mode(fixture_data, tmp_path):
     """`classifier: finetune` (the transformer fine-tuned on verbalised lines) trains, logs its curves, saves
     the transformer, and the Predictor predicts through it; a misspelt mode is named."""
@@ -278,6 +281,7 @@ def test_embedding_head_fits_each_distinct_row_once_with_its_copies_weight():
     assert same[0].tobytes() == plain.tobytes() and list(same[1]) == list(np.arange(50) % 3) and (same[2] == 0.25).all()
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_predict_likes_cli_awkward_input(trained, tmp_path, capsys):
     from tweetsim.apps.cli import main
 
@@ -330,6 +334,7 @@ def test_base_features_text_and_dates():
     assert np.isnan(f["log_acct_avg_likes"]).all() and list(f.index) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_predict_with_probs(trained, fixture_data):
     from tweetsim.likes.predictor import Predictor
 
@@ -399,6 +404,7 @@ def test_embed_text_modes_and_the_content_vectors_evaluate_shares(tmp_path, capl
         embed_rows(rows, {**p, "embed_text": "caption"})
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
     """predict_log / the gate feed xgboost a float matrix in the trained column order: same values
     as xgboost's own DataFrame path (which checks feature names), even with the columns shuffled."""
@@ -419,6 +425,7 @@ def test_regressors_matrix_path_matches_dataframe(trained, fixture_data):
         assert np.array_equal(pred.gate.predict(X), want.reshape(len(X), -1))
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_unseen_brand_regime_has_no_organisers_like_stats(trained, fixture_data):
     tmp, params = fixture_data
     rows = pd.DataFrame({"acct_avg_likes": [5.0, None], "acct_min_likes": [1, 2], "followers": [10.0, 20.0]})
@@ -459,6 +466,7 @@ def test_context_features_pool_known_and_input_rows_without_likes():
     assert "account video views: 1.0k median over 3 videos" in text[0] and "account video views" not in text[3]
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     from tweetsim.likes.fit import regime_history
 
@@ -484,6 +492,7 @@ def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     assert {"acct_ctx_views_median", "brand_ctx_n"} <= set(f.columns)
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_deploy_fit_trains_every_route_on_every_labelled_row(trained, fixture_data, tmp_path):
     """models/likes/deploy/<route>: every row with likes is a training row of every route; each route's
     classifier steps and trees are its settings_from regime's early-stopped ones and its hidden levels are
@@ -539,6 +548,7 @@ def test_deploy_fit_trains_every_route_on_every_labelled_row(trained, fixture_da
         Predictor(models, models_of="no_such_regime")
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_router_picks_each_route_from_the_row_alone(trained):
     """A known account, a new account of a known brand, an unknown brand, an unknown brand whose account has
     the organisers' like statistics: each row's route is the same alone as within any file, and the
@@ -582,6 +592,7 @@ def test_router_picks_each_route_from_the_row_alone(trained):
     assert factors.sum(axis=1).to_numpy() == pytest.approx(np.log1p(blended), abs=1e-4)
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, monkeypatch):
     """The backtest fits each regime's routes on its training rows only: no test row (so no held-out brand
     of unseen_brand, no later row of unseen_time) is among the rows any route model is fitted on, and
@@ -622,6 +633,7 @@ def test_backtest_keeps_test_brands_and_later_rows_out(trained, fixture_data, mo
     assert set(cal["regime"]) == set(p["split"]["regimes"]) and cal["likes"].notna().all()
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
     from tweetsim.apps.cli import main
 
@@ -646,6 +658,7 @@ def test_predict_likes_writes_ordered_ranges(trained, tmp_path):
     assert list(pd.read_csv(out).columns)[:4] == ["id", "likes", "likes_low", "likes_high"]
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_ranges_calibrated_on_val_and_brand_folds(trained, fixture_data):
     """Each regime's range comes from its val rows; unseen_brand's (interval.brand_folds_regimes) also from
     its train rows in brand-grouped folds, each predicted by trees refitted without its brands."""
@@ -728,6 +741,7 @@ def test_side_by_side_returns_both_results_and_raises_the_workers_error():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
 def test_best_time_refuses_slots_past_the_last_date_and_writes_its_curve_atomically(trained, tmp_path, capsys):
     from tweetsim.apps.cli import main
 

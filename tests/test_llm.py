@@ -109,6 +109,7 @@ def test_completion_only_masking(tiny_base):
     assert sum(len(p["input_ids"]) for p in packed) == 2 * len(ex["input_ids"])
 
 
+@pytest.mark.slow  # trains twice, and once interrupted
 def test_tiny_llama_trains_resumes_and_generates(tiny_base, tmp_path):
     tok = llm.load_tokenizer(str(tiny_base))
     examples = _examples(tok)

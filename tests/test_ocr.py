@@ -180,6 +180,7 @@ def run_stage(data: Path, tmp: Path, flags=(), **over) -> None:
     stage("ocr").main(str(params), str(data), *flags)
 
 
+@pytest.mark.slow  # the stage run four times, sharded and merged
 def test_ocr_stage_end_to_end_cache_and_shards(dataset, tmp_path, capsys):
     run_stage(dataset, tmp_path)
     err = capsys.readouterr()

@@ -225,6 +225,7 @@ def test_drafts_are_distinct_and_best_first():
     assert d[0][0] == w.write(frame([("q", 1, "2020-03-01", "a", "x")]))["content"].iloc[0]
 
 
+@pytest.mark.slow  # the stage end to end
 def test_select_text_stage(tmp_path, sample_table):
     from tweetsim.data.schema import write_tweets
     from tweetsim.data.splits import assign
