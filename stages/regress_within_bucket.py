@@ -5,7 +5,7 @@ Writes models/like_regressor/<edge>/<regime>.{ubj,json}.
 usage: python stages/regress_within_bucket.py params.yaml data models EDGE
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path
@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.likes.artefacts import META, Layout
+from tweetsim.likes.config import XgbConfig
 from tweetsim.likes.features import log_likes
-from tweetsim.config.params import load_params
+from tweetsim.config.params import StageError, load_params
 from tweetsim.likes.regressor import fit_bucket
 
 
@@ -25,7 +26,7 @@ def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
     p = params["regress_within_bucket"]["xgb"]
     edges = [float(e) for e in params["train_like_classifier"]["bucket_edges"]]
     if float(edge) not in edges:
-        raise SystemExit(f"regress_within_bucket: {edge} is not one of train_like_classifier.bucket_edges {edges}")
+        raise StageError(f"regress_within_bucket: {edge} is not one of train_like_classifier.bucket_edges {edges}")
     b = edges.index(float(edge))
     feats = pd.read_parquet(Path(data_dir) / "likes" / "features.parquet")
     names = [c for c in feats.columns if c not in META and c not in p["drop_features"]]
@@ -33,7 +34,7 @@ def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
         f = feats[feats["regime"] == regime].reset_index(drop=True)
         tr, va = f[f["side"] == "train"].reset_index(drop=True), f[f["side"] == "val"].reset_index(drop=True)
         reg = fit_bucket(tr, log_likes(tr["likes"]), (tr["bucket"] == b).to_numpy(), va, log_likes(va["likes"]),
-                         (va["bucket"] == b).to_numpy(), names, p, b)
+                         (va["bucket"] == b).to_numpy(), names, XgbConfig.from_params(p), b)
         reg.save(Layout(Path(models_dir)).regressor(edge, regime))
         m = reg.meta
         print(f"regress_within_bucket@{edge} {regime}: {m['n_train']} training rows"

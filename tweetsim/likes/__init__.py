@@ -1,2 +1,3 @@
 """Layer 4: behaviour simulation. Features, the like classifier, bucket regressors, per-regime
-fitting, the deploy fit, ranges, reasons, best time, the behaviour LM, and the Predictor."""
+fitting, the regimes' combined likes, the deploy fit, ranges, reasons, best time, the behaviour LM,
+and the Predictor."""

@@ -28,17 +28,6 @@ from tweetsim.likes import features as F
 
 # the id and label columns of data/likes/features.parquet; every other column is a tree feature
 META = ["regime", "source", "id", "side", "likes", "bucket"]
-# the classifier params the Predictor needs at inference, copied into bundle.json
-BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "embed_text",
-                 "inference_dtype", "use_text", "encoder", "classifier")
-
-
-def classifier_params(params: dict) -> dict:
-    """The train_like_classifier section with the `encoder` section (the inference runtime) inside it:
-    what fitting, the bundle and the Predictor read."""
-    return {**params["train_like_classifier"], "encoder": params["encoder"]}
-
-
 @dataclass(frozen=True)
 class Layout:
     """Where each behaviour artefact lives under the models folder."""
