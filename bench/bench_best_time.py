@@ -42,7 +42,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     pick = np.linspace(0, len(table) - 1, int(posts) + 1).round().astype(int)
     t0 = time.perf_counter()
     pred = load_likes_model(models, num_threads=2)
-    print(f"load artefacts: {time.perf_counter() - t0:.2f}s; inference dtype {pred.p.get('inference_dtype') or 'float32'}")
+    print(f"load artefacts: {time.perf_counter() - t0:.2f}s; inference dtype {pred.p.inference_dtype or 'float32'}")
     besttime.best_time(pred, table.iloc[[pick[-1]]])  # warm-up (first tokenizer / kernel calls), not timed
     seconds, cpu, steps, curves = [], [], [], []
     for i in pick[:-1]:
@@ -63,7 +63,7 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
         one.append(pred.predict_with_probs(row.assign(date=d), context=ctx)[0][0])
     t_one = time.perf_counter() - t0
     diff = float(np.abs(np.log1p(one) - curve["log1p_likes"].to_numpy()).max())
-    tol = TOL[pred.p.get("inference_dtype") or "float32"]
+    tol = TOL[pred.p.inference_dtype or "float32"]
     mean = float(np.mean(seconds))
     split = {k: float(np.mean([s[k] for s in steps])) for k in steps[0]}
     print(f"best-time: {mean:.2f}s per post (mean of {len(seconds)}, max {max(seconds):.2f}s) for {len(curve)} slots; "

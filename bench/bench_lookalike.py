@@ -7,9 +7,9 @@ usage: python bench/bench_lookalike.py [--params params.yaml] [--data data] [--r
 """
 
 import argparse
-import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from tweetsim.config.params import load_params  # noqa: E402
 from tweetsim.data.schema import read_tweets  # noqa: E402
 from tweetsim.data.sides import join_from  # noqa: E402
+from tweetsim.writer.config import WriterConfig  # noqa: E402
 from tweetsim.writer.tweet_writer import TweetWriter  # noqa: E402
 
 
@@ -31,16 +32,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1000)
     add_out(ap, "bench_lookalike")
     args = ap.parse_args()
-    data, p = Path(args.data), load_params(args.params)["writer"]
+    data, p = Path(args.data), WriterConfig.from_params(load_params(args.params)["writer"])
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     rows = table[table["unseen_brand"] == "test"].iloc[: args.rows]
     pool = table[(table["unseen_brand"] == "train") & table["content"].notna()]
     fig = {"rows": len(rows), "warm_up_rows": 50, "rows_per_s": {}}
-    for w in (0.0, float(p["pool"]["similar_text_weight"])):
-        q = json.loads(json.dumps(p))
-        q["pool"]["similar_text_weight"] = w
-        writer = TweetWriter(pool, q, context=table)
+    for w in (0.0, float(p.pool.similar_text_weight)):
+        writer = TweetWriter(pool, replace(p, pool=replace(p.pool, similar_text_weight=w)), context=table)
         writer.scored(rows.iloc[:50])
         t0 = time.perf_counter()
         writer.scored(rows)

@@ -28,10 +28,10 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image, ImageDraw, ImageFont
 
 from _results import add_out, write
@@ -108,10 +108,13 @@ def main() -> None:
 
     from tweetsim.vision import caption as cap
     from tweetsim.vision import images as imgs
+    from tweetsim.config.params import load_params
     from tweetsim.vision import ocr
+    from tweetsim.vision.config import CaptionConfig, OcrConfig
+
+    shipped = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 
     torch.set_num_threads(args.threads)
-    stage = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())  # the stages' own params
     rows = []
     print(f"{'benchmark':42s} {'batched img/s':>14s} {'one-by-one img/s':>17s} {'ratio':>7s}", flush=True)
 
@@ -128,7 +131,8 @@ def main() -> None:
         read = lambda p: imgs.read_frames(p, frames=1, max_side=1024)[0]  # noqa: E731
         pics = [read(p) for p in paths]
         jobs = {str(i): p for i, p in enumerate(paths)}
-        params = {**stage["caption"], "batch_size": args.batch, "workers": args.workers, "frames": 1, "max_side": 1024}
+        params = replace(CaptionConfig.from_params(shipped["caption"]), batch_size=args.batch, workers=args.workers,
+                         frames=1, max_side=1024)
 
         def cap_stage():
             res, err = cap.run_model(model, jobs, params, imgs.ResultCache(None), progress=False)
@@ -163,10 +167,10 @@ def main() -> None:
         paths = ocr_files(args.n_ocr, Path(tmp))
         jobs = {str(i): p for i, p in enumerate(paths)}
         for name in ("paddleocr", "rapidocr"):
-            params = {**stage["ocr"], "backend": name, "limit_side_len": 960, "num_threads": args.threads, "workers": args.workers,
-                      "model_dir": str(Path(tmp) / "pm"), "batch_size": 8, "frames": 1, "max_side": 0}
+            params = replace(OcrConfig.from_params(shipped["ocr"]), backend=name, limit_side_len=960, num_threads=args.threads,
+                             workers=args.workers, model_dir=str(Path(tmp) / "pm"), batch_size=8, frames=1, max_side=0)
             pool = ocr.load_backend(params)
-            single = ocr.load_backend({**params, "workers": 1})
+            single = ocr.load_backend(replace(params, workers=1))
 
             def ocr_stage():
                 res, err, _ = ocr.ocr_images(jobs, params, imgs.ResultCache(None), backend=pool, progress=False)

@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from _results import pop_out, write
 
@@ -54,11 +55,10 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     t0 = time.perf_counter()
     pred = load_likes_model(models, num_threads=2)
     t_load = time.perf_counter() - t0
-    bundled = pred.p.get("encoder") or {"runtime": "torch", "workers": 2}
     cache = tempfile.mkdtemp(prefix="bench_predict_likes_")
-    pred.p = {**pred.p, "encoder": {**bundled, "cache_dir": cache}}  # not the repo's cache: cold runs
-    runtime = bundled["runtime"]
-    dtype = runtime if runtime != "torch" else pred.p.get("inference_dtype") or "float32"
+    pred.p = replace(pred.p, encoder=replace(pred.p.encoder, cache_dir=cache))  # not the repo's cache: cold runs
+    runtime = pred.p.encoder.runtime
+    dtype = runtime if runtime != "torch" else pred.p.inference_dtype or "float32"
     tol = TOL[dtype]
     pred.predict(table.tail(8))  # warm-up (first tokenizer / kernel calls, the ONNX exports)
     # embeddings are memoised by text in the process and in the cache: start each timed run cold
@@ -69,8 +69,8 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
     split = dict(pred.timings)  # this batched call's seconds by step, measured inside predict
     # the same call on the torch path (the two passes side by side, one torch thread each)
     onnx_p = pred.p
-    pred.p = {**onnx_p, "encoder": {**onnx_p["encoder"], "runtime": "torch"}}
-    torch_dtype = pred.p.get("inference_dtype") or "float32"
+    pred.p = replace(onnx_p, encoder=replace(onnx_p.encoder, runtime="torch"))
+    torch_dtype = pred.p.inference_dtype or "float32"
     pred.predict(table.tail(8))
     embed.clear_cache(cache)
     t0 = time.perf_counter()
@@ -101,15 +101,15 @@ def main(models: str = "models", path: str = "data/sample/official/behaviour_sim
           f"{np.abs(np.log1p(seq) - np.log1p(out)).max():.1e}, median {np.median(np.abs(np.log1p(seq) - np.log1p(out))):.1e}")
     print("share of batched time: " + ", ".join(f"{k} {v / t_batch:.0%}" for k, v in split.items())
           + " (the classifier's and the encoder's own seconds: side by side, they overlap)")
-    if embed.is_static(pred.p.get("embed_model")):
+    if embed.is_static(pred.p.embed_model):
         # the static table runs no transformer, so the runtimes above time the same thing; what it replaces
         # is MiniLM's pass over the same strings (embed_model null), timed cold here
         from tweetsim.likes.fit import embed_strings
 
-        strings = F.texts_to_embed(table, pred.p.get("embed_text") or "joined")
+        strings = F.texts_to_embed(table, pred.p.embed_text)
         embed.clear_cache(cache)
         t0 = time.perf_counter()
-        embed_strings(strings, {**pred.p, "embed_model": None})
+        embed_strings(strings, replace(pred.p, embed_model=None))
         t_mini = time.perf_counter() - t0
         fig.update(embedding_static_s=round(split["embedding"], 2), embedding_minilm_s=round(t_mini, 2),
                    ratio_minilm_static=round(t_mini / max(split["embedding"], 1e-9)),

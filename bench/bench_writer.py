@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,16 +51,16 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     print(f"load: {load_s:.1f}s (pool {len(writer.pool.texts)} tweets, {len(rows)} input rows)")
     timing = {}
-    reranker, share = writer.reranker, writer.selector.p["share_pools"]
+    reranker, share = writer.reranker, writer.selector.p.share_pools
     for name, model, shared in (("consensus", None, share), ("reranked", reranker, share), ("reranked, row by row pools", reranker, 0)):
         writer.reranker = model
-        writer.selector.p = {**writer.selector.p, "share_pools": shared}
+        writer.selector.p = replace(writer.selector.p, share_pools=shared)
         t0 = time.perf_counter()
         for i in range(0, len(rows), 512):
             writer.write(rows.iloc[i : i + 512])
         timing[name] = len(rows) / (time.perf_counter() - t0)
         print(f"selection, {name}: {timing[name]:.0f} rows/s (chunks of 512)")
-    writer.selector.p = {**writer.selector.p, "share_pools": share}
+    writer.selector.p = replace(writer.selector.p, share_pools=share)
     print(f"pools scored together / row by row: {timing['reranked'] / timing['reranked, row by row pools']:.2f}x")
     one = rows.head(args.one)
     t0 = time.perf_counter()

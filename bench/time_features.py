@@ -10,33 +10,27 @@ Writes bench/results/time_features.json with the CPU named.
 """
 
 import json
-import os
-import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _results import cpu
 from tweetsim.config.params import load_params
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import tree_features
+from tweetsim.likes.config import XgbConfig
 from tweetsim.likes.regressor import bucket_parts, combine, fit_validated
 from tweetsim.likes.timeeffect import time_effect
 
 
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def fit_predict(f: pd.DataFrame, names: list[str], p: dict, n_buckets: int) -> np.ndarray:
+def fit_predict(f: pd.DataFrame, names: list[str], p: dict, xgb: XgbConfig, n_buckets: int) -> np.ndarray:
     """Predicted likes of `f`'s val and test rows from bucket regressors and a gate fitted on its train rows."""
     tr, va = f[f["side"] == "train"].reset_index(drop=True), f[f["side"] == "val"].reset_index(drop=True)
-    regs, gate = fit_validated(tr, va, names, p["xgb"], n_buckets)
+    regs, gate = fit_validated(tr, va, names, xgb, n_buckets)
     probs, z, smear = bucket_parts(regs, gate, f[f["side"] != "train"].reset_index(drop=True))
     return combine(probs, z, smear, p["final"], bool(p["smearing"]))
 
@@ -51,18 +45,17 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", out: str = "b
     clock = F.base_features(feats)  # the clock columns of the library's feature code, from each row's date
     feats = feats.assign(**{c: clock[c].to_numpy() for c in clock if c not in feats})
     n_buckets = len(params["train_like_classifier"]["bucket_edges"])
-    res = {"cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-           "params": params_path, "metric": "log1p-RMSE of the regime models (bucket regressors + tabular gate, "
+    res = {"cpu": cpu()["model"], "cores": cpu()["cores"], "params": params_path, "metric": "log1p-RMSE of the regime models (bucket regressors + tabular gate, "
            f"final {p['final']}, smearing {p['smearing']})", "modes": {}}
     for mode in F.TIME_FEATURES:
-        xgb = {**p["xgb"], "time_features": mode}
+        xgb = replace(XgbConfig.from_params(p["xgb"]), time_features=mode)
         names = tree_features([c for c in feats.columns if c not in ("date", "username")], xgb)
         t0 = time.perf_counter()
         res["modes"][mode] = {}
         for regime in params["split"]["regimes"]:
             f = feats[feats["regime"] == regime].reset_index(drop=True)
             held = f[f["side"] != "train"].reset_index(drop=True)
-            pred = fit_predict(f, names, {**p, "xgb": xgb}, n_buckets)
+            pred = fit_predict(f, names, p, xgb, n_buckets)
             r = {}
             for side in ("val", "test"):
                 s = (held["side"] == side).to_numpy()

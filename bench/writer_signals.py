@@ -25,12 +25,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tweetsim.config.params import load_params  # noqa: E402
-from tweetsim.data.schema import read_tweets  # noqa: E402
-from tweetsim.data.sides import join_from  # noqa: E402
-from tweetsim.text import embed  # noqa: E402
 from tweetsim.text.metrics import TargetScorer  # noqa: E402
-from tweetsim.text.runtime import EncoderConfig  # noqa: E402
 from tweetsim.writer import select as S  # noqa: E402
+from tweetsim.writer.config import WriterConfig  # noqa: E402
+from tweetsim.writer.fit import regime_writer, text_embedder, writer_table  # noqa: E402
 from tweetsim.writer.pools import row_meta  # noqa: E402
 from tweetsim.writer.tweet_writer import TweetWriter  # noqa: E402
 
@@ -53,20 +51,9 @@ def extras(writer: TweetWriter, rows: pd.DataFrame, scored: list, groups: list[s
 
 
 def scored_regime(params: dict, regime: str, data: Path):
-    p = params["writer"]
-    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
-    table = join_from(table, data).sort_values(["source", "id"], kind="stable").reset_index(drop=True)
-    enc = EncoderConfig.from_params(params["encoder"])
-    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
-    has = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
-    side = table[regime]
-    train_q = table[(side == "train") & has]
-    writer = TweetWriter(train_q, p, context=table, embed_fn=embed_fn)
-    cap = p["reranker"]["max_train_queries"]
-    if cap and len(train_q) > cap:
-        train_q = train_q.sample(n=cap, random_state=int(p["reranker"]["seed"])).sort_values(["source", "id"])
-    parts = {"train": train_q, **{s: table[(side == s) & has] for s in ("val", "test")}}
-    past_only, held_out = regime in p["past_only_regimes"], regime in p["brand_held_out_regimes"]
+    p = WriterConfig.from_params(params["writer"])
+    writer, parts = regime_writer(writer_table(data), p, regime, text_embedder(params))  # as select_text builds them
+    past_only, held_out = regime in p.past_only_regimes, regime in p.brand_held_out_regimes
     scored = {s: writer.scored(rows, past_only, held_out, rows["content"].astype(str).tolist()) for s, rows in parts.items()}
     ex = {s: extras(writer, parts[s], scored[s], list(S.EXTRA)) for s in parts}
     writer.pool.embed_fn = None
@@ -86,7 +73,7 @@ def main() -> None:
     for kv in args.set:
         k, v = kv.split("=", 1)
         override(params["writer"], k, json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v)
-    p = params["writer"]
+    p = WriterConfig.from_params(params["writer"])
     if args.cache and Path(args.cache).is_file():
         writer, parts, scored, ex = pickle.load(open(args.cache, "rb"))
         writer.selector = S.Selector(writer.pool, p)
@@ -122,13 +109,13 @@ def main() -> None:
         sc = {s: [dataclasses.replace(x, features=np.hstack([x.features, e[:, idx]])) for x, e in zip(scored[s], ex[s])]
               for s in scored}
         writer.kept = []
-        writer.reranker = S.train_reranker(sc["train"], sc["val"], p["reranker"]) if p["reranker"]["enabled"] else None
+        writer.reranker = S.train_reranker(sc["train"], sc["val"], p.reranker) if p.reranker.enabled else None
         base = {s: writer.base_scores(sc[s]) for s in ("val", "test")}
         against = {"retrieval": texts_of("retrieval", parts["val"])}
-        if regime in p["typical_baseline_regimes"]:
+        if regime in p.typical_baseline_regimes:
             against["typical"] = [typical] * len(parts["val"])
-        dec = writer.tune(parts["val"], sc["val"], base["val"], p["reranker"]["rule"], p["edits"], against,
-                          p["reranker"]["resamples"], int(p["reranker"]["seed"]))
+        dec = writer.tune(parts["val"], sc["val"], base["val"], p.reranker.rule, p.edits, against,
+                          p.reranker.resamples, int(p.reranker.seed))
         out = {}
         for s in ("val", "test"):
             picks = S.choose(sc[s], writer.ranking(sc[s], base[s]))

@@ -19,7 +19,7 @@ from tweetsim.likes.features import known_splits_for_test
 
 def main(data_dir: str = "data", params_path: str = "params.yaml") -> None:
     data = Path(data_dir)
-    known_splits = known_splits_for_test(yaml.safe_load(Path(params_path).read_text())["train_like_classifier"])
+    known_splits = known_splits_for_test(yaml.safe_load(Path(params_path).read_text())["train_like_classifier"]["test_history"])
     feats = pd.read_parquet(data / "likes" / "features.parquet", columns=["regime", "source", "id", "side", "likes"])
     users = pd.read_parquet(data / "tweets.parquet", columns=["source", "id", "username"])
     f = feats.merge(users, on=["source", "id"], how="left").assign(y=lambda d: np.log1p(d["likes"].astype(float)))

@@ -1,7 +1,7 @@
 """Regenerate the result tables of README.md and docs/*.md from the committed files that hold them.
 
 Each generated table sits between `<!-- table:NAME -->` and `<!-- /table -->`: NAME one of
-tweetsim/apps/report.py's TABLES (rendered from the sample's metrics/), FULL_TABLES (from
+tweetsim/pipeline/tables.py's TABLES (rendered from the sample's metrics/), FULL_TABLES (from
 results/full/: the metrics of the run on all the shared data), the hostile-input tables of
 docs/reliability.md (`hostile-*`, from tests/hostile_cases.yaml, the suite tests/test_hostile.py runs),
 a bench's figures (`bench-*`, from bench/results/<bench>.json, which the bench writes: each block
@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .` too
 
-from tweetsim.apps import report  # noqa: E402
+from tweetsim.pipeline.tables import load_metrics, render_files  # noqa: E402
 
 
 HOSTILE = ROOT / "tests" / "hostile_cases.yaml"
@@ -265,9 +265,9 @@ def render_all(texts: dict[str, str], params: dict, metrics: dict, full: dict, c
         texts[name] = text
     if set(hostile) - placed:
         raise ValueError(f"no <!-- table:NAME --> block for {sorted(set(hostile) - placed)}")
-    # the hostile blocks are filled: hide them from report's renderer, which knows only its own tables
+    # the hostile blocks are filled: hide them from render_files, which knows only its own tables
     masked = {k: _mask(v, hostile) for k, v in texts.items()}
-    rendered = report.render_files(masked, params, metrics, full)
+    rendered = render_files(masked, params, metrics, full)
     return {k: _unmask(rendered[k], hostile) for k in texts}
 
 
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     params = yaml.safe_load(a.params.read_text())
     old = {str(f): f.read_text() for f in files}
     try:
-        new = render_all(old, params, report.load_metrics(a.metrics), report.load_metrics(a.full),
+        new = render_all(old, params, load_metrics(a.metrics), load_metrics(a.full),
                          yaml.safe_load(HOSTILE.read_text()), load_bench(a.bench))
     except (ValueError, KeyError) as e:
         print(f"readme_tables: {e}", file=sys.stderr)

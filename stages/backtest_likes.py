@@ -8,7 +8,7 @@ that each route's ranges in the deploy fit are calibrated on).
 usage: python stages/backtest_likes.py [params.yaml] [data] [models]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path

@@ -6,7 +6,7 @@ data/predictions/text/{retrieval,consensus_recent}.parquet for the val and test 
 usage: python stages/baselines.py [params.yaml] [data]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path
@@ -30,9 +30,9 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     data = Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     enc = EncoderConfig.from_params(params["encoder"])
-    embed_fn = (lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
+    embed_fn = embed.embedder(p["embed_model"], enc, p["caption_similarity"])
     likes_out, text_out, consensus_out = {"median": [], "account_median": []}, [], []
-    test_history = known_splits_for_test(params["train_like_classifier"])
+    test_history = known_splits_for_test(params["train_like_classifier"]["test_history"])
     for regime in params["split"]["regimes"]:
         side = table[regime]
         labelled = table["likes"].notna()

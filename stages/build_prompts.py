@@ -6,7 +6,7 @@ regime's training split only (tweetsim.writer.prompts documents the format).
 usage: python stages/build_prompts.py [params.yaml] [data]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path
@@ -47,7 +47,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data") -> None:
     table = join_from(table, data)
     tok = llm.load_tokenizer(llm.resolve_model(m["name"], m["cache_dir"]))
     enc = EncoderConfig.from_params(params["encoder"])
-    embed_fn = _memo(lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)) if p["caption_similarity"] else None
+    embed_fn = _memo(embed.embedder(p["embed_model"], enc)) if p["caption_similarity"] else None
     parts = []
     for regime in tqdm(params["split"]["regimes"], desc="build_prompts"):
         side = table[regime]

@@ -10,14 +10,16 @@ Under `accelerate launch --num_processes P` the P processes split the run's rows
 GPU where CUDA exists, and the first one writes the run's output (tweetsim.vision.images.Processes).
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
 from tweetsim.config.params import section
+from tweetsim.vision.config import CaptionConfig
 from tweetsim.data.schema import read_tweets
 from tweetsim.data.shards import shard_count, shard_flag, shard_paths
 
@@ -36,20 +38,21 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     procs = imgs.Processes()
     rows = imgs.build_rows(tweets, imgs.read_manifest(data / "media"), data / "media")
     rows = procs.take(rows if shard is None else imgs.select_shard(rows, shards, shard))
+    cfg = CaptionConfig.from_params(p)
     if procs.device and p["device"] == "auto":
-        p = {**p, "device": procs.device}
+        cfg = replace(cfg, device=procs.device)
     loud = imgs.loud_missing("caption", rows)
     if loud:
         print(loud, file=sys.stderr, flush=True)
     cap.set_threads(p["num_threads"])
     if any(r.files for r in rows):
-        captioner, embedder = cap.load_models(p)
+        captioner, embedder = cap.load_models(cfg)
     else:
         captioner = embedder = None
         print("caption: no image file in this run, so no model was loaded; captions come from the input only",
               file=sys.stderr, flush=True)
     cache = imgs.ResultCache(p["cache_dir"])
-    records, rejects, counts = cap.caption_rows(rows, p, captioner, embedder, cache, progress=p["progress"])
+    records, rejects, counts = cap.caption_rows(rows, cfg, captioner, embedder, cache, progress=p["progress"])
 
     if shard is None:
         out, rej = data / "captions.parquet", data / "caption_rejects.csv"

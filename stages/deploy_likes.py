@@ -7,7 +7,7 @@ intervals.json, bundle.json).
 usage: python stages/deploy_likes.py [params.yaml] [data] [models]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path

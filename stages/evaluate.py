@@ -1,6 +1,6 @@
 """evaluate: score every model's test predictions per regime -> metrics/likes.json, metrics/text.json,
 metrics/likes_text_rows.json (the likes models on the test rows with tweet text and on those without),
-and metrics/headline.json: the served models and their baselines only, the review-sized view (tweetsim/apps/report.py).
+and metrics/headline.json: the served models and their baselines only, the review-sized view (tweetsim/pipeline/report.py).
 
 Likes models are scored on the test rows with likes; a model with a range (`pred_low, pred_high`)
 also gets its coverage and median width (high / low) there. Text models, per regime: `all_rows` scores
@@ -10,7 +10,7 @@ the same rows; `n` says how many. The n-gram scores run in `evaluate.workers` fo
 usage: python stages/evaluate.py [params.yaml] [data] [metrics]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import json
 import sys
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tweetsim.apps import report
-from tweetsim.apps.report import MIXED, SERVED_LIKES
+from tweetsim.pipeline import report
+from tweetsim.pipeline.report import MIXED, SERVED_LIKES
 from tweetsim.config.parallel import forked_map
-from tweetsim.config.params import load_params
+from tweetsim.config.params import StageError, load_params
 from tweetsim.data.schema import read_tweets
 from tweetsim.likes.timeeffect import served_time_effect
 from tweetsim.text import embed
@@ -34,7 +34,7 @@ from tweetsim.text.metrics import CorpusScorer, embedding_cosine, to_json_safe
 def _predictions(data: Path, kind: str, name: str) -> pd.DataFrame:
     path = data / "predictions" / kind / f"{name}.parquet"
     if not path.exists():
-        raise SystemExit(f"evaluate: {path} is missing: evaluate.{kind}_models names '{name}' but no stage wrote it")
+        raise StageError(f"evaluate: {path} is missing: evaluate.{kind}_models names '{name}' but no stage wrote it")
     return pd.read_parquet(path)
 
 
@@ -114,7 +114,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
     likes_preds = {m: _predictions(data, "likes", m) for m in p["likes_models"]}
     text_preds = {m: _predictions(data, "text", m) for m in p["text_models"]}
     enc = EncoderConfig.from_params(params["encoder"])
-    encode = lambda texts: embed.encode(texts, p["embed_model"], encoder=enc)  # noqa: E731
+    encode = embed.embedder(p["embed_model"], enc)
     likes_res, text_jobs, text_rows_res, served = {}, {}, {}, []
     nominal = float(params["interval"]["coverage"])
     for regime in params["split"]["regimes"]:
@@ -126,7 +126,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: 
         for name, pred in likes_preds.items():
             m = test.merge(pred[pred["regime"] == regime], on=["source", "id"], how="left")
             if m["pred_likes"].isna().any():
-                raise SystemExit(f"evaluate: model '{name}' has no prediction for {m['pred_likes'].isna().sum()} "
+                raise StageError(f"evaluate: model '{name}' has no prediction for {m['pred_likes'].isna().sum()} "
                                  f"test rows of regime {regime}")
             likes_res[regime][name] = _scores(m, train_median, nominal)
             if name == SERVED_LIKES:

@@ -7,7 +7,7 @@ Shards (ocr.shards, data/shards/ocr/ocr-K.parquet, then `--merge`) and `accelera
 in stages/caption.py; OCR runs on the CPU, so several processes only split the rows.
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
 from tweetsim.config.params import section
+from tweetsim.vision.config import OcrConfig
 from tweetsim.data.schema import read_tweets
 from tweetsim.data.shards import shard_count, shard_flag, shard_paths
 
@@ -39,7 +40,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", *flags: str) 
     jobs = {it.sha256: it.path for r in rows for it in r.files}
     cache = imgs.ResultCache(p["cache_dir"])
     if jobs:
-        results, errors, backend = ocr.ocr_images(jobs, p, cache, progress=p["progress"])
+        results, errors, backend = ocr.ocr_images(jobs, OcrConfig.from_params(p), cache, progress=p["progress"])
     else:
         backend, results, errors = None, {}, {}
         print("ocr: no image file in this run, so the OCR engine was not loaded; ocr_text is null on every row",

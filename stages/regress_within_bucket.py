@@ -5,7 +5,7 @@ Writes models/like_regressor/<edge>/<regime>.{ubj,json}.
 usage: python stages/regress_within_bucket.py params.yaml data models EDGE
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import sys
 from pathlib import Path
@@ -14,18 +14,19 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.likes.artefacts import Layout, tree_features
+from tweetsim.likes.config import XgbConfig
 from tweetsim.likes.features import log_likes
-from tweetsim.config.params import load_params
+from tweetsim.config.params import StageError, load_params
 from tweetsim.likes.regressor import fit_bucket
 
 
 @stage
 def main(params_path: str, data_dir: str, models_dir: str, edge: str) -> None:
     params = load_params(params_path)
-    p = params["regress_within_bucket"]["xgb"]
+    p = XgbConfig.from_params(params["regress_within_bucket"]["xgb"])
     edges = [float(e) for e in params["train_like_classifier"]["bucket_edges"]]
     if float(edge) not in edges:
-        raise SystemExit(f"regress_within_bucket: {edge} is not one of train_like_classifier.bucket_edges {edges}")
+        raise StageError(f"regress_within_bucket: {edge} is not one of train_like_classifier.bucket_edges {edges}")
     b = edges.index(float(edge))
     feats = pd.read_parquet(Path(data_dir) / "likes" / "features.parquet")
     names = tree_features(feats.columns, p)

@@ -3,7 +3,7 @@
 usage: python stages/split.py [params.yaml] [data] [metrics]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import json
 import sys
@@ -11,14 +11,14 @@ from pathlib import Path
 
 from tweetsim.data.schema import read_tweets
 from tweetsim.config.params import section
-from tweetsim.data.splits import assign, summary
+from tweetsim.data.splits import SplitConfig, assign, summary
 
 
 @stage
 def main(params_path: str = "params.yaml", data_dir: str = "data", metrics_dir: str = "metrics") -> None:
     p = section("split", params_path)
     table = read_tweets(Path(data_dir) / "tweets.parquet")
-    splits = assign(table, p)
+    splits = assign(table, SplitConfig.from_params(p))
     splits.to_parquet(Path(data_dir) / "splits.parquet", index=False)
     counts = summary(splits, table)
     Path(metrics_dir).mkdir(exist_ok=True)

@@ -8,7 +8,7 @@ Writes models/like_classifier/<regime>/ (model + feature state), data/likes/feat
 usage: python stages/train_like_classifier.py [params.yaml] [data] [models] [dvclive/like_classifier] [metrics]
 """
 
-from tweetsim.apps.entry import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
+from tweetsim.pipeline.stage import stage  # first: it holds the CPU kernels to AVX2 before numpy loads
 
 import json
 import sys
@@ -18,8 +18,10 @@ import pandas as pd
 
 from tweetsim.likes import features as F
 from tweetsim.data.sides import join_side_tables
-from tweetsim.likes.artefacts import Layout, classifier_params
-from tweetsim.likes.fit import embed_mode, embed_rows, fit_regime
+from tweetsim.likes.artefacts import Layout
+from tweetsim.likes.config import ClassifierConfig, InferenceConfig
+from tweetsim.likes.fit import embed_rows, fit_regime
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.config.params import load_params
 from tweetsim.data.schema import read_tweets
 
@@ -30,7 +32,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     from dvclive import Live
 
     params = load_params(params_path)
-    p = classifier_params(params)
+    p = params["train_like_classifier"]
+    clf, enc = ClassifierConfig.from_params(p), EncoderConfig.from_params(params["encoder"])
     data = Path(data_dir)
     table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
     cap, ocr = data / "captions.parquet", data / "ocr.parquet"
@@ -43,8 +46,8 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     side_stats = F.side_stats_table(table)
     context = F.context_rows(table)  # every tweet, with likes or not: the context features read no likes
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
-    emb = embed_rows(sup, p)
-    blank = int((sup["content"].fillna("").astype(str).str.strip() == "").sum()) if embed_mode(p) == "content" else 0
+    emb = embed_rows(sup, InferenceConfig.of(clf, enc))
+    blank = int((sup["content"].fillna("").astype(str).str.strip() == "").sum()) if p["embed_text"] == "content" else 0
     if p["classifier"] == "head" and blank > len(sup) // 2:
         print(f"train_like_classifier: NOTE {blank} of {len(sup)} rows with likes have no tweet text: with embed_text "
               "content they share one vector, and the head's bucket accuracy says so (the trees still read their media "
@@ -53,7 +56,7 @@ def main(params_path: str = "params.yaml", data_dir: str = "data", models_dir: s
     parts, summary = [], {}
     for regime in params["split"]["regimes"]:
         with Live(dir=str(Path(live_dir) / regime), save_dvc_exp=False, dvcyaml=False) as live:
-            feats, s = fit_regime(sup, regime, p, out, emb, side_stats, context, live=live, progress=p["progress"])
+            feats, s = fit_regime(sup, regime, clf, enc, out, emb, side_stats, context, live=live, progress=p["progress"])
         parts.append(feats)
         summary[regime] = {k: v for k, v in s.items() if k != "history"}
         how = f"{s['steps']} steps" if p["classifier"] == "finetune" else f"embedding head, {s['crossfit_folds']} folds"

@@ -25,14 +25,17 @@ def gen_config(**overrides):
 
     from tweetsim.lm.generate import GenConfig
 
-    return GenConfig.from_params({**yaml.safe_load((ROOT / "params.yaml").read_text())["generate"], **overrides})
+    from dataclasses import replace
+
+    return replace(GenConfig.from_params(yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]), **overrides)
 
 
 def llm_train_config(**overrides):
     """The writer LM's TrainConfig from the shipped params.yaml's `train_llm` section, with the test's changes."""
     import yaml
 
+    from dataclasses import replace
+
     from tweetsim.lm.model import TrainConfig
 
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())["train_llm"]
-    return TrainConfig.from_params({**p, "projection_lr": p["image_prefix"]["projection_lr"], **overrides})
+    return replace(TrainConfig.from_params(yaml.safe_load((ROOT / "params.yaml").read_text())["train_llm"]), **overrides)

@@ -21,6 +21,23 @@ ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["0–9", "10–99", "100+"]
 
 
+def _fake_inference():
+    """A fake predictor's inference params (`p`): params.yaml's, as a trained bundle gives them."""
+    from dataclasses import replace
+
+    import yaml
+
+    from tweetsim.likes.config import ClassifierConfig, InferenceConfig
+    from tweetsim.text.runtime import EncoderConfig
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return replace(InferenceConfig.of(ClassifierConfig.from_params(params["train_like_classifier"]),
+                                      EncoderConfig.from_params(params["encoder"])), eval_batch_size=64)
+
+
+FAKE_INFERENCE = _fake_inference()
+
+
 class Fakes:
     """Deterministic stand-ins that record what the app passes them."""
 
@@ -56,7 +73,7 @@ class Fakes:
 
         class Hourly:
             state = type("State", (), {"context": None})()
-            p = {"eval_batch_size": 64}
+            p = FAKE_INFERENCE
 
             def predict_with_probs(self, rows, context=None):
                 h = rows["date"].dt.hour.to_numpy()
@@ -323,7 +340,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     from tweetsim.lm import model as llm
     from tweetsim.writer.prompts import build_examples
     from tweetsim.data.schema import write_tweets
-    from tweetsim.data.splits import assign
+    from tweetsim.data.splits import SplitConfig, assign
 
     tmp = tmp_path_factory.mktemp("app_real")
     t = sample_table
@@ -334,7 +351,7 @@ def tiny_artefacts(tmp_path_factory, sample_table):
     write_tweets(table, data / "tweets.parquet")
     params_path = write_params(tmp, **TINY, **one_regime_deploy("random"))
     params = yaml.safe_load(params_path.read_text())
-    assign(table, params["split"]).to_parquet(data / "splits.parquet", index=False)
+    assign(table, SplitConfig.from_params(params["split"])).to_parquet(data / "splits.parquet", index=False)
     args = (str(params_path), str(data), str(models))
     stage("train_like_classifier").main(*args, str(tmp / "dvclive"), str(tmp / "metrics"))
     for edge in params["train_like_classifier"]["bucket_edges"]:

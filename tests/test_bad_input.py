@@ -143,13 +143,16 @@ def fake_generate(model, tok, prompts, cfg, progress=False, feats=None, has_imag
 
 def tiny_select_writer(params, writer_dir, pool, selector="reranked", context=None, adapter=None):
     """The real default writer (consensus) over a three-tweet pool, instead of models/writer and data/."""
+    from dataclasses import replace
+
+    from tweetsim.writer.config import WriterConfig
     from tweetsim.writer.tweet_writer import TweetWriter
 
     FakeWriter.made += 1
     table = pd.DataFrame({"source": "pool", "id": [1, 2, 3], "date": pd.to_datetime(["2021-01-01"] * 3, utc=True),
                           "username": "acct", "company": "brand",
                           "content": ["new shoes <hyperlink>", "new shoes today <hyperlink>", "hello"]})
-    return TweetWriter(table, {**params["writer"], "caption_similarity": False}, context=context)
+    return TweetWriter(table, replace(WriterConfig.from_params(params["writer"]), caption_similarity=False), context=context)
 
 
 @pytest.fixture
@@ -317,7 +320,7 @@ def test_unknown_params_key_names_section_key_and_closest(key, value, hint, tmp_
 
 
 def test_ctrl_c_in_a_stage_is_one_line_and_exit_130(monkeypatch, capsys):
-    from tweetsim.apps.entry import stage as stage_entry
+    from tweetsim.pipeline.stage import stage as stage_entry
 
     @stage_entry
     def main():

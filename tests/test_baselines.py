@@ -27,10 +27,10 @@ def test_likes_baselines_use_training_rows_only():
     got = likes_baselines(train, rows, pd.concat([train, val]))
     assert got["median"].tolist() == [30.0, 30.0] and got["account_median"].tolist() == [30.0, 7.0]
     # the stage takes the splits from the classifier's params, through the same check: test rows never
-    assert known_splits_for_test({"test_history": ["val", "train"]}) == ["train", "val"]
-    assert known_splits_for_test({}) == ["train"]
+    assert known_splits_for_test(["val", "train"]) == ["train", "val"]
+    assert known_splits_for_test(None) == ["train"]
     with pytest.raises(ValueError, match="test_history"):
-        known_splits_for_test({"test_history": ["train", "test"]})
+        known_splits_for_test(["train", "test"])
 
 
 POOL = frame([

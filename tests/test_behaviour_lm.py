@@ -16,6 +16,7 @@ from PIL import Image
 from stages_helper import stage, write_params
 from tweetsim.likes import behaviour_lm as B
 from tweetsim.lm import model as llm
+from tweetsim.lm.config import BehaviourLMConfig
 
 SMOL_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
                  "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -99,7 +100,7 @@ def test_prompt_never_leaks_the_likes():
 
 def test_row_without_media_is_the_text_only_model(tiny_base):
     p = tiny_params(tiny_base)
-    tok, model = B.build_model(p, feat_dim=16)
+    tok, model = B.build_model(BehaviourLMConfig.from_params(p), feat_dim=16)
     model.eval()
     ex = B.make_examples(tok, _rows(2), [{}, {}], np.ones((2, 16), np.float32), np.array([False, True]), 128)
     b = B.collate(ex, tok.pad_token_id, left=True)
@@ -121,7 +122,7 @@ def test_tiny_train_projection_gradients_save_load_predict(tiny_base, tmp_path):
     has = np.array([True, True, True, False] * 2)  # a row without media in every batch
     feats = np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32)
     feats[~has] = 0
-    tok, model = B.build_model(p, feat_dim=16)
+    tok, model = B.build_model(BehaviourLMConfig.from_params(p), feat_dim=16)
     answers = [B.verbalise_likes(v, 100) for v in rows["likes"]]
     ex = B.make_examples(tok, rows, [{}] * 8, feats, has, 128, answers)
     assert all(sum(lab != llm.IGNORE for lab in e["labels"]) <= len(tok(a + llm.end_of_turn(tok))["input_ids"])
@@ -154,7 +155,7 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
 
     def run(ckpt):
         trainloop.set_seed(0)  # the same LoRA initialisation in every run
-        tok, model = B.build_model(p, feat_dim=16)
+        tok, model = B.build_model(BehaviourLMConfig.from_params(p), feat_dim=16)
         ex = B.make_examples(tok, rows, [{}] * 8, feats, has, 128, [B.verbalise_likes(v, 100) for v in rows["likes"]])
         cfg = B.TrainConfig.from_params({**p, "steps": 6, "save_every": 2})
         return model, B.train(model, tok, ex, cfg, progress=False, checkpoint_dir=ckpt)
@@ -187,7 +188,7 @@ def test_training_resumes_from_a_checkpoint_like_an_unbroken_run(tiny_base, tmp_
 
 
 def test_constrained_decoding_follows_the_answer_template(tiny_base):
-    tok, model = B.build_model(tiny_params(tiny_base), feat_dim=16)
+    tok, model = B.build_model(BehaviourLMConfig.from_params(tiny_params(tiny_base)), feat_dim=16)
     g = B.answer_grammar(tok)
     assert tok.decode(g.prefix["high"]) == "high, about " and tok.decode(g.prefix["low"]) == "low, about "
     assert tok.convert_tokens_to_ids("<|im_end|>") in g.number and set(tok(" likes", add_special_tokens=False)["input_ids"]) <= set(g.number)
@@ -206,7 +207,7 @@ def test_constrained_decoding_follows_the_answer_template(tiny_base):
 
 def test_unparsable_generation_falls_back_and_is_counted(tiny_base, monkeypatch):
     p = tiny_params(tiny_base)
-    tok, model = B.build_model(p, feat_dim=16)
+    tok, model = B.build_model(BehaviourLMConfig.from_params(p), feat_dim=16)
     ex = B.make_examples(tok, _rows(4), [{}] * 4, np.zeros((4, 16), np.float32), np.zeros(4, bool), 128)
     monkeypatch.setattr(B, "generate_answers", lambda *a, **k: ["no idea", "high, about 1,500 likes", "🙂🙂", "low"])
     likes, raw, used = B.predict(model, tok, ex, np.array([10.0, 20.0, 30.0, 40.0]), progress=False)
@@ -362,4 +363,4 @@ def test_quantization_refused_before_loading(tiny_base, tmp_path):
         pytest.skip("this machine has CUDA: 4-bit may run")
     p = tiny_params(tiny_base, quantization="4bit")
     with pytest.raises(llm.QuantizationUnavailable):
-        B.build_model(p, feat_dim=16)
+        B.build_model(BehaviourLMConfig.from_params(p), feat_dim=16)

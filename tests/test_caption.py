@@ -13,6 +13,7 @@ from stages_helper import ROOT, SHIPPED, stage, write_params
 from test_ocr import gif_bytes, make_dataset, text_image, to_bytes
 from tweetsim.vision import caption as cap
 from tweetsim.vision import images as imgs
+from tweetsim.vision.config import CaptionConfig
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "a the photo of cat dog man on with logo red blue".split() + list("bdefghijklmnopqrstuvwxyz")
 TARGET = "cat"
@@ -142,13 +143,15 @@ def test_hf_captioner_without_weights_is_a_clear_error(tmp_path):
 
 def test_clip_embedder_and_stand_in(tiny_models, caplog):
     caplog.set_level("INFO", logger="tweetsim")
-    c, e = cap.load_models({**SHIPPED["caption"], "embedding": "clip", "clip_model": str(tiny_models["clip"]), "device": "cpu"})
+    c, e = cap.load_models(CaptionConfig.from_params({**SHIPPED["caption"], "embedding": "clip", "clip_model": str(tiny_models["clip"]),
+                                                      "device": "cpu"}))
     msgs = [r.getMessage() for r in caplog.records]
     assert isinstance(e, cap.ClipEmbedder) and not msgs
     v = e.run([photo(3), photo(4)])
     assert v[0]["embedding"].shape == (16,) and abs(np.linalg.norm(v[0]["embedding"]) - 1) < 1e-5
     assert not np.allclose(v[0]["embedding"], v[1]["embedding"])
-    c, e = cap.load_models({**SHIPPED["caption"], "embedding": "clip", "clip_model": "openai/clip-vit-base-patch32", "device": "cpu"})
+    c, e = cap.load_models(CaptionConfig.from_params({**SHIPPED["caption"], "embedding": "clip",
+                                                      "clip_model": "openai/clip-vit-base-patch32", "device": "cpu"}))
     msgs = [r.getMessage() for r in caplog.records]
     assert e is c and e.name == "efficientnet_lite0" and "STAND IN" in msgs[0]
 

@@ -80,6 +80,16 @@ def test_rounded_vectors_lie_on_the_grid_and_the_stages_read_them_rounded(tmp_pa
     assert np.array_equal(got, runtime.rounded(raw, 10)) and not np.array_equal(got, raw)
 
 
+def test_one_embedder_factory_builds_the_stages_embedding_callable(tmp_path):
+    """text.embed.embedder: what every stage and command embeds captions with (the section's embed_model
+    through the encoder runtime), or None where the section's caption_similarity is off."""
+    cfg = EncoderConfig("onnx-int8", 2, str(tmp_path), 10)
+    assert embed.embedder(None, cfg, enabled=False) is None
+    fn = embed.embedder(None, cfg)
+    assert np.array_equal(fn(TEXTS), embed.encode(TEXTS, None, encoder=cfg))
+    assert EncoderConfig.from_params({"runtime": "onnx-int8", "workers": 2, "cache_dir": str(tmp_path), "round_bits": 10}) == cfg
+
+
 def test_bad_runtime_is_named():
     with pytest.raises(ValueError, match="encoder.runtime.*onnx-int8"):
         EncoderConfig("onnx_int8", 2, ".cache/encoder", 0)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from stages_helper import ROOT, run_download, stage, write_params
+from test_app import FAKE_INFERENCE
 from test_bad_input import GOOD, FakePredictor, fakes  # noqa: F401 (fixture)
 
 from tweetsim.apps import io as cliio
@@ -58,7 +59,7 @@ class FakeRouter:
 
         class Hourly:
             state = type("State", (), {"context": None})()
-            p = {"eval_batch_size": 64}
+            p = FAKE_INFERENCE
 
             def predict_with_probs(self, rows, context=None):
                 return 100.0 - (rows["date"].dt.hour.to_numpy() - 17) ** 2 / 10, None

@@ -15,6 +15,7 @@ from test_behaviour_lm import _jpeg, photo, stage_data, tiny_base  # noqa: F401 
 
 from stages_helper import stage, write_params
 from tweetsim.lm import prefix as IP
+from tweetsim.lm.config import ProjectionConfig
 from tweetsim.lm import model as llm
 from conftest import gen_config, llm_train_config
 from tweetsim.lm.generate import generate
@@ -27,7 +28,7 @@ PROJ = {"kind": "mlp", "n_prefix": 2}
 
 def _writer(base):
     lm = llm.add_lora(llm.load_model(str(base), "none", "float32", for_training=True), **LORA)
-    return IP.attach(lm, 16, PROJ, seed=3)
+    return IP.attach(lm, 16, ProjectionConfig(**PROJ), seed=3)
 
 
 def _examples(tok, n=8):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tweetsim.likes.config import IntervalConfig
 from tweetsim.likes.intervals import Intervals, conformal_quantiles
 from tweetsim.likes.metrics import interval_metrics
 
@@ -41,7 +42,8 @@ def test_coverage_holds_on_exchangeable_rows(scale):
         return np.expm1(np.clip(np.log1p(point) + noise, 0, None)), point, probs, z
 
     y, point, probs, z = draw(n_cal)
-    iv = Intervals.calibrate(y, point, probs, z, {"coverage": 0.8, "scale": scale}, "synthetic")
+    iv = Intervals.calibrate(y, point, probs, z, IntervalConfig(coverage=0.8, scale=scale, brand_folds_regimes=[], brand_folds=5),
+                             "synthetic")
     y, point, probs, z = draw(n_test)
     low, high = iv.apply(point, probs, z)
     assert (low <= point).all() and (point <= high).all()

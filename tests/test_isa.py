@@ -1,5 +1,5 @@
 """The CPU kernels held to AVX2 (tweetsim/config/isa.py): every switch set before its library loads,
-a value the user set kept, and every stage script importing tweetsim.apps.entry before numpy."""
+a value the user set kept, and every stage script importing tweetsim.pipeline.stage before numpy."""
 
 import ast
 import os
@@ -23,15 +23,15 @@ def test_hold_sets_each_switch_keeps_the_users_and_names_a_library_loaded_too_la
 
 
 @pytest.mark.parametrize("script", sorted((ROOT / "stages").glob("*.py")), ids=lambda p: p.name)
-def test_a_stage_imports_the_entry_first(script):
+def test_a_stage_imports_the_stage_entry_first(script):
     first = next(n for n in ast.parse(script.read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom)))
-    assert isinstance(first, ast.ImportFrom) and first.module == "tweetsim.apps.entry", script.name
+    assert isinstance(first, ast.ImportFrom) and first.module == "tweetsim.pipeline.stage", script.name
 
 
 def test_a_process_that_imports_the_entry_first_runs_avx2_kernels():
     """In a fresh process without the variables: numpy's dispatch, OpenBLAS, PyTorch and oneDNN all on AVX2."""
     env = {k: v for k, v in os.environ.items() if k not in isa.AVX2_CAPS}
-    code = ("import tweetsim.apps.entry, numpy, torch\n"
+    code = ("import tweetsim.pipeline.stage, numpy, torch\n"
             "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
             "print(f.get('X86_V4', False), torch.backends.cpu.get_cpu_capability(), torch.ops.mkldnn._is_mkldnn_bf16_supported())\n")
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_VERBOSE": "2"}, cwd=ROOT,

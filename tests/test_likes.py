@@ -2,6 +2,7 @@
 fixture (tiny random classifier), determinism, and `tweetsim predict-likes` on awkward input."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,27 @@ import pytest
 import yaml
 
 from stages_helper import SHIPPED, one_regime_deploy, override, stage, write_params
+from tweetsim.likes.config import ClassifierConfig, InferenceConfig
+from tweetsim.text.runtime import EncoderConfig
 from tweetsim.likes import features as F
 from tweetsim.likes.classifier import bucketize, class_weights, verbalise
 from tweetsim.likes.regressor import combine
 from tweetsim.data.schema import write_tweets
-from tweetsim.data.splits import assign
+from tweetsim.data.splits import SplitConfig, assign
+
+
+def classifier_config(**changes) -> ClassifierConfig:
+    """params.yaml's train_like_classifier as its config, with the test's changes."""
+    return replace(ClassifierConfig.from_params(SHIPPED["train_like_classifier"]), **changes)
+
+
+def torch_encoder() -> EncoderConfig:
+    return replace(EncoderConfig.from_params(SHIPPED["encoder"]), runtime="torch")
+
+
+def inference_config(**changes) -> InferenceConfig:
+    """The Predictor's params of params.yaml (train_like_classifier + encoder), with the test's changes."""
+    return replace(InferenceConfig.of(classifier_config(), EncoderConfig.from_params(SHIPPED["encoder"])), **changes)
 
 TINY = {
     "train_like_classifier.model_name": "tiny-random", "train_like_classifier.max_steps": 6,
@@ -116,7 +133,7 @@ def fixture_data(sample_table, tmp_path_factory):
     params = write_params(tmp, **TINY)
     import yaml
 
-    assign(table, yaml.safe_load(params.read_text())["split"]).to_parquet(tmp / "data" / "splits.parquet", index=False)
+    assign(table, SplitConfig.from_params(yaml.safe_load(params.read_text())["split"])).to_parquet(tmp / "data" / "splits.parquet", index=False)
     return tmp, params
 
 
@@ -236,7 +253,7 @@ def test_embedding_head_out_of_fold_and_absent_buckets(tmp_path):
     labels = (emb[:, 0] > 0).astype(int) * 2  # buckets 0 and 2; 1, 3, 4 never seen
     groups = np.array([f"@a{i % 12}" for i in range(n)])
     tr = np.arange(n) < 90
-    p = {"head_c": 1.0, "class_weights": True, "max_class_weight": 10.0, "crossfit_folds": 3, "seed": 13}
+    p = classifier_config(head_c=1.0, class_weights=True, max_class_weight=10.0, crossfit_folds=3, seed=13)
     head, probs, k = head_probs(emb, labels, groups, tr, p, 5)
     assert k == 3 and probs.shape == (n, 5) and np.allclose(probs.sum(1), 1, atol=1e-6)
     assert (probs[:, [1, 3, 4]] == 0).all() and np.mean(probs.argmax(1) == labels) > 0.9
@@ -272,7 +289,7 @@ def test_embedding_head_fits_each_distinct_row_once_with_its_copies_weight():
     full = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(X, y, sample_weight=w)
     once = LogisticRegression(C=0.5, tol=1e-10, max_iter=5000).fit(Xd, yd, sample_weight=sw)
     assert np.allclose(full.predict_proba(X), once.predict_proba(X), atol=1e-7)
-    p = {"head_c": 0.5, "class_weights": True, "max_class_weight": 10.0}  # the head: as every copy fitted
+    p = classifier_config(head_c=0.5, class_weights=True, max_class_weight=10.0)  # the head: as every copy fitted
     mu, sd = X.mean(0), X.std(0) + 1e-6
     every = LogisticRegression(C=0.5, max_iter=1000).fit((X - mu) / sd, y, sample_weight=class_weights(y, 3, 10.0)[y])
     assert np.allclose(EmbeddingHead.fit(X, y, 3, p).predict_proba(X), every.predict_proba((X - mu) / sd), atol=1e-4)
@@ -354,9 +371,9 @@ def test_predict_with_probs(trained, fixture_data):
     # one row at a time gives the batched predictions: exactly in float32; in bfloat16 (the default)
     # each op's rounding depends on the batch's padding, so within 1e-2 in log1p
     one = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
-    assert pred.p["inference_dtype"] == "bfloat16"
+    assert pred.p.inference_dtype == "bfloat16"
     assert np.allclose(np.log1p(one), np.log1p(likes[:3]), atol=1e-2, rtol=0)
-    pred.p["inference_dtype"] = "float32"
+    pred.p = replace(pred.p, inference_dtype="float32")
     likes32 = pred.predict(rows)
     one32 = np.array([pred.predict(rows.iloc[[i]])[0] for i in range(3)])
     assert np.allclose(np.log1p(one32), np.log1p(likes32[:3]), atol=1e-6, rtol=0)
@@ -367,9 +384,9 @@ def test_bfloat16_embeddings_close_to_float32_and_memoised_apart():
     from tweetsim.likes.fit import embed_texts
 
     texts = ["New drop today <hyperlink>", "Thank you for 1M followers!", ""]
-    p = {"embed_components": 2, "embed_model": None, "embed_max_length": 48}
-    e32 = embed_texts(texts, {**p, "inference_dtype": "float32"})
-    e16 = embed_texts(texts, {**p, "inference_dtype": "bfloat16"})
+    p = inference_config(embed_components=2, embed_model=None, embed_max_length=48, encoder=torch_encoder())
+    e32 = embed_texts(texts, replace(p, inference_dtype="float32"))
+    e16 = embed_texts(texts, replace(p, inference_dtype="bfloat16"))
     assert e16.dtype == np.float32 and np.allclose(np.linalg.norm(e16, axis=1), 1, atol=1e-5)
     assert (np.sum(e32 * e16, 1) > 0.999).all()
     assert np.array_equal(e32, embed.encode(texts, max_length=48))  # float32 results are not replaced by bf16 ones
@@ -387,21 +404,21 @@ def test_embed_text_modes_and_the_content_vectors_evaluate_shares(tmp_path, capl
     rows = pd.DataFrame({"content": ["New drop today <hyperlink>", "Thank you!", None],
                          "caption": ["a red shoe", None, "a logo"], "ocr_text": ["SALE", None, None]})
     enc = {"runtime": "onnx-int8", "workers": 1, "cache_dir": str(tmp_path), "round_bits": 10}
-    p = {"embed_components": 2, "embed_model": None, "embed_max_length": 128, "inference_dtype": "float32", "encoder": enc}
+    p = inference_config(embed_components=2, embed_model=None, embed_max_length=128, inference_dtype="float32",
+                         encoder=EncoderConfig.from_params(enc))
     assert F.texts_to_embed(rows, "content+media") == [["New drop today <hyperlink>", "Thank you!", ""], ["a red shoe SALE", "", "a logo"]]
-    joined = embed_rows(rows, {**p, "embed_text": "joined"})
-    assert np.array_equal(joined, embed_rows(rows, p))  # a bundle without the param: joined, as before it
+    joined = embed_rows(rows, replace(p, embed_text="joined"))
     assert np.array_equal(joined, embed_texts(["New drop today <hyperlink> a red shoe SALE", "Thank you!", "a logo"], p))
-    both = embed_rows(rows, {**p, "embed_text": "content+media"})
+    both = embed_rows(rows, replace(p, embed_text="content+media"))
     assert both.shape == (3, 2 * joined.shape[1])
-    content = embed_rows(rows, {**p, "embed_text": "content"})
+    content = embed_rows(rows, replace(p, embed_text="content"))
     assert np.array_equal(both[:, :joined.shape[1]], content)
     embed._memo.clear()  # a fresh process, as evaluate is: the vectors come from the shared cache, none computed
     with caplog.at_level("INFO", logger="tweetsim.text.embed"):
         got = embed.encode(F.texts_to_embed(rows, "content")[0], None, encoder=EncoderConfig.from_params(enc))
     assert np.array_equal(got, content) and "3 distinct texts, 3 from the cache, 0 computed" in caplog.text
     with pytest.raises(ValueError, match="train_like_classifier.embed_text: unknown 'caption'"):
-        embed_rows(rows, {**p, "embed_text": "caption"})
+        embed_rows(rows, replace(p, embed_text="caption"))
 
 
 @pytest.mark.slow  # the likes chain trained once for the module (`trained`): minutes
@@ -473,16 +490,16 @@ def test_history_splits_of_test_rows_and_hidden_history(trained, fixture_data):
     d = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-02-01", "2020-02-02", "2020-03-01", "2020-03-02"], utc=True)
     t = pd.DataFrame({"source": "s", "id": range(6), "date": d, "likes": [9, 99, 999, 9999, 1, 1], "username": "a",
                       "company": "x", "r": ["train", "train", "val", "val", "test", "test"]})
-    hist, tables = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train", "val"]})
+    hist, tables = regime_history(t, "r", classifier_config(test_history=["train", "val"]))
     # training rows: earlier training rows; val rows: the 2 training rows; test rows: train + val
     assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 4, 4] and tables["username"].loc["a", "n"] == 4
     assert hist.loc[4, "acct_hist_median"] == pytest.approx(np.median(np.log1p([9, 99, 999, 9999])))
-    hist, _ = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train"]})
+    hist, _ = regime_history(t, "r", classifier_config(test_history=["train"]))
     assert hist["acct_hist_n"].tolist() == [0, 1, 2, 2, 2, 2]
-    hist, _ = regime_history(t, "r", {**SHIPPED["train_like_classifier"], "test_history": ["train", "val"], "hide_history": ["r"]})
+    hist, _ = regime_history(t, "r", classifier_config(test_history=["train", "val"], hide_history=["r"]))
     assert (hist["acct_hist_n"] == 0).all() and hist.drop(columns=["acct_hist_n", "brand_hist_n"]).isna().all().all()
     with pytest.raises(ValueError, match="test_history"):
-        regime_history(t, "r", {"test_history": ["test"]})
+        regime_history(t, "r", classifier_config(test_history=["test"]))
     # the pipeline's own features: unseen_brand (hide_history) has history on no row, as no test row can
     tmp, _ = fixture_data
     f = pd.read_parquet(tmp / "data" / "likes" / "features.parquet")
@@ -714,9 +731,9 @@ def test_crossfit_probs_every_training_row_out_of_fold(monkeypatch):
 
     monkeypatch.setattr(LM, "train_classifier", fake_train)
     monkeypatch.setattr(B, "predict_proba", fake_proba)
-    p = {"seed": 13, "max_length": 8, "eval_batch_size": 4, "inference_dtype": None}
+    p = classifier_config(seed=13, max_length=8, eval_batch_size=4, inference_dtype=None)
     groups = B.account_groups(pd.DataFrame({"username": users}))
-    out = B.crossfit_probs(texts, labels, groups, tr, va, p, 3, 3, progress=False)
+    out = B.crossfit_probs(texts, labels, groups, tr, va, p, torch_encoder(), 3, 3, progress=False)
     assert out.shape == (45, 3) and sorted(predicted) == sorted(texts[i] for i in np.flatnonzero(tr))
     for i in np.flatnonzero(tr):
         (seen,) = predicted[texts[i]]

@@ -16,6 +16,7 @@ from stages_helper import SHIPPED, stage, write_params
 from tweetsim.data.shards import ShardError, shard_count, shard_flag, shard_of
 from tweetsim.vision import images as imgs
 from tweetsim.vision import ocr
+from tweetsim.vision.config import OcrConfig
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian fonts-dejavu-core
 if not FONT.exists():
@@ -87,7 +88,8 @@ def make_dataset(root: Path, items: list[dict]) -> Path:
 
 @pytest.fixture(scope="module")
 def paddle(tmp_path_factory):
-    return ocr.load_backend({**SHIPPED["ocr"], "backend": "paddleocr", "model_dir": str(tmp_path_factory.mktemp("pmodels")), "num_threads": 2})
+    return ocr.load_backend(OcrConfig.from_params({**SHIPPED["ocr"], "backend": "paddleocr",
+                                                   "model_dir": str(tmp_path_factory.mktemp("pmodels")), "num_threads": 2}))
 
 
 def test_prepare_paddle_models_writes_inference_yml_outside_site_packages(tmp_path):
@@ -122,7 +124,7 @@ def test_engine_pool_equals_one_engine_in_input_order(paddle):
 
 
 def test_rapidocr_backend_reads_known_text_exactly():
-    rapid = ocr.load_backend({**SHIPPED["ocr"], "backend": "rapidocr"})
+    rapid = ocr.load_backend(OcrConfig.from_params({**SHIPPED["ocr"], "backend": "rapidocr"}))
     out = rapid.run([text_image(t) for t in TEXTS] + [Image.new("RGB", (300, 200), "white")])
     assert [[ln["text"] for ln in lines] for lines in out[:3]] == [[t] for t in TEXTS]
     assert out[3] == []
@@ -130,9 +132,9 @@ def test_rapidocr_backend_reads_known_text_exactly():
 
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backend"):
-        ocr.load_backend({**SHIPPED["ocr"], "backend": "tesseract"})
+        ocr.load_backend(OcrConfig.from_params({**SHIPPED["ocr"], "backend": "tesseract"}))
     with pytest.raises(ValueError, match="ocr.workers"):
-        ocr.load_backend({**SHIPPED["ocr"], "backend": "rapidocr", "workers": 0})
+        ocr.load_backend(OcrConfig.from_params({**SHIPPED["ocr"], "backend": "rapidocr", "workers": 0}))
 
 
 def test_read_frames_reasons(tmp_path):

@@ -2,6 +2,11 @@
 (tweetsim/config/params_schema.yaml): every typed config is built from the shipped file alone, and an
 unknown, missing or mistyped key stops a run with a line naming it, whoever wrote it into params.yaml."""
 
+import copy
+import dataclasses
+import json
+import re
+
 import pytest
 import yaml
 
@@ -13,14 +18,38 @@ SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 def configs():
     """(section name, config class, section dict) of every typed config the stages and commands build."""
-    from tweetsim.likes.behaviour_lm import TrainConfig as BehaviourLMConfig
+    from tweetsim.data.splits import SplitConfig
+    from tweetsim.likes.behaviour_lm import TrainConfig as BehaviourLMTrainConfig
+    from tweetsim.likes.config import BucketsConfig, ClassifierConfig, DeployConfig, IntervalConfig, XgbConfig
+    from tweetsim.lm.config import BehaviourLMConfig, LLMConfig, PromptsConfig
     from tweetsim.lm.generate import GenConfig
     from tweetsim.lm.model import TrainConfig
+    from tweetsim.text.runtime import EncoderConfig
+    from tweetsim.vision.config import CaptionConfig, OcrConfig
+    from tweetsim.writer.config import WriterConfig
     from tweetsim.writer.pools import PoolConfig
 
-    llm = {**SHIPPED["train_llm"], "projection_lr": SHIPPED["train_llm"]["image_prefix"]["projection_lr"]}  # as the stage
-    return [("generate", GenConfig, SHIPPED["generate"]), ("writer.pool", PoolConfig, SHIPPED["writer"]["pool"]),
-            ("train_llm", TrainConfig, llm), ("train_behaviour_lm", BehaviourLMConfig, SHIPPED["train_behaviour_lm"])]
+    s = SHIPPED
+    return [("generate", GenConfig, s["generate"]), ("writer.pool", PoolConfig, s["writer"]["pool"]),
+            ("writer", WriterConfig, s["writer"]), ("train_llm", LLMConfig, s["train_llm"]),
+            ("train_llm (training loop)", TrainConfig, s["train_llm"]), ("build_prompts", PromptsConfig, s["build_prompts"]),
+            ("train_behaviour_lm", BehaviourLMConfig, s["train_behaviour_lm"]),
+            ("train_behaviour_lm (training loop)", BehaviourLMTrainConfig, s["train_behaviour_lm"]),
+            ("train_like_classifier", ClassifierConfig, s["train_like_classifier"]),
+            ("regress_within_bucket", BucketsConfig, s["regress_within_bucket"]),
+            ("regress_within_bucket.xgb", XgbConfig, s["regress_within_bucket"]["xgb"]),
+            ("interval", IntervalConfig, s["interval"]), ("deploy_likes", DeployConfig, s["deploy_likes"]),
+            ("encoder", EncoderConfig, s["encoder"]), ("caption", CaptionConfig, s["caption"]), ("ocr", OcrConfig, s["ocr"]),
+            ("split", SplitConfig, s["split"])]
+
+
+def _plain(value):
+    """A config's field as params.yaml writes it: subsection configs as mappings."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def test_shipped_params_pass_their_own_check():
@@ -51,12 +80,62 @@ def test_a_params_yaml_edited_by_dvc_s_is_checked_against_the_schema(edit, messa
 @pytest.mark.parametrize("name,cls,section", configs(), ids=lambda x: x if isinstance(x, str) else "")
 def test_every_config_builds_from_params_yaml_alone(name, cls, section):
     cfg = cls.from_params(section)
-    for field, value in vars(cfg).items():
-        assert value == section[field], f"{name}.{field}: {value!r} is not params.yaml's {section[field]!r}"
+    for field in dataclasses.fields(cfg):
+        value = _plain(getattr(cfg, field.name))
+        # the writer LM's projector learning rate is image_prefix's (the training loop has one list of settings)
+        want = section[field.name] if field.name in section else section["image_prefix"][field.name]
+        assert value == want, f"{name}.{field.name}: {value!r} is not params.yaml's {want!r}"
     # no second set of defaults: a field left out is an error, not a value from code
-    first = next(iter(vars(cfg)))
+    first = dataclasses.fields(cfg)[0].name
     with pytest.raises(ParamsError, match=f"lacks \\['{first}'\\]"):
         cls.from_params({k: v for k, v in section.items() if k != first})
+
+
+def test_subsections_are_configs_checked_as_their_section():
+    from tweetsim.likes.config import DeployConfig, RouteRecipe
+    from tweetsim.writer.config import RerankerConfig, WriterConfig
+
+    w = WriterConfig.from_params(SHIPPED["writer"])
+    assert isinstance(w.reranker, RerankerConfig) and w.reranker.rule == SHIPPED["writer"]["reranker"]["rule"]
+    routes = DeployConfig.from_params(SHIPPED["deploy_likes"]).routes
+    assert sorted(routes) == sorted(SHIPPED["deploy_likes"]["routes"]) and isinstance(routes["brand"], RouteRecipe)
+    bad = copy.deepcopy(SHIPPED["writer"])
+    bad["reranker"]["seeed"] = bad["reranker"].pop("seed")
+    with pytest.raises(ParamsError, match="unknown key 'writer.reranker.seeed'.*did you mean 'writer.reranker.seed'"):
+        WriterConfig.from_params(bad)
+    bad = copy.deepcopy(SHIPPED["deploy_likes"])
+    del bad["routes"]["new_brand"]["crossfit_level"]
+    with pytest.raises(ParamsError, match=r"section 'deploy_likes.routes.new_brand' lacks \['crossfit_level'\]"):
+        DeployConfig.from_params(bad)
+
+
+def test_bundle_params_round_trip_and_are_the_classifier_sections_keys():
+    """bundle.json's `params` (what the Predictor reads at inference) are train_like_classifier's values and
+    the encoder section, written and read back through likes.config.InferenceConfig."""
+    from tweetsim.likes.config import ClassifierConfig, InferenceConfig
+    from tweetsim.text.runtime import EncoderConfig
+
+    inf = InferenceConfig.of(ClassifierConfig.from_params(SHIPPED["train_like_classifier"]),
+                             EncoderConfig.from_params(SHIPPED["encoder"]))
+    bundled = inf.to_bundle()
+    assert bundled["encoder"] == SHIPPED["encoder"]
+    assert {k: v for k, v in bundled.items() if k != "encoder"} == {k: SHIPPED["train_like_classifier"][k] for k in bundled
+                                                                     if k != "encoder"}
+    assert InferenceConfig.from_bundle(json.loads(json.dumps(bundled))) == inf
+    with pytest.raises(ParamsError, match="lacks \\['embed_text'\\].*rerun `dvc repro combine_likes"):
+        InferenceConfig.from_bundle({k: v for k, v in bundled.items() if k != "embed_text"})
+
+
+def test_the_library_reads_no_params_section_with_get():
+    """Typed params everywhere: tweetsim/ reads a params section through its config (from_section: every key
+    from params.yaml, checked), never with `p.get(key, default)`, whose default would be a second set of
+    defaults in code and would hide a misspelt or missing key."""
+    sections = "|".join(map(re.escape, SHIPPED))
+    pattern = re.compile(rf"\b(p|params)\.get\(|\[[\"']({sections})[\"']\]\.get\(")
+    hits = [f"{path.relative_to(ROOT)}:{no}: {line.strip()}" for path in sorted((ROOT / "tweetsim").rglob("*.py"))
+            for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not hits, "params read with .get() instead of a typed config:\n" + "\n".join(hits)
+    assert pattern.search('x = p.get("seed", 13)') and pattern.search('params["writer"].get("edits")')
 
 
 def test_config_refuses_a_misspelt_key_with_the_closest():

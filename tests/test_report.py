@@ -2,7 +2,6 @@
 the pull-request workflow (.github/workflows/pr.yml)."""
 
 import copy
-import importlib.util
 import json
 import os
 import re
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tweetsim.apps import report
+from tweetsim.likes.combine import VARIANTS, name_of
+from tweetsim.pipeline import report, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -30,7 +30,7 @@ def _leaves(d: dict) -> int:
 # ---- the headline file ----------------------------------------------------------------------
 
 def test_committed_headline_is_what_evaluate_writes_from_the_committed_metrics():
-    m = report.load_metrics(ROOT / "metrics")
+    m = tables.load_metrics(ROOT / "metrics")
     committed = json.loads((ROOT / "metrics" / "headline.json").read_text())
     assert report.headline(PARAMS, m["likes"], m["text"]) == committed
 
@@ -63,18 +63,15 @@ def test_served_models_follow_the_params():
 
 
 def test_served_likes_name_is_combine_likes_file_name():
-    # report.served_models rebuilds combine_likes' file name; the two must not drift apart
-    spec = importlib.util.spec_from_file_location("combine_likes_stage", ROOT / "stages" / "combine_likes.py")
-    stage = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stage)
-    for mode, smear in stage.VARIANTS:
+    # report.served_models rebuilds combine_likes' file name (tweetsim.likes.combine); the two must not drift apart
+    for mode, smear in VARIANTS:
         p = copy.deepcopy(PARAMS)
         p["regress_within_bucket"].update(final=mode, smearing=smear)
-        assert report.served_models(p)["likes_regime"] == stage.name_of(mode, smear)
+        assert report.served_models(p)["likes_regime"] == name_of(mode, smear)
 
 
 def test_headline_switches_with_the_served_model():
-    m = report.load_metrics(ROOT / "metrics")
+    m = tables.load_metrics(ROOT / "metrics")
     p = copy.deepcopy(PARAMS)
     p["regress_within_bucket"]["final"] = "argmax"
     h = report.headline(p, m["likes"], m["text"])
@@ -87,12 +84,12 @@ def test_evaluate_declares_the_headline_first_and_the_params_it_reads():
     ev = DVC["stages"]["evaluate"]
     first = ev["metrics"][0]
     assert (next(iter(first)) if isinstance(first, dict) else first) == "metrics/headline.json"
-    assert "tweetsim/apps/report.py" in ev["deps"]
+    assert "tweetsim/pipeline/report.py" in ev["deps"]
     declared = {next(iter(e)) if isinstance(e, dict) else e for e in ev["params"]}
     for dotted in report.PARAMS:
         parts = dotted.split(".")
         assert any(".".join(parts[:i]) in declared for i in range(1, len(parts) + 1)), \
-            f"evaluate reads {dotted} through tweetsim/apps/report.py: declare it under its params"
+            f"evaluate reads {dotted} through tweetsim/pipeline/report.py: declare it under its params"
 
 
 # ---- the README tables ----------------------------------------------------------------------
@@ -152,11 +149,11 @@ def test_every_table_of_figures_is_generated():
 
 
 def test_markers_unknown_or_missing_are_errors():
-    m = report.load_metrics(ROOT / "metrics")
+    m = tables.load_metrics(ROOT / "metrics")
     with pytest.raises(ValueError, match="names no table"):
-        report.render_tables("<!-- table:nope -->\n<!-- /table -->\n", PARAMS, m)
+        tables.render_tables("<!-- table:nope -->\n<!-- /table -->\n", PARAMS, m)
     with pytest.raises(ValueError, match="no <!-- table:NAME --> block"):
-        report.render_tables("no markers here\n", PARAMS, m)
+        tables.render_tables("no markers here\n", PARAMS, m)
 
 
 # ---- the benches' blocks: rendered from bench/results/<bench>.json ----------------------------

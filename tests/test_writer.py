@@ -1,6 +1,7 @@
 """The tweet writer (tweetsim.writer): pools, consensus selection, the reranker, edits, the stage."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,9 @@ import pytest
 import yaml
 
 from stages_helper import ROOT, override, stage, write_params
+from tweetsim.lm.generate import GenConfig
 from tweetsim.writer import edits as E, select as S, textsim
+from tweetsim.writer.config import DraftConfig, WriterConfig
 from tweetsim.writer.tweet_writer import TweetWriter
 from tweetsim.writer.pools import SOURCES
 
@@ -22,10 +25,10 @@ def frame(rows):
     return df
 
 
-def params(**over):
+def params(**over) -> WriterConfig:
     """The repo's writer params; no `typical` candidates unless asked (pools below are asserted exactly)."""
     p = json.loads(json.dumps(PARAMS))
-    return override(p, {"pool.typical_k": 0, **over})
+    return WriterConfig.from_params(override(p, {"pool.typical_k": 0, **over}))
 
 
 POOL = frame([
@@ -147,7 +150,7 @@ def test_reranker_trains_on_a_tiny_fixture_and_reloads_with_identical_scores(tmp
     rows = POOL.iloc[:6]
     scored = w.scored(rows, truths=rows["content"].tolist())
     assert all(x.label is not None and len(x.label) == len(x.texts) for x in scored)
-    w.reranker = S.train_reranker(scored, scored[:3], p["reranker"])
+    w.reranker = S.train_reranker(scored, scored[:3], p.reranker)
     w.save(tmp_path / "w", {"note": "tiny"})
     again = TweetWriter.load(tmp_path / "w", POOL, p)
     for a, b in zip(w.ranking(scored), again.ranking(scored)):
@@ -179,7 +182,7 @@ def test_worst_gain_and_tune_take_the_rule_that_beats_the_baselines_most_evenly(
     w = TweetWriter(POOL, p)
     rows = POOL.iloc[1:6]
     scored = w.scored(rows, truths=rows["content"].tolist())
-    w.reranker = S.train_reranker(scored, scored, p["reranker"])
+    w.reranker = S.train_reranker(scored, scored, p.reranker)
     out = w.tune(rows, scored, w.base_scores(scored), {"consensus_mix": [0, 0.5], "typicality_weight": [0], "length_bonus": [0, 0.05]},
                  ["placeholders"],
                  {"retrieval": POOL["content"].iloc[:5].tolist(), "typical": [POOL["content"].iloc[0]] * 5})
@@ -228,7 +231,7 @@ def test_drafts_are_distinct_and_best_first():
 @pytest.mark.slow  # the stage end to end
 def test_select_text_stage(tmp_path, sample_table):
     from tweetsim.data.schema import write_tweets
-    from tweetsim.data.splits import assign
+    from tweetsim.data.splits import SplitConfig, assign
 
     t = sample_table
     table = t[t["company"].isin(sorted(t.loc[t["content"].notna(), "company"].unique())[:12])].reset_index(drop=True)
@@ -238,7 +241,7 @@ def test_select_text_stage(tmp_path, sample_table):
     path = write_params(tmp_path, **{"writer.caption_similarity": False, "writer.reranker.n_estimators": 10,
                                      "writer.reranker.max_train_queries": 200, "baselines.caption_similarity": False})
     p = yaml.safe_load(path.read_text())
-    assign(table, p["split"]).to_parquet(data / "splits.parquet", index=False)
+    assign(table, SplitConfig.from_params(p["split"])).to_parquet(data / "splits.parquet", index=False)
     stage("baselines").main(str(path), str(data))  # retrieval: what the choice rule is tuned against on val
     stage("select_text").main(str(path), str(data), str(tmp_path / "models"), str(tmp_path / "metrics"))
     splits = pd.read_parquet(data / "splits.parquet").merge(table[["source", "id", "content"]], on=["source", "id"])
@@ -264,8 +267,8 @@ def test_lm_drafts_join_the_pool_as_candidates(tmp_path):
     full = yaml.safe_load((ROOT / "params.yaml").read_text())
     full["train_llm"]["model"]["name"] = str(_tiny_llama(tmp_path / "tiny", POOL["content"].tolist()))
     full["build_prompts"]["caption_similarity"] = False
-    lm_p = {"candidates": 3, "max_rows": 4, "temperature": 0.8, "top_p": 0.95}
-    drafter = Drafter(Writer(full, None, POOL), lm_p, {**full["generate"], "max_new_tokens": 6})
+    lm_p = DraftConfig(candidates=3, max_rows=4, temperature=0.8, top_p=0.95)
+    drafter = Drafter(Writer(full, None, POOL), lm_p, replace(GenConfig.from_params(full["generate"]), max_new_tokens=6))
     w = TweetWriter(POOL, params(), lm=drafter)
     row = frame([("q", 1, "2020-03-01", "a", "x")])
     drafts = drafter(row)
@@ -287,7 +290,7 @@ def test_generate_cli_with_missing_columns_and_an_unknown_brand(tmp_path, capsys
     p = params(**{"reranker.n_estimators": 5, "caption_similarity": False})
     w = TweetWriter(POOL, p)
     scored = w.scored(POOL, truths=POOL["content"].tolist())
-    w.reranker = S.train_reranker(scored, [], p["reranker"])
+    w.reranker = S.train_reranker(scored, [], p.reranker)
     w.save(tmp_path / "writer", {})
     path = write_params(tmp_path, **{"writer.caption_similarity": False})
     src = tmp_path / "in.csv"  # no date, no likes, no media, no username; one unknown brand, one row with nothing
@@ -318,7 +321,7 @@ def test_reranker_early_stops_on_a_seeded_draw_of_max_val_queries_rows(caplog):
 
     def booster(val, cap):
         p = params(**{"reranker.n_estimators": 30, "reranker.early_stopping_rounds": 3, "reranker.max_val_queries": cap})
-        b = S.train_reranker(scored, val, p["reranker"])
+        b = S.train_reranker(scored, val, p.reranker)
         return b.attr("best_iteration"), np.concatenate(S.rerank_scores(b, scored))
 
     drawn = [scored[i] for i in np.sort(np.random.default_rng(PARAMS["reranker"]["seed"]).choice(len(scored), 2, replace=False))]

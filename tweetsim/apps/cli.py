@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-from tweetsim.apps.entry import configure_logging
+from tweetsim.pipeline.stage import configure_logging
 from tweetsim.config.params import StageError
 
 # name -> (module, help); each module exposes cli(argv) -> int

@@ -23,6 +23,7 @@ the `--media` manifest (rows whose image was not fetched are written from text a
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,7 @@ from tweetsim.config.params import ParamsError, load_params
 from tweetsim.data.load import InputError, read_official
 from tweetsim.lm import model as llm
 from tweetsim.lm.generate import GenConfig, generate
+from tweetsim.writer.config import WriterConfig
 from tweetsim.writer.writers import Writer, select_writer
 
 
@@ -74,14 +76,15 @@ def cli(argv: list[str]) -> int:
         return 2
     if args.writer == "select":
         return _cli_select(args, params, rows, rejects, output)
-    g = params["generate"]
-    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / g["adapter_regime"])
+    cfg = GenConfig.from_params(params["generate"])
+    adapter = None if args.base_model else Path(args.adapter or Path("models") / "llm" / cfg.adapter_regime)
     try:
         writer = Writer(params, adapter, args.pool)
     except (llm.QuantizationUnavailable, FileNotFoundError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2
-    cfg = GenConfig.from_params({**g, **({"batch_size": args.batch_size} if args.batch_size else {})})
+    if args.batch_size:
+        cfg = replace(cfg, batch_size=args.batch_size)
     totals = {"new_tokens": 0, "seconds": 0.0, "with_image": 0, "text_only": 0, "why": {}}
 
     def write_chunk(chunk: pd.DataFrame) -> list[str]:
@@ -109,11 +112,11 @@ def cli(argv: list[str]) -> int:
 
 
 def _cli_select(args, params: dict, rows: pd.DataFrame, rejects: pd.DataFrame, output: Path) -> int:
-    writer_dir = Path(args.writer_dir or Path("models") / "writer" / params["writer"]["cli_regime"])
+    writer_dir = Path(args.writer_dir or Path("models") / "writer" / WriterConfig.from_params(params["writer"]).cli_regime)
     t0 = time.perf_counter()
     try:
         writer = select_writer(params, writer_dir, args.pool, args.selector, context=rows,
-                               adapter=Path("models") / "llm" / params["generate"]["adapter_regime"])
+                               adapter=Path("models") / "llm" / GenConfig.from_params(params["generate"]).adapter_regime)
     except (FileNotFoundError, ValueError) as e:
         print(f"tweetsim generate: {e}", file=sys.stderr)
         return 2

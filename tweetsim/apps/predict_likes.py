@@ -16,6 +16,7 @@ from tweetsim.likes import behaviour_lm as B
 from tweetsim.likes import explain as ex
 from tweetsim.likes import features as F
 from tweetsim.likes.router import load_likes_model, routes_of_last
+from tweetsim.lm.config import BehaviourLMConfig
 
 
 def cli(argv: list[str]) -> int:
@@ -137,12 +138,12 @@ def lm_cli(argv: list[str]) -> int:
     answers, has, used, fb_name = pd.Series(dtype=np.int64), np.zeros(0, bool), np.zeros(0, bool), "bucket model"
     if len(todo):
         tok, model, state = B.load(root / regime)
-        p = state["params"]
+        p = BehaviourLMConfig.from_params(state["params"])
         tables = B.load_history(root / regime)
-        enc = B.VisionEncoder(p["vision"]["backend"], p["vision"].get("clip_model"), batch_size=int(p["vision"]["batch_size"]))
-        feats, has, _ = B.image_features(todo, args.media, enc, int(p["vision"]["max_images"]), progress=False)
-        examples = B.make_examples(tok, todo, B.history(todo, tables=tables), feats, has, int(p["max_length"]),
-                                   max_field_chars=int(p["max_field_chars"]))
+        enc = B.VisionEncoder(p.vision.backend, p.vision.clip_model, batch_size=int(p.vision.batch_size))
+        feats, has, _ = B.image_features(todo, args.media, enc, int(p.vision.max_images), progress=False)
+        examples = B.make_examples(tok, todo, B.history(todo, tables=tables), feats, has, int(p.max_length),
+                                   max_field_chars=int(p.max_field_chars))
         fallback = np.full(len(todo), float(state["train_median"]))
         try:
             fallback = load_likes_model(args.models, args.threads).predict(todo)
@@ -150,8 +151,8 @@ def lm_cli(argv: list[str]) -> int:
             fb_name = "train median"
             print(f"predict-likes: WARNING bucket model unavailable ({e}); unparsable answers take the train median",
                   file=sys.stderr)
-        likes, _, used = B.predict(model, tok, examples, fallback, int(p["eval_batch_size"]), int(p["max_new_tokens"]),
-                                   progress=False, constrain=bool(p["constrain"]))
+        likes, _, used = B.predict(model, tok, examples, fallback, int(p.eval_batch_size), int(p.max_new_tokens),
+                                   progress=False, constrain=bool(p.constrain))
         answers = pd.Series(np.rint(likes).astype(np.int64), index=todo.index)
     stats = io.run_chunked(rows, rejects, lambda chunk: answers[chunk.index].tolist(), output, "likes", args.two_columns,
                            max(len(rows), 1), "predict-likes")  # one chunk: the LM has answered every row already

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.apps.io import positive_int
+from tweetsim.vision.config import CaptionConfig, OcrConfig
 from tweetsim.likes.explain import top_reasons
 
 DEFAULT_PORT = 8501
@@ -126,13 +127,10 @@ class WriterService:
         from tweetsim.lm.generate import GenConfig
 
         self.writer = Writer(params, adapter, pool)
-        self.cfg = GenConfig.from_params({**params["generate"], "temperature": temperature, "top_p": top_p,
-                                          "num_candidates": 1})
+        self.cfg = replace(GenConfig.from_params(params["generate"]), temperature=temperature, top_p=top_p, num_candidates=1)
         self.name = self.writer.name
 
     def __call__(self, table: pd.DataFrame, n: int) -> list[str]:
-        from dataclasses import replace
-
         from tweetsim.lm.generate import generate
 
         if n <= 0:
@@ -161,12 +159,12 @@ class SelectWriterService:
 class CaptionService:
     """The caption stage's captioner (params `caption`) on one file, as the stage words it."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: CaptionConfig):
         from tweetsim.vision import caption
 
-        caption.set_threads(params["num_threads"])
+        caption.set_threads(params.num_threads)
         # the app needs no image embedding: skip CLIP
-        self.captioner, _ = caption.load_models({**params, "embedding": "backbone"})
+        self.captioner, _ = caption.load_models(replace(params, embedding="backbone"))
         self.params = params
         self.name = getattr(self.captioner, "id", self.captioner.name)
 
@@ -174,8 +172,8 @@ class CaptionService:
         from tweetsim.vision import caption
         from tweetsim.vision import images as imgs
 
-        frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
-                                  max_pixels=int(self.params["max_pixels"]))
+        frames = imgs.read_frames(path, frames=int(self.params.frames), max_side=int(self.params.max_side),
+                                  max_pixels=int(self.params.max_pixels))
         text = caption.merge_frames(self.captioner.run(frames)).get("caption", "")
         if self.captioner.name == caption.EfficientNetLite0.name:  # as caption_rows prefixes it
             text = f"{caption.KIND_PREFIX['Photo']} {text}"
@@ -185,7 +183,7 @@ class CaptionService:
 class OcrService:
     """The ocr stage's backend (params `ocr`) on one file; lines joined as in data/ocr.parquet."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: OcrConfig):
         from tweetsim.vision import ocr
 
         self.backend = ocr.load_backend(params)
@@ -196,8 +194,8 @@ class OcrService:
         from tweetsim.vision import images as imgs
         from tweetsim.vision import ocr
 
-        frames = imgs.read_frames(path, frames=int(self.params["frames"]), max_side=int(self.params["max_side"]),
-                                  max_pixels=int(self.params["max_pixels"]))
+        frames = imgs.read_frames(path, frames=int(self.params.frames), max_side=int(self.params.max_side),
+                                  max_pixels=int(self.params.max_pixels))
         lines = ocr.merge_frames(self.backend.run(frames))
         return "\n".join(ln["text"] for ln in lines)
 
@@ -209,19 +207,22 @@ def load_services(models: str | Path = "models", params_path: str | Path = "para
     """Every model from the artefacts of `dvc repro`; a component that cannot load is left out and
     its reason shown on the page (the rest of the app still works)."""
     from tweetsim.config.params import load_params
+    from tweetsim.lm.generate import GenConfig
+    from tweetsim.writer.config import WriterConfig
 
     params = load_params(params_path)
+    adapter_regime = GenConfig.from_params(params["generate"]).adapter_regime
+    cli_regime = WriterConfig.from_params(params["writer"]).cli_regime
     models = Path(models)
     s = Services()
-    adapter_dir = None if base_model else Path(adapter or models / "llm" / params["generate"]["adapter_regime"])
+    adapter_dir = None if base_model else Path(adapter or models / "llm" / adapter_regime)
     steps = [
         ("likes", lambda: LikesService(models, threads, models_of)),
-        ("writer", (lambda: SelectWriterService(params, models / "writer" / params["writer"]["cli_regime"],
-                                                Path(pool) if pool else None,
-                                                models / "llm" / params["generate"]["adapter_regime"])) if writer == "select" else
+        ("writer", (lambda: SelectWriterService(params, models / "writer" / cli_regime, Path(pool) if pool else None,
+                                                models / "llm" / adapter_regime)) if writer == "select" else
                    (lambda: WriterService(params, adapter_dir, Path(pool) if pool else None))),
-        ("caption", lambda: CaptionService(params["caption"])),
-        ("ocr", lambda: OcrService(params["ocr"])),
+        ("caption", lambda: CaptionService(CaptionConfig.from_params(params["caption"]))),
+        ("ocr", lambda: OcrService(OcrConfig.from_params(params["ocr"]))),
     ]
     for name, make in steps:
         t0 = time.perf_counter()

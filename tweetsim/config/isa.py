@@ -4,7 +4,7 @@ and has a switch for it, to its AVX2 kernels (docs/reproducibility.md).
 Wider kernels (AVX-512, AMX) add floats in another order, so a stage's outputs would move with the
 CPU. Each switch is read once, when its library starts (numpy and OpenBLAS at `import numpy`), so
 `hold()` must run before any of them loads: the stages and the `tweetsim` command import
-tweetsim.apps.entry first, which calls it. A variable already in the environment is left as it is
+tweetsim.pipeline.stage first, which calls it. A variable already in the environment is left as it is
 (MKL_CBWR=AUTO etc. give the native kernels back). ONNX Runtime has no such switch (docs/reproducibility.md).
 """
 
@@ -36,5 +36,5 @@ def hold(environ=os.environ, modules=sys.modules) -> list[str]:
 
 
 def late() -> list[str]:
-    """Libraries that loaded before hold() set their switch (a stage must import tweetsim.apps.entry first)."""
+    """Libraries that loaded before hold() set their switch (a stage must import tweetsim.pipeline.stage first)."""
     return list(_late)

@@ -13,6 +13,8 @@ checked section by `from_section`, which takes every field from it: no second se
 
 import dataclasses
 import difflib
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -24,7 +26,7 @@ _EXAMPLE = {"bool": True, "int": 0, "float": 0.0, "str": "", "list": []}
 
 class StageError(Exception):
     """An error that a stage or command reports as its one line (`str(e)`), with no traceback: the
-    entry points (tweetsim.apps.entry, tweetsim.apps.cli) turn it into the exit status."""
+    entry points (tweetsim.pipeline.stage, tweetsim.apps.cli) turn it into the exit status."""
 
 
 class ParamsError(StageError):
@@ -120,17 +122,45 @@ def section(name: str, path: str | Path = "params.yaml") -> dict:
 def from_section(cls, section_name: str, p: dict, ignore: tuple[str, ...] = ()):
     """The config dataclass `cls` from a (checked) params section: every field from `p`, none from code.
     Keys of `p` that are not fields are errors unless listed in `ignore` (keys of the section that
-    other code reads), so a config cannot silently drop a key."""
+    other code reads), so a config cannot silently drop a key. A field typed as a config dataclass is
+    built the same way from its subsection (`section.field`), a `dict[str, <config>]` field per key."""
+    if not isinstance(p, dict):
+        raise ParamsError(f"params: section '{section_name}' must be a mapping, got {type(p).__name__} ({p!r})")
     names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(p) - set(names) - set(ignore))  # first: a misspelt key is also a missing one
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1, cutoff=0.5)
+        hint = f"; did you mean '{section_name}.{close[0]}'?" if close else ""
+        raise ParamsError(f"params: unknown key '{section_name}.{unknown[0]}' for {cls.__name__}{hint}")
     missing = [n for n in names if n not in p]
     if missing:
         raise ParamsError(f"params: section '{section_name}' lacks {missing} ({cls.__name__} needs them)")
-    unknown = sorted(set(p) - set(names) - set(ignore))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.5)
-        hint = f"; did you mean '{section_name}.{close[0]}'?" if close else ""
-        raise ParamsError(f"params: unknown key '{section_name}.{unknown[0]}' for {cls.__name__}{hint}")
-    return cls(**{n: p[n] for n in names})
+    hints = typing.get_type_hints(cls)
+    return cls(**{n: _nested(hints[n], f"{section_name}.{n}", p[n]) for n in names})
+
+
+def _config_class(tp):
+    """The config dataclass of a field's type (`X` or `X | None`), else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def _nested(tp, name: str, value):
+    """A field's value: a subsection built into its config (None stays None), anything else as given."""
+    if value is None:
+        return None
+    sub = _config_class(tp)
+    if sub is not None:
+        return from_section(sub, name, value)
+    if typing.get_origin(tp) is dict and len(typing.get_args(tp)) == 2:
+        sub = _config_class(typing.get_args(tp)[1])
+        if sub is not None:
+            if not isinstance(value, dict):
+                raise ParamsError(f"params: '{name}' must be a mapping, got {type(value).__name__} ({value!r})")
+            return {k: from_section(sub, f"{name}.{k}", v) for k, v in value.items()}
+    return value
 
 
 def write_schema(params_path: str | Path = "params.yaml", schema_path: str | Path = SCHEMA_PATH) -> None:

@@ -7,17 +7,49 @@ Hashing (not a shuffled order) keeps a row's split stable when other rows are ad
 """
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from tweetsim.config.params import ParamsError
+from tweetsim.config.params import ParamsError, from_section
 
 
 class SplitError(ParamsError, ValueError):
     """split params that cannot split the rows: the stage's one line (config.params.StageError)."""
 
 REGIMES = ("random", "unseen_brand", "unseen_time")
+
+
+@dataclass(frozen=True)
+class Fractions:
+    """`split.random` / `split.unseen_brand`: the val and test fractions (of rows / of companies)."""
+
+    val: float
+    test: float
+
+
+@dataclass(frozen=True)
+class TimeCuts:
+    """`split.unseen_time`: val from `val_from`, test from `test_from` (dates, UTC)."""
+
+    val_from: str
+    test_from: str
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """params.yaml `split`."""
+
+    seed: int
+    regimes: list
+    random: Fractions
+    unseen_brand: Fractions
+    unseen_time: TimeCuts
+
+    @classmethod
+    def from_params(cls, p: dict) -> "SplitConfig":
+        return from_section(cls, "split", p)
 
 
 def _unit(keys, seed: int) -> np.ndarray:
@@ -35,23 +67,23 @@ def _by_fraction(u: np.ndarray, val: float, test: float) -> np.ndarray:
     return np.where(u < test, "test", np.where(u < test + val, "val", "train"))
 
 
-def assign(table: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """Return `source,id` and one column per regime in params['regimes']."""
-    seed = int(params["seed"])
+def assign(table: pd.DataFrame, params: SplitConfig) -> pd.DataFrame:
+    """Return `source,id` and one column per regime in params.regimes."""
+    seed = int(params.seed)
     out = table[["source", "id"]].copy()
-    for regime in params["regimes"]:
+    for regime in params.regimes:
         if regime not in REGIMES:
             raise SplitError(f"split.regimes: unknown regime {regime!r} (known: {', '.join(REGIMES)})")
-        cfg = params[regime]
+        cfg = getattr(params, regime)
         if regime == "random":
             keys = [f"{s}/{i}" for s, i in zip(table["source"], table["id"])]
-            out[regime] = _by_fraction(_unit(keys, seed), cfg["val"], cfg["test"])
+            out[regime] = _by_fraction(_unit(keys, seed), cfg.val, cfg.test)
         elif regime == "unseen_brand":
             companies = sorted(table["company"].unique())
-            side = dict(zip(companies, _by_fraction(_unit(companies, seed), cfg["val"], cfg["test"])))
+            side = dict(zip(companies, _by_fraction(_unit(companies, seed), cfg.val, cfg.test)))
             out[regime] = table["company"].map(side).to_numpy()
         elif regime == "unseen_time":
-            val_from, test_from = pd.Timestamp(cfg["val_from"], tz="UTC"), pd.Timestamp(cfg["test_from"], tz="UTC")
+            val_from, test_from = pd.Timestamp(cfg.val_from, tz="UTC"), pd.Timestamp(cfg.test_from, tz="UTC")
             if not val_from < test_from:
                 raise SplitError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
             if table["date"].isna().any():

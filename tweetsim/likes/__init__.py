@@ -1,3 +1,3 @@
 """Layer 4: behaviour simulation. Features, the like classifier, bucket regressors, per-regime
-fitting, the deploy fit, ranges, reasons, best time, the behaviour LM and its prompt, the likes
-metrics, and the Predictor."""
+fitting, the regimes' combined likes, the deploy fit, ranges, reasons, best time, the behaviour LM and
+its prompt, the likes metrics, and the Predictor."""

@@ -30,22 +30,11 @@ from tweetsim.likes import features as F
 META = ["regime", "source", "id", "side", "likes", "bucket"]
 
 
-def tree_features(columns, xgb: dict) -> list[str]:
+def tree_features(columns, xgb) -> list[str]:
     """The trees' feature columns of a feature table: every column but META, `xgb.drop_features` and the
-    clock encoding `xgb.time_features` leaves out (features.time_columns; raw where the key is absent)."""
-    drop = {*META, *xgb["drop_features"], *F.time_columns(xgb.get("time_features") or "raw")}
+    clock columns `xgb.time_features` leaves out (features.time_columns)."""
+    drop = {*META, *xgb.drop_features, *F.time_columns(xgb.time_features)}
     return [c for c in columns if c not in drop]
-
-
-# the classifier params the Predictor needs at inference, copied into bundle.json
-BUNDLE_PARAMS = ("max_chars", "eval_batch_size", "embed_components", "embed_model", "embed_max_length", "embed_text",
-                 "inference_dtype", "use_text", "encoder", "classifier")
-
-
-def classifier_params(params: dict) -> dict:
-    """The train_like_classifier section with the `encoder` section (the inference runtime) inside it:
-    what fitting, the bundle and the Predictor read."""
-    return {**params["train_like_classifier"], "encoder": params["encoder"]}
 
 
 @dataclass(frozen=True)

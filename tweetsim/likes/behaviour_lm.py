@@ -22,7 +22,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,16 +32,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import StageError
+from tweetsim.data.splits import SplitConfig
 from tweetsim.likes import features as F
 # the prompt and the answer's words (tweetsim.likes.prompts), re-exported as B.<name>
 from tweetsim.likes.prompts import (IMAGE_LINE, NO_IMAGE_LINE, QUESTION, SYSTEM, parse_likes,  # noqa: F401
                                     render, round_sig, user_prompt, verbalise_likes)
 from tweetsim.lm import model as llm
+from tweetsim.lm.config import BehaviourLMConfig
 from tweetsim.lm.save import save_adapter, save_tokenizer
 # the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
 from tweetsim.lm.prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
-                                   image_features)
+                                   image_features, no_images_notice)
+
+log = logging.getLogger(__name__)
 
 NAME = "behaviour_lm"  # model name in evaluate.likes_models and the predictions file
 
@@ -54,16 +60,16 @@ def history(rows: pd.DataFrame, train: pd.DataFrame | None = None, tables: dict 
 
 # ---------------------------------------------------------------------------------------- model
 
-def load_base(p: dict, for_training: bool):
+def load_base(p: BehaviourLMConfig, for_training: bool):
     """(tokenizer, LM) from params `model` / `quantization`, via tweetsim.lm.model."""
-    q = llm.check_quantization(p["quantization"])
-    path = llm.resolve_model(p["model"]["name"], p["model"]["cache_dir"])
-    return llm.load_tokenizer(path), llm.load_model(path, q, p["model"]["dtype"], for_training=for_training)
+    q = llm.check_quantization(p.quantization)
+    path = llm.resolve_model(p.model.name, p.model.cache_dir)
+    return llm.load_tokenizer(path), llm.load_model(path, q, p.model.dtype, for_training=for_training)
 
 
-def build_model(p: dict, feat_dim: int, seed: int = 13):
+def build_model(p: BehaviourLMConfig, feat_dim: int, seed: int = 13):
     tok, base = load_base(p, for_training=True)
-    return tok, attach(llm.add_lora(base, **p["lora"]), feat_dim, p["projection"], seed)
+    return tok, attach(llm.add_lora(base, **dataclasses.asdict(p.lora)), feat_dim, p.projection, seed)
 
 
 # ------------------------------------------------------------------------------------- examples
@@ -96,11 +102,12 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
-        # the other keys of the section are read by the stage and the model's loading
-        return from_section(cls, "train_behaviour_lm", p, ignore=(
-            "model", "quantization", "lora", "vision", "projection", "regimes", "fallback_model", "high_threshold",
-            "max_field_chars", "max_train_examples", "max_eval_rows", "eval_batch_size", "max_new_tokens", "constrain",
-            "resume", "checkpoint_dir", "progress"))
+        """From section `train_behaviour_lm` (checked whole, as likes.config.BehaviourLMConfig)."""
+        return cls.of(BehaviourLMConfig.from_params(p))
+
+    @classmethod
+    def of(cls, p: BehaviourLMConfig) -> "TrainConfig":
+        return cls(**{f.name: getattr(p, f.name) for f in dataclasses.fields(cls)})
 
 
 def train(model: PrefixLM, tok, examples: list[dict], cfg: TrainConfig, live_dir: str | Path | None = None,
@@ -164,11 +171,11 @@ def load(folder: str | Path):
 
     folder = Path(folder)
     state = json.loads((folder / "state.json").read_text())
-    p = state["params"]
+    p = BehaviourLMConfig.from_params(state["params"])
     _, base = load_base(p, for_training=False)
     tok = llm.load_tokenizer(str(folder / "adapter"))
     lm = PeftModel.from_pretrained(base, str(folder / "adapter"))
-    proj = Projector(state["feat_dim"], base.config.hidden_size, int(p["projection"]["n_prefix"]), p["projection"]["kind"])
+    proj = Projector(state["feat_dim"], base.config.hidden_size, int(p.projection.n_prefix), p.projection.kind)
     proj.load_state_dict(torch.load(folder / "projector.pt", map_location="cpu"))
     proj.to(lm.get_input_embeddings().weight.device)
     return tok, PrefixLM(lm, proj).eval(), state
@@ -278,3 +285,135 @@ def make_examples(tok, rows: pd.DataFrame, hists: list[dict], feats: np.ndarray,
         ex.update(feat=feats[i], has_image=bool(has[i]))
         out.append(ex)
     return out
+
+
+# ------------------------------------------------------------------------------- the stage's run
+
+def _cap(idx: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if n is None or len(idx) <= n:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size=n, replace=False))
+
+
+def _labelled_table(data: Path) -> pd.DataFrame:
+    """Every row with likes and its splits, media text joined, in (source, id) order."""
+    from tweetsim.data.schema import read_tweets
+    from tweetsim.data.sides import join_from
+
+    table = read_tweets(data / "tweets.parquet").merge(pd.read_parquet(data / "splits.parquet"), on=["source", "id"])
+    table = table[table["likes"].notna()].sort_values(["source", "id"]).reset_index(drop=True)
+    table = join_from(table, data)
+    for col in ("company", "username"):
+        table[col] = table[col].fillna("").astype(str)
+    return table
+
+
+def _fallback_predictions(data: Path, p: BehaviourLMConfig) -> pd.DataFrame:
+    path = data / "predictions" / "likes" / f"{p.fallback_model}.parquet"
+    if not path.is_file():
+        raise StageError(f"train_behaviour_lm: fallback predictions {path} are missing "
+                         f"(train_behaviour_lm.fallback_model={p.fallback_model!r}: run its stage first)")
+    return pd.read_parquet(path)
+
+
+def _train_regime(regime: str, table: pd.DataFrame, ev: np.ndarray, fallback: np.ndarray, train_median: float,
+                  p: BehaviourLMConfig, cfg: TrainConfig, enc, data: Path, models: Path, live: Path, main_process: bool) -> tuple:
+    """Train the LM of one regime on its train rows, save it (the main process) and predict a seeded cap
+    of its val and test rows (`ev`): (positions in `ev` answered, their likes, the report's entries)."""
+    from tweetsim.lm import train as trainloop
+    from tweetsim.likes.metrics import likes_metrics
+
+    side = table[regime].to_numpy()
+    tr = _cap(np.flatnonzero(side == "train"), p.max_train_examples, cfg.seed)
+    train_rows = table[side == "train"]
+    tables = {lv: F.history_table(train_rows, lv) for lv in F.LEVELS}
+    hist_tr = history(train_rows, train=train_rows)  # shifted: earlier rows only
+    hist_tr = [hist_tr[i] for i in np.searchsorted(np.flatnonzero(side == "train"), tr)]
+    rows_tr = table.iloc[tr]
+    threshold = float(p.high_threshold) if p.high_threshold is not None else train_median
+    feats, has, why = image_features(rows_tr, data / "media", enc, int(p.vision.max_images), progress=p.progress)
+    answers = [verbalise_likes(v, threshold) for v in rows_tr["likes"].astype(float)]
+    trainloop.set_seed(cfg.seed)
+    tok, model = build_model(p, enc.dim, cfg.seed)
+    examples = make_examples(tok, rows_tr, hist_tr, feats, has, cfg.max_length, answers, int(p.max_field_chars))
+    # checkpoints keyed by every param and the encoded data: only an identical interrupted run resumes
+    key = llm.fingerprint({"p": p.to_params(), "vision": enc.id, "format": trainloop.CHECKPOINT_FORMAT, "data": llm.fingerprint(
+        [{"ids": e["input_ids"], "labels": e["labels"], "feat": e["feat"]} for e in examples])})
+    ckpt = Path(p.checkpoint_dir) / f"{regime}-{key}" if p.checkpoint_dir else None
+    res = train(model, tok, examples, cfg, live_dir=live / regime, progress=p.progress, checkpoint_dir=ckpt,
+                resume=bool(p.resume))
+    if main_process:
+        # history: every row with likes, the account history the CLI uses
+        save(model, tok, models / NAME / regime, {"params": p.to_params(), "feat_dim": enc.dim, "vision": enc.id, "threshold": threshold,
+                                                  "train_median": train_median, "regime": regime},
+             {lv: F.history_table(table, lv) for lv in F.LEVELS})
+    # predict: a seeded cap per split keeps CPU cost bounded; the rest keep the fallback
+    pick = np.concatenate([_cap(np.flatnonzero(side[ev] == s), p.max_eval_rows, cfg.seed) for s in ("val", "test")])
+    rows_ev = table.iloc[ev[pick]]
+    f_ev, h_ev, why_ev = image_features(rows_ev, data / "media", enc, int(p.vision.max_images), progress=p.progress)
+    ex_ev = make_examples(tok, rows_ev, history(rows_ev, tables=tables), f_ev, h_ev, cfg.max_length,
+                          max_field_chars=int(p.max_field_chars))
+    likes, raw, used = predict(model, tok, ex_ev, fallback[pick], int(p.eval_batch_size), int(p.max_new_tokens),
+                               progress=p.progress, constrain=bool(p.constrain))
+    is_test = side[ev[pick]] == "test"
+    y = table.iloc[ev[pick]]["likes"].astype(float).to_numpy()
+    rep = {
+        "train_examples": len(examples), "train_with_image": int(has.sum()), "train_text_only": int((~has).sum()),
+        "train_no_image_reasons": why, "final_loss": res["final_loss"], "threshold": threshold,
+        "projection_grad_norm_step1": res["projection_grad_norm"],
+        "lm_answered_rows": int(len(pick)), "lm_with_image": int(h_ev.sum()), "lm_text_only": int((~h_ev).sum()),
+        "unparsable_answers_took_fallback": int(used.sum()),
+        "rows_not_answered_by_lm_took_fallback": int(len(ev) - len(pick)),
+        "answered_test_rows": {"lm": likes_metrics(y[is_test], likes[is_test], train_median),
+                               p.fallback_model: likes_metrics(y[is_test], fallback[pick][is_test], train_median)}
+        if is_test.sum() > 1 else None,
+        "example_answers": raw[:3]}
+    if int(has.sum() + h_ev.sum()) == 0:
+        log.info(no_images_notice("train_behaviour_lm", regime, f"train: {why}; predicted: {why_ev}", "tests/test_behaviour_lm.py"))
+    log.info(f"train_behaviour_lm {regime}: {len(examples)} train rows ({int(has.sum())} with image), {cfg.steps} steps, "
+             f"{res['seconds_per_step']:.2f} s/step, loss {res['final_loss']:.3f}; LM answered {len(pick)} of {len(ev)} "
+             f"val+test rows ({int(h_ev.sum())} with image), {int(used.sum())} unparsable -> {p.fallback_model}; "
+             f"{len(ev) - len(pick)} rows not answered -> {p.fallback_model}")
+    return pick, likes, rep
+
+
+def train_stage(params: dict, data: Path, models: Path, live: Path = Path("dvclive") / "train_behaviour_lm",
+                main_process: bool = True) -> tuple[pd.DataFrame, dict]:
+    """The stage train_behaviour_lm: per trained regime (`train_behaviour_lm.regimes` within split.regimes)
+    the LM trained on its train rows with likes, saved to `models`/behaviour_lm/<regime>/ (by the main
+    process) and asked for a seeded cap of its val and test rows. Every val+test row with likes of every
+    regime gets a prediction: the rows the LM did not answer, or answered unparsably, take the fallback
+    model's. Returns (predictions `regime,source,id,pred_likes`, per regime the counts and figures of
+    metrics/train_behaviour_lm.json)."""
+    p = BehaviourLMConfig.from_params(params["train_behaviour_lm"])
+    llm.check_quantization(p.quantization)  # fail before any loading
+    cfg = TrainConfig.of(p)
+    all_regimes = SplitConfig.from_params(params["split"]).regimes
+    trained = [r for r in (p.regimes or all_regimes) if r in all_regimes]
+    table = _labelled_table(data)
+    fb_all = _fallback_predictions(data, p)
+    enc = VisionEncoder(p.vision.backend, p.vision.clip_model, batch_size=int(p.vision.batch_size))
+    preds, report = [], {}
+    for regime in all_regimes:
+        side = table[regime].to_numpy()
+        train_median = float(table.loc[side == "train", "likes"].astype(float).median())
+        ev = np.flatnonzero(np.isin(side, ["val", "test"]))
+        fb = table.iloc[ev][["source", "id"]].merge(fb_all[fb_all["regime"] == regime], on=["source", "id"], how="left")
+        fallback = fb["pred_likes"].to_numpy(float)
+        no_fb = int(np.isnan(fallback).sum())
+        fallback = np.where(np.isnan(fallback), train_median, fallback)  # fallback of the fallback: counted
+        pred = fallback.copy()
+        rep = {"eval_rows": int(len(ev)), "fallback_missing_rows_took_train_median": no_fb}
+        if regime in trained:
+            pick, likes, got = _train_regime(regime, table, ev, fallback, train_median, p, cfg, enc, data, models, live,
+                                             main_process)
+            pred[pick] = likes
+            rep.update(got)
+        else:
+            rep.update({"lm_answered_rows": 0, "rows_not_answered_by_lm_took_fallback": int(len(ev))})
+            log.info(f"train_behaviour_lm {regime}: NOT TRAINED (not in train_behaviour_lm.regimes): all {len(ev)} val+test "
+                     f"rows carry the {p.fallback_model} prediction under the name {NAME}")
+        report[regime] = rep
+        preds.append(pd.DataFrame({"regime": regime, "source": table.iloc[ev]["source"].to_numpy(),
+                                   "id": table.iloc[ev]["id"].to_numpy(), "pred_likes": pred}))
+    return pd.concat(preds).sort_values(["regime", "source", "id"]).reset_index(drop=True), report

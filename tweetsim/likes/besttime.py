@@ -14,6 +14,8 @@ The command is apps/best_time.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -62,12 +64,12 @@ def best_time(predictor, row: pd.DataFrame, start=None, top: int = 5, slots: int
     rows = slot_rows(row, t0, slots)
     # the classifier in one batch: the slots' lines differ in the date only, so nothing is padded, and
     # one batch of 168 took 1.6x less CPU than batches of 64 (bfloat16, 2 threads; same predictions)
-    batch = predictor.p["eval_batch_size"]
-    predictor.p["eval_batch_size"] = max(int(batch), slots)
+    before = predictor.p
+    predictor.p = replace(before, eval_batch_size=max(int(before.eval_batch_size), slots))
     try:
         likes, _ = predictor.predict_with_probs(rows, context=pd.concat([ctx] * slots, ignore_index=True))
     finally:
-        predictor.p["eval_batch_size"] = batch
+        predictor.p = before
     likes = np.asarray(likes, dtype=float)
     curve = pd.DataFrame({"slot": np.arange(slots), "date": rows["date"], "weekday": rows["date"].dt.day_name().str[:3],
                           "hour": rows["date"].dt.hour, "likes": likes, "log1p_likes": np.log1p(likes)})

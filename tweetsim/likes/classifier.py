@@ -10,10 +10,16 @@ warm-up/decay, evaluation on val every `eval_every` steps, the best weights kept
 (EarlyStoppingCallback) after `patience` evaluations without gain.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from tweetsim.likes.config import ClassifierConfig
 
 TINY = "tiny-random"
 MODES = ("head", "finetune")  # train_like_classifier.classifier
@@ -146,11 +152,12 @@ def predict_proba(tok, model, texts: list[str], max_length: int, batch_size: int
     return probs
 
 
-def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, num_labels: int, live=None,
+def train_classifier(train_texts, train_labels, val_texts, val_labels, p: ClassifierConfig, num_labels: int, live=None,
                      progress: bool = True):
     """Fine-tune (tweetsim.lm.train's Trainer); returns (tokenizer, best model, history list of dicts, the step of
     the kept checkpoint: the first evaluation with the lowest val weighted loss, else train loss). `p`:
-    train_like_classifier params. Early stopping: transformers' EarlyStoppingCallback on that score."""
+    params train_like_classifier (likes.config.ClassifierConfig). Early stopping: transformers'
+    EarlyStoppingCallback on that score."""
     import shutil
 
     import torch
@@ -158,18 +165,18 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
 
     from tweetsim.lm import train as trainloop
 
-    seed = int(p["seed"])
+    seed = int(p.seed)
     trainloop.set_seed(seed)
-    torch.set_num_threads(int(p["num_threads"]))
-    tok, model = load_classifier(p["model_name"], num_labels, seed)
+    torch.set_num_threads(int(p.num_threads))
+    tok, model = load_classifier(p.model_name, num_labels, seed)
     train_labels = np.asarray(train_labels, dtype=int)
     val_labels = np.asarray(val_labels, dtype=int)
-    weights = torch.tensor(class_weights(train_labels, num_labels, p["max_class_weight"]) if p["class_weights"]
+    weights = torch.tensor(class_weights(train_labels, num_labels, p.max_class_weight) if p.class_weights
                            else np.ones(num_labels), dtype=torch.float32)
-    steps, bs, L = int(p["max_steps"]), int(p["batch_size"]), int(p["max_length"])
-    warm = max(1, int(steps * float(p["warmup_ratio"])))
+    steps, bs, L = int(p.max_steps), int(p.batch_size), int(p.max_length)
+    warm = max(1, int(steps * float(p.warmup_ratio)))
     # evaluate on a fixed, seeded subset of val: the full val split would cost more than training
-    vsel = np.sort(np.random.default_rng(seed).permutation(len(val_texts))[: int(p["max_eval_rows"])])
+    vsel = np.sort(np.random.default_rng(seed).permutation(len(val_texts))[: int(p.max_eval_rows)])
     vtexts, vlabels = [val_texts[i] for i in vsel], val_labels[vsel]
     score_key = "val_weighted_loss" if len(vtexts) else "train_loss"
     history: list[dict] = []
@@ -180,7 +187,7 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
         rec = {"step": trainer.state.global_step,
                "train_loss": float(np.mean(trainer.step_losses[done - trainer.state.global_step:]))}
         if len(vtexts):
-            probs = predict_proba(tok, trainer.model, vtexts, L, int(p["eval_batch_size"]))
+            probs = predict_proba(tok, trainer.model, vtexts, L, int(p.eval_batch_size))
             lp = np.log(np.clip(probs[np.arange(len(vlabels)), vlabels], 1e-9, 1))
             rec["val_loss"] = float(-np.mean(lp))
             rec["val_accuracy"] = float(np.mean(probs.argmax(1) == vlabels))
@@ -213,15 +220,15 @@ def train_classifier(train_texts, train_labels, val_texts, val_labels, p: dict, 
         enc = tok([b["text"] for b in batch], padding=True, truncation=True, max_length=L, return_tensors="pt")
         return {**enc, "labels": torch.tensor([b["label"] for b in batch])}
 
-    eval_every = min(int(p["eval_every"]), steps)
-    args = trainloop.training_args(trainloop.scratch_dir(), steps=steps, batch_size=bs, lr=float(p["learning_rate"]),
-                                   weight_decay=float(p["weight_decay"]), seed=seed, max_grad_norm=1.0,
+    eval_every = min(int(p.eval_every), steps)
+    args = trainloop.training_args(trainloop.scratch_dir(), steps=steps, batch_size=bs, lr=float(p.learning_rate),
+                                   weight_decay=float(p.weight_decay), seed=seed, max_grad_norm=1.0,
                                    log_every=eval_every, eval_every=eval_every, metric=score_key, progress=progress)
     keep = KeepBest()
     trainer = trainloop.LoopTrainer(model=model, args=args, train_dataset=data, eval_dataset=data[:1], data_collator=collate,
                                     lr_lambda=trainloop.warmup_linear(warm, steps),
                                     loss_fn=torch.nn.CrossEntropyLoss(weight=weights), evaluate_fn=evaluate,
-                                    callbacks=[keep, EarlyStoppingCallback(int(p["patience"]), 1e-6)])
+                                    callbacks=[keep, EarlyStoppingCallback(int(p.patience), 1e-6)])
     try:
         trainer.train()
     finally:
@@ -247,19 +254,19 @@ class EmbeddingHead:
         self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, num_labels: int, p: dict) -> "EmbeddingHead":
+    def fit(cls, X: np.ndarray, y: np.ndarray, num_labels: int, p: ClassifierConfig) -> "EmbeddingHead":
         from sklearn.linear_model import LogisticRegression
 
         X, y = np.asarray(X, np.float64), np.asarray(y, int)
         mu, sd = X.mean(0), X.std(0) + 1e-6
-        w = class_weights(y, num_labels, p["max_class_weight"]) if p["class_weights"] else np.ones(num_labels)
+        w = class_weights(y, num_labels, p.max_class_weight) if p.class_weights else np.ones(num_labels)
         coef, icpt = np.zeros((num_labels, X.shape[1])), np.full(num_labels, -np.inf)  # a bucket absent from training: p = 0
         present = np.unique(y)
         if len(present) == 1:
             icpt[present[0]] = 0.0
         else:
             Xd, yd, sw = distinct_rows(X, y, w[y])
-            lr = LogisticRegression(C=float(p["head_c"]), max_iter=1000).fit((Xd - mu) / sd, yd, sample_weight=sw)
+            lr = LogisticRegression(C=float(p.head_c), max_iter=1000).fit((Xd - mu) / sd, yd, sample_weight=sw)
             w_, b_ = lr.coef_, lr.intercept_
             if len(present) == 2:  # scikit-learn's binary model is one logit, of the second class against the first
                 w_, b_ = np.vstack([np.zeros_like(w_), w_]), np.concatenate([[0.0], b_])
@@ -299,7 +306,7 @@ def distinct_rows(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarr
     return X[keep], y[keep], sums
 
 
-def head_probs(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, p: dict,
+def head_probs(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, tr: np.ndarray, p: ClassifierConfig,
                num_labels: int) -> tuple[EmbeddingHead, np.ndarray, int]:
     """(the head fitted on the training rows, every row's probabilities, folds used). The training rows'
     probabilities are out of fold (`crossfit_folds` folds of accounts, as the gate and the trees then
@@ -307,12 +314,12 @@ def head_probs(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, tr: np.n
     head = EmbeddingHead.fit(emb[tr], labels[tr], num_labels, p)
     probs = head.predict_proba(emb)
     idx = np.flatnonzero(tr)
-    k = min(int(p["crossfit_folds"] or 0), len(np.unique(groups[idx])))
+    k = min(int(p.crossfit_folds or 0), len(np.unique(groups[idx])))
     if k < 2:
         print(f"train_like_classifier: NOTE {len(np.unique(groups[idx]))} account(s) among the training rows: "
               "their head probabilities are in-sample")
         return head, probs, 0
-    fold = crossfit_folds(groups[idx], labels[idx], k, int(p["seed"]))
+    fold = crossfit_folds(groups[idx], labels[idx], k, int(p.seed))
     for f in range(k):
         probs[idx[fold == f]] = EmbeddingHead.fit(emb[idx[fold != f]], labels[idx[fold != f]], num_labels, p
                                                   ).predict_proba(emb[idx[fold == f]])

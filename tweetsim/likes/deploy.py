@@ -18,7 +18,9 @@ which runs this same recipe inside each regime, is its measure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +29,47 @@ import pandas as pd
 from tweetsim.config.params import ParamsError
 from tweetsim.data.schema import read_tweets
 from tweetsim.data.sides import join_side_tables
+from tweetsim.data.splits import SplitConfig
 from tweetsim.likes import features as F
-from tweetsim.likes.artefacts import Layout, classifier_params, read_bundle, read_training, tree_features, write_json
+from tweetsim.likes.artefacts import Layout, read_bundle, read_training, tree_features, write_json
+from tweetsim.likes.config import (BucketsConfig, ClassifierConfig, DeployConfig, InferenceConfig, IntervalConfig,
+                                   RouteRecipe)
 from tweetsim.likes.fit import fit_regime
 from tweetsim.likes.intervals import Intervals
 from tweetsim.likes.lookalike import LookAlike
 from tweetsim.likes.regressor import BucketRegressor, fit_fixed_trees
 from tweetsim.likes.router import ROUTES, write_index
+from tweetsim.text.runtime import EncoderConfig
 
 SIDE = "classifier"  # fit_regime's side column and folder name: <route folder>/classifier
 
 
-def labelled_rows(tweets: Path, captions: Path, ocr: Path, p: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class LikesParams:
+    """The typed sections the deploy fit and the backtest read of a loaded params.yaml."""
+
+    classifier: ClassifierConfig
+    encoder: EncoderConfig
+    buckets: BucketsConfig
+    interval: IntervalConfig
+    deploy: DeployConfig
+    regimes: list
+
+    @classmethod
+    def from_params(cls, params: dict) -> "LikesParams":
+        return cls(ClassifierConfig.from_params(params["train_like_classifier"]), EncoderConfig.from_params(params["encoder"]),
+                   BucketsConfig.from_params(params["regress_within_bucket"]), IntervalConfig.from_params(params["interval"]),
+                   DeployConfig.from_params(params["deploy_likes"]), list(SplitConfig.from_params(params["split"]).regimes))
+
+    @property
+    def inference(self) -> InferenceConfig:
+        return InferenceConfig.of(self.classifier, self.encoder)
+
+
+def labelled_rows(tweets: Path, captions: Path, ocr: Path, clf: ClassifierConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(every row with likes, in train_like_classifier's order and with its media text; organiser side
     statistics; context rows of every tweet), as train_like_classifier builds them, without the splits."""
-    table = join_side_tables(read_tweets(tweets), captions if p["use_captions"] else None, ocr if p["use_ocr"] else None)
+    table = join_side_tables(read_tweets(tweets), captions if clf.use_captions else None, ocr if clf.use_ocr else None)
     sup = table[table["likes"].notna()].sort_values(["source", "id"], kind="stable").reset_index(drop=True)
     return sup, F.side_stats_table(table), F.context_rows(table)
 
@@ -56,59 +84,58 @@ def validated_settings(models: Path, regime: str, edges: list[str], gate: bool) 
     return out
 
 
-def route_recipes(params: dict) -> dict[str, dict]:
-    """deploy_likes.routes checked: {route: {settings_from, hide, hide_like_stats}} for every route of router.ROUTES."""
-    d, regimes = params["deploy_likes"], params["split"]["regimes"]
-    routes = d["routes"]
+def route_recipes(d: DeployConfig, regimes: list[str]) -> dict[str, RouteRecipe]:
+    """deploy_likes.routes checked against router.ROUTES and split.regimes (`regimes`): {route: its recipe}."""
+    routes = d.routes
     if sorted(routes) != sorted(ROUTES):
         raise ParamsError(f"deploy_likes.routes: needs exactly the routes {list(ROUTES)}, got {sorted(routes)}")
     for name, r in routes.items():
-        if r["settings_from"] not in regimes:
-            raise ParamsError(f"deploy_likes.routes.{name}.settings_from: {r['settings_from']!r} is not in split.regimes {regimes}")
-        if r["crossfit_level"] not in F.LEVELS:
-            raise ParamsError(f"deploy_likes.routes.{name}.crossfit_level: {r['crossfit_level']!r} is not one of {list(F.LEVELS)}")
-        bad = [lv for lv in r["hide"] if lv not in F.LEVELS]
+        if r.settings_from not in regimes:
+            raise ParamsError(f"deploy_likes.routes.{name}.settings_from: {r.settings_from!r} is not in split.regimes {regimes}")
+        if r.crossfit_level not in F.LEVELS:
+            raise ParamsError(f"deploy_likes.routes.{name}.crossfit_level: {r.crossfit_level!r} is not one of {list(F.LEVELS)}")
+        bad = [lv for lv in r.hide if lv not in F.LEVELS]
         if bad:
             raise ParamsError(f"deploy_likes.routes.{name}.hide: unknown levels {bad} (of {list(F.LEVELS)})")
-    for name, froms in d["intervals"].items():
+    for name, froms in d.intervals.items():
         if name not in ROUTES or not froms or any(f not in regimes for f in froms):
             raise ParamsError(f"deploy_likes.intervals.{name}: needs a route of {list(ROUTES)} and regimes of "
                               f"split.regimes {regimes}, got {froms!r}")
-    if sorted(d["intervals"]) != sorted(ROUTES):
-        raise ParamsError(f"deploy_likes.intervals: needs every route {list(ROUTES)}, got {sorted(d['intervals'])}")
-    return {name: {"settings_from": r["settings_from"], "hide": list(r["hide"]), "hide_like_stats": bool(r["hide_like_stats"]),
-                   "lookalike": bool(r["lookalike"]), "crossfit_level": r["crossfit_level"]} for name, r in routes.items()}
+    if sorted(d.intervals) != sorted(ROUTES):
+        raise ParamsError(f"deploy_likes.intervals: needs every route {list(ROUTES)}, got {sorted(d.intervals)}")
+    return dict(routes)
 
 
-def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, context: pd.DataFrame, params: dict,
-              base: dict, recipe: dict, settings: dict, out: Path, progress: bool = False) -> tuple[dict, pd.DataFrame, list[str]]:
+def fit_route(rows: pd.DataFrame, emb: np.ndarray, side_stats: pd.DataFrame, context: pd.DataFrame, lp: LikesParams,
+              base: dict, recipe: RouteRecipe, settings: dict, out: Path, progress: bool = False) -> tuple[dict, pd.DataFrame, list[str]]:
     """Fit one route's models on every row of `rows` (labelled, with `emb` their embeddings) into `out`
     and return (its bundle (written as out/bundle.json without intervals; save_intervals adds them), the
     feature table of its rows (fit.fit_regime's), the trees' feature names).
     `base`: combine_likes' bundle (final mode, smearing, gate, params); `settings`: validated_settings."""
-    p, pr = classifier_params(params), params["regress_within_bucket"]
-    edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
-    src, steps = recipe["settings_from"], settings["classifier_steps"]
+    p, xgb = lp.classifier, lp.buckets.xgb
+    edges, gate = [str(e) for e in p.bucket_edges], base["gate"] == "tabular"
+    src, steps = recipe.settings_from, settings["classifier_steps"]
     # its rows' classifier probabilities and history are built as in the regime it takes its settings from
-    like = {k: [*(p[k] or []), SIDE] if src in (p[k] or []) else [] for k in ("crossfit_regimes", "history_crossfit_regimes")}
+    like = {k: [*(getattr(p, k) or []), SIDE] if src in (getattr(p, k) or []) else []
+            for k in ("crossfit_regimes", "history_crossfit_regimes")}
     # one evaluation, at the last step: the kept checkpoint is the last one (nothing early-stops on its own rows)
-    feats, _ = fit_regime(rows.assign(**{SIDE: "train"}), SIDE, {**p, **like, "max_steps": steps, "eval_every": steps}, out,
-                          emb, side_stats, context, progress=progress, hide=tuple(recipe["hide"]),
-                          hide_like_stats=recipe["hide_like_stats"], crossfit_level=recipe["crossfit_level"])
+    feats, _ = fit_regime(rows.assign(**{SIDE: "train"}), SIDE, replace(p, **like, max_steps=steps, eval_every=steps),
+                          lp.encoder, out, emb, side_stats, context, progress=progress, hide=tuple(recipe.hide),
+                          hide_like_stats=recipe.hide_like_stats, crossfit_level=recipe.crossfit_level)
     lookalike = None
-    if recipe["lookalike"]:  # the look-alike brands' level: each training row's own brand left out
-        la = params["deploy_likes"]["lookalike"]
-        lookalike = LookAlike(la["k"], la["shrink"], la["max_words"]).fit(rows, rows["company"], rows["likes"])
+    if recipe.lookalike:  # the look-alike brands' level: each training row's own brand left out
+        la = lp.deploy.lookalike
+        lookalike = LookAlike(la.k, la.shrink, la.max_words).fit(rows, rows["company"], rows["likes"])
         lookalike.save(out / "lookalike")
         feats = feats.assign(**lookalike.features(rows.reset_index(drop=True), rows["company"].fillna("").astype(str).to_numpy()))
-    names = tree_features(feats.columns, pr["xgb"])
-    regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, pr["xgb"], [settings["trees"][e] for e in edges],
+    names = tree_features(feats.columns, xgb)
+    regs, gate_model = fit_fixed_trees(feats, feats["bucket"].to_numpy(), names, xgb, [settings["trees"][e] for e in edges],
                                        settings["gate_trees"] if gate else None)
     for e, reg in zip(edges, regs):
         reg.save(out / "regressor" / e)
     if gate_model is not None:
         gate_model.save(out / "gate")
-    bundle = {**base, "regime": "deploy", "route": out.name, "hide": recipe["hide"], "hide_like_stats": recipe["hide_like_stats"],
+    bundle = {**base, "regime": "deploy", "route": out.name, "hide": list(recipe.hide), "hide_like_stats": recipe.hide_like_stats,
               "history": "all",
               "settings_from": src, "n_rows": int(len(rows)), **settings,
               "paths": {"classifier": SIDE, "regressors": [f"regressor/{e}" for e in edges],
@@ -125,7 +152,7 @@ def save_intervals(folder: Path, ranges: Intervals) -> None:
     write_json(folder / "bundle.json", {**bundle, "paths": {**bundle["paths"], "intervals": "intervals.json"}})
 
 
-def calibrate_route(cal: pd.DataFrame, route: str, regimes: list[str], p: dict, min_rows: int) -> Intervals:
+def calibrate_route(cal: pd.DataFrame, route: str, regimes: list[str], p: IntervalConfig, min_rows: int) -> Intervals:
     """`route`'s ranges from the backtest's held-out rows (backtest.calibration_rows) of `regimes`: that
     route's rows, or every route's rows of those regimes when it has fewer than `min_rows` (said in `from`)."""
     rows = cal[cal["regime"].isin(regimes)]
@@ -143,27 +170,29 @@ def calibrate_route(cal: pd.DataFrame, route: str, regimes: list[str], p: dict, 
 def fit_deploy(params: dict, tweets: Path, captions: Path, ocr: Path, models: Path, calibration: Path,
                progress: bool = True) -> dict:
     """Fit every route on the rows of `tweets` (with the media stages' `captions` and `ocr` files) into
-    models/likes/deploy/<route>/, its ranges from the backtest's `calibration` rows; returns router.json's dict."""
+    models/likes/deploy/<route>/, its ranges from the backtest's `calibration` rows; returns router.json's dict.
+    `params`: the loaded params.yaml (read as likes.config.LikesParams)."""
     from tweetsim.likes.fit import embed_rows
 
-    p, d = classifier_params(params), params["deploy_likes"]
-    recipes = route_recipes(params)
+    lp = LikesParams.from_params(params)
+    d = lp.deploy
+    recipes = route_recipes(d, lp.regimes)
     layout = Layout(models)
     base = read_bundle(layout.bundle, "combine_likes")  # final mode, smearing, gate, CLI params
-    edges, gate = [str(e) for e in p["bucket_edges"]], base["gate"] == "tabular"
-    sup, side_stats, context = labelled_rows(tweets, captions, ocr, p)
-    emb = embed_rows(sup, p)
+    edges, gate = [str(e) for e in lp.classifier.bucket_edges], base["gate"] == "tabular"
+    sup, side_stats, context = labelled_rows(tweets, captions, ocr, lp.classifier)
+    emb = embed_rows(sup, lp.inference)
     cal = pd.read_parquet(calibration)
     summary = {}
     for route in ROUTES:
         recipe = recipes[route]
-        settings = validated_settings(models, recipe["settings_from"], edges, gate)
+        settings = validated_settings(models, recipe.settings_from, edges, gate)
         folder = layout.deploy / route
-        b = fit_route(sup, emb, side_stats, context, params, base, recipe, settings, folder, progress)[0]
-        ranges = calibrate_route(cal, route, d["intervals"][route], params["interval"], int(d["min_calibration_rows"]))
+        b = fit_route(sup, emb, side_stats, context, lp, base, recipe, settings, folder, progress)[0]
+        ranges = calibrate_route(cal, route, d.intervals[route], lp.interval, int(d.min_calibration_rows))
         save_intervals(folder, ranges)
-        summary[route] = {**recipe, "trees": b["trees"],
+        summary[route] = {**dataclasses.asdict(recipe), "trees": b["trees"],
                           "ranges_from": ranges.meta["groups"]["all"]["from"]}
-    meta = {"n_rows": int(len(sup)), "recipes": summary, "stats_route": bool(d["stats_route"]), "brand_blend": float(d["brand_blend"])}
+    meta = {"n_rows": int(len(sup)), "recipes": summary, "stats_route": bool(d.stats_route), "brand_blend": float(d.brand_blend)}
     write_index(layout.deploy, list(ROUTES), meta)
     return meta

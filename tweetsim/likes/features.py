@@ -89,10 +89,10 @@ def crossfit_history(train: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame
     return pd.concat(parts).loc[train.index]
 
 
-def known_splits_for_test(p: dict) -> list[str]:
-    """The labelled splits a test row's account history may use (`train_like_classifier.test_history`,
-    given as that params section): [train] or [train, val]; anything holding test rows is refused."""
-    splits = set(p.get("test_history") or ["train"])
+def known_splits_for_test(test_history: list[str] | None) -> list[str]:
+    """The labelled splits a test row's account history may use (`train_like_classifier.test_history`):
+    [train] or [train, val] (null or empty: [train]); anything holding test rows is refused."""
+    splits = set(test_history or ["train"])
     if not splits <= {"train", "val"} or "train" not in splits:
         raise ValueError(f"train_like_classifier.test_history must be [train] or [train, val], not {sorted(splits)}")
     return sorted(splits)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tweetsim.likes.config import IntervalConfig, XgbConfig
+
 SCALES = ("constant", "mixture")
 
 
@@ -56,16 +58,16 @@ class Intervals:
         self.meta = meta
 
     @classmethod
-    def calibrate(cls, likes_true, likes_pred, probs, z, p: dict, source: str) -> "Intervals":
+    def calibrate(cls, likes_true, likes_pred, probs, z, p: IntervalConfig, source: str) -> "Intervals":
         """From rows the models did not train on: their true and predicted likes, gate probabilities and
         bucket log predictions. `p`: params `interval`; `source`: said in the metadata."""
-        kind = p["scale"]
+        kind = p.scale
         spread = row_scale(probs, z, kind, 0.0)
         floor = float(np.median(spread)) if kind == "mixture" and len(spread) else 0.0
         r = np.log1p(np.asarray(likes_true, float)) - np.log1p(np.clip(np.asarray(likes_pred, float), 0, None))
-        lo, hi = conformal_quantiles(r / row_scale(probs, z, kind, floor), p["coverage"])
+        lo, hi = conformal_quantiles(r / row_scale(probs, z, kind, floor), p.coverage)
         group = {"low": lo, "high": hi, "floor": floor, "n": int(len(r)), "from": source}
-        return cls({"coverage": float(p["coverage"]), "scale": kind, "groups": {"all": group}})
+        return cls({"coverage": float(p.coverage), "scale": kind, "groups": {"all": group}})
 
     def apply(self, likes, probs, z) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) likes for point predictions `likes`, with low <= likes <= high."""
@@ -88,8 +90,7 @@ class Intervals:
         return cls(json.loads(Path(path).read_text()))
 
 
-
-def brand_fold_rows(rows, groups, names: list[str], xgb: dict, trees: list[int], gate_trees: int | None,
+def brand_fold_rows(rows, groups, names: list[str], xgb: XgbConfig, trees: list[int], gate_trees: int | None,
                     folds: int, final: str, smear: bool):
     """Calibration rows of brands the models never saw: `rows` (a regime's training rows: features.parquet
     columns) in `folds` folds grouped by `groups` (their brands); each fold predicted by bucket regressors

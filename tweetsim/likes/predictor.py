@@ -10,7 +10,8 @@ import pandas as pd
 from tweetsim.likes import features as F
 from tweetsim.likes.artefacts import FeatureState, model_paths, route_paths
 from tweetsim.likes.classifier import HEAD_FILE, EmbeddingHead, predict_proba, verbalise
-from tweetsim.likes.fit import embed_mode, embed_strings, encoder_of, tabular
+from tweetsim.likes.config import InferenceConfig
+from tweetsim.likes.fit import embed_strings, tabular
 
 
 # Calls of at most this many rows (a web request: the draft and up to 8 generated ones) run on one
@@ -91,7 +92,7 @@ class Predictor:
         self.intervals = Intervals.load(paths["intervals"]) if paths.get("intervals") else None
         self.lookalike = LookAlike.load(paths["lookalike"]) if paths.get("lookalike") else None
         self.ranges: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) of the last call
-        self.p = self.bundle["params"]
+        self.p = InferenceConfig.from_bundle(self.bundle["params"])  # the classifier's inference params
         self.timings: dict[str, float] = {}
         self.last: dict[str, np.ndarray] = {}  # the last call's gate probabilities and bucket log predictions
         self.overlap = True  # batched calls: the classifier and the sentence encoder side by side (_side_by_side)
@@ -150,7 +151,7 @@ class Predictor:
         rows = F.fill_side_stats(rows.reset_index(drop=True), self.state.side_stats)
         if self.hide_like_stats:
             rows = F.hide_like_stats(rows)
-        if not self.p["use_text"]:  # trained without the tweet text
+        if not self.p.use_text:  # trained without the tweet text
             rows = F.blank_text(rows)
         for col in ("company", "username"):
             rows[col] = rows[col].fillna("").astype(str) if col in rows else ""
@@ -161,22 +162,20 @@ class Predictor:
             hist = F.hide_history(hist, self.hide)
         ctx = F.context_features(rows, self.state.context) if context is None else context.reset_index(drop=True)
         with_emb = self.head is not None or (self.state.pca.components is not None and self.state.pca.k)
-        to_embed = F.texts_to_embed(rows, embed_mode(self.p)) if with_emb else []
+        to_embed = F.texts_to_embed(rows, self.p.embed_text) if with_emb else []
         embed = (lambda: embed_strings(to_embed, self.p)) if with_emb else (lambda: np.zeros((len(rows), 0)))
         if self.head is not None:  # one encoder pass: the head reads the embedding the PCA features read
             t1 = clock()
             emb, t_emb = _timed(embed)
             probs, t_cls = _timed(lambda: self.head.predict_proba(emb))
             return self._finish(rows, hist, ctx, emb, probs, t0, t1, t_cls, t_emb)
-        texts = verbalise(rows, hist, int(self.p["max_chars"]), ctx)
+        texts = verbalise(rows, hist, int(self.p.max_chars), ctx)
         t1 = clock()
         classify = lambda: predict_proba(self.tok, self.model, texts, self.state.max_length,  # noqa: E731
-                                         int(self.p["eval_batch_size"]), self.p.get("inference_dtype"),
-                                         encoder_of(self.p))
+                                         int(self.p.eval_batch_size), self.p.inference_dtype, self.p.encoder)
         # torch: side by side only when both passes have work (best-time: 168 lines, one text to embed); the
         # ONNX runtime already runs each pass on `encoder.workers` sessions side by side
-        enc = encoder_of(self.p)
-        if self.overlap and not (enc and enc.onnx) and self.num_threads >= 2 and min(len(rows), len(set(zip(*to_embed)))) > SMALL_CALL_ROWS:
+        if self.overlap and not self.p.encoder.onnx and self.num_threads >= 2 and min(len(rows), len(set(zip(*to_embed)))) > SMALL_CALL_ROWS:
             (probs, t_cls), (emb, t_emb) = _side_by_side(classify, embed)
         else:
             (probs, t_cls), (emb, t_emb) = _timed(classify), _timed(embed)

@@ -8,10 +8,13 @@ corrects the bias of the mean on the count scale. Both are reported.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tweetsim.likes.config import XgbConfig
 
 
 def feature_matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:
@@ -20,12 +23,12 @@ def feature_matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:
     return np.ascontiguousarray(X[features].astype(float).to_numpy())
 
 
-def _xgb_params(p: dict, seed: int) -> dict:
-    return {"n_estimators": int(p["n_estimators"]), "learning_rate": float(p["learning_rate"]),
-            "max_depth": int(p["max_depth"]), "min_child_weight": float(p["min_child_weight"]),
-            "subsample": float(p["subsample"]), "colsample_bytree": float(p["colsample_bytree"]),
-            "reg_lambda": float(p["reg_lambda"]), "tree_method": "hist", "random_state": seed,
-            "n_jobs": int(p["num_threads"])}
+def _xgb_params(p: XgbConfig, seed: int) -> dict:
+    return {"n_estimators": int(p.n_estimators), "learning_rate": float(p.learning_rate),
+            "max_depth": int(p.max_depth), "min_child_weight": float(p.min_child_weight),
+            "subsample": float(p.subsample), "colsample_bytree": float(p.colsample_bytree),
+            "reg_lambda": float(p.reg_lambda), "tree_method": "hist", "random_state": seed,
+            "n_jobs": int(p.num_threads)}
 
 
 class BucketRegressor:
@@ -62,18 +65,19 @@ class BucketRegressor:
 
 
 def fit_bucket(X_tr: pd.DataFrame, y_tr: np.ndarray, in_bucket_tr: np.ndarray, X_va: pd.DataFrame, y_va: np.ndarray,
-               in_bucket_va: np.ndarray, features: list[str], p: dict, bucket: int) -> BucketRegressor:
-    """Fit bucket `bucket`'s regressor on log1p likes. in_bucket_*: boolean masks of rows in the bucket."""
+               in_bucket_va: np.ndarray, features: list[str], p: XgbConfig, bucket: int) -> BucketRegressor:
+    """Fit bucket `bucket`'s regressor on log1p likes. in_bucket_*: boolean masks of rows in the bucket;
+    `p`: params regress_within_bucket.xgb."""
     import xgboost as xgb
 
-    seed = int(p["seed"])
-    fallback = int(in_bucket_tr.sum()) < int(p["min_rows"])
+    seed = int(p.seed)
+    fallback = int(in_bucket_tr.sum()) < int(p.min_rows)
     tr = np.ones(len(y_tr), bool) if fallback else in_bucket_tr
     va = np.ones(len(y_va), bool) if fallback else in_bucket_va
     params = _xgb_params(p, seed)
-    use_es = int(va.sum()) >= int(p["min_val_rows"])
+    use_es = int(va.sum()) >= int(p.min_val_rows)
     if use_es:
-        params["early_stopping_rounds"] = int(p["early_stopping_rounds"])
+        params["early_stopping_rounds"] = int(p.early_stopping_rounds)
     model = xgb.XGBRegressor(**params)
     Xt = X_tr.loc[tr, features].astype(float)
     fit_kw = {"verbose": False}
@@ -90,18 +94,18 @@ def fit_bucket(X_tr: pd.DataFrame, y_tr: np.ndarray, in_bucket_tr: np.ndarray, X
     return BucketRegressor(model, features, meta)
 
 
-def fit_fixed_trees(X: pd.DataFrame, buckets: np.ndarray, features: list[str], p: dict, trees: list[int],
+def fit_fixed_trees(X: pd.DataFrame, buckets: np.ndarray, features: list[str], p: XgbConfig, trees: list[int],
                     gate_trees: int | None) -> tuple[list[BucketRegressor], "BucketGate | None"]:
     """Bucket regressors (and the tabular gate, where `gate_trees` is given) fitted on every row of `X`
     with tree counts chosen elsewhere (a validated run's best iterations): no early stopping, as no row
     of X is held out. Used where the rows it trains on are all there is (the deploy fit, the
     brand-grouped calibration folds)."""
-    y, fixed = np.log1p(X["likes"].to_numpy(float)), {**p, "min_val_rows": np.iinfo(np.int32).max}
+    y, fixed = np.log1p(X["likes"].to_numpy(float)), replace(p, min_val_rows=int(np.iinfo(np.int32).max))
     none = X.iloc[:0]
-    regs = [fit_bucket(X, y, buckets == k, none, y[:0], np.zeros(0, bool), features, {**fixed, "n_estimators": n}, k)
+    regs = [fit_bucket(X, y, buckets == k, none, y[:0], np.zeros(0, bool), features, replace(fixed, n_estimators=n), k)
             for k, n in enumerate(trees)]
     gate = None if gate_trees is None else BucketGate.fit(X, buckets, none, buckets[:0], features, len(trees),
-                                                         {**fixed, "n_estimators": gate_trees})
+                                                         replace(fixed, n_estimators=gate_trees))
     return regs, gate
 
 
@@ -148,21 +152,21 @@ class BucketGate:
 
     @classmethod
     def fit(cls, X_tr: pd.DataFrame, b_tr: np.ndarray, X_va: pd.DataFrame, b_va: np.ndarray, features: list[str],
-            num_class: int, p: dict) -> "BucketGate":
+            num_class: int, p: XgbConfig) -> "BucketGate":
         import xgboost as xgb
 
-        params = {"objective": "multi:softprob", "num_class": num_class, "eta": float(p["learning_rate"]),
-                  "max_depth": int(p["max_depth"]), "min_child_weight": float(p["min_child_weight"]),
-                  "subsample": float(p["subsample"]), "colsample_bytree": float(p["colsample_bytree"]),
-                  "lambda": float(p["reg_lambda"]), "tree_method": "hist", "seed": int(p["seed"]),
-                  "nthread": int(p["num_threads"]), "eval_metric": "mlogloss"}
+        params = {"objective": "multi:softprob", "num_class": num_class, "eta": float(p.learning_rate),
+                  "max_depth": int(p.max_depth), "min_child_weight": float(p.min_child_weight),
+                  "subsample": float(p.subsample), "colsample_bytree": float(p.colsample_bytree),
+                  "lambda": float(p.reg_lambda), "tree_method": "hist", "seed": int(p.seed),
+                  "nthread": int(p.num_threads), "eval_metric": "mlogloss"}
         dtr = xgb.DMatrix(X_tr[features].astype(float), label=b_tr)
         kw = {}
-        if len(b_va) >= int(p["min_val_rows"]):
+        if len(b_va) >= int(p.min_val_rows):
             kw = {"evals": [(xgb.DMatrix(X_va[features].astype(float), label=b_va), "val")],
-                  "early_stopping_rounds": int(p["early_stopping_rounds"]), "verbose_eval": False}
-        booster = xgb.train(params, dtr, num_boost_round=int(p["n_estimators"]), **kw)
-        best = int(getattr(booster, "best_iteration", int(p["n_estimators"]) - 1)) if kw else int(p["n_estimators"]) - 1
+                  "early_stopping_rounds": int(p.early_stopping_rounds), "verbose_eval": False}
+        booster = xgb.train(params, dtr, num_boost_round=int(p.n_estimators), **kw)
+        best = int(getattr(booster, "best_iteration", int(p.n_estimators) - 1)) if kw else int(p.n_estimators) - 1
         return cls(booster, features, {"best_iteration": best, "num_class": num_class})
 
     def set_threads(self, n: int) -> None:

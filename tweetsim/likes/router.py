@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tweetsim.likes import features as F
+from tweetsim.likes.config import InferenceConfig
 
 ROUTES = ("account", "brand", "new_brand")
 INDEX = "router.json"
@@ -88,12 +89,13 @@ class Blend:
         return getattr(self.own, name)
 
     @property
-    def p(self) -> dict:
+    def p(self) -> InferenceConfig:
         return self.own.p
 
     @p.setter
-    def p(self, value: dict) -> None:
-        self.own.p = value
+    def p(self, value: InferenceConfig) -> None:
+        """Both models' inference params (they are the same in every route: combine_likes' bundle)."""
+        self.own.p = self.other.p = value
 
     def _mix(self, likes: np.ndarray, other: np.ndarray) -> np.ndarray:
         z = self.weight * np.log1p(np.clip(likes, 0, None)) + (1 - self.weight) * np.log1p(np.clip(other, 0, None))
@@ -162,12 +164,12 @@ class Router:
         self.timings: dict[str, float] = {}
 
     @property
-    def p(self) -> dict:
+    def p(self) -> InferenceConfig:
         """The bundle's inference params (the same in every route: combine_likes' bundle)."""
         return self._p
 
     @p.setter
-    def p(self, value: dict) -> None:
+    def p(self, value: InferenceConfig) -> None:
         self._p = value
         for pred in self.routes.values():
             pred.p = value

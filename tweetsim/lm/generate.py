@@ -37,10 +37,13 @@ class GenConfig:
     num_candidates: int
     seed: int
     max_prompt_tokens: int       # longer prompts are cut from the left
+    splits: list                 # generate_text: the splits of each regime written
+    max_eval_rows: int | None    # generate_text: rows per regime and split (a seeded draw; null: all)
+    adapter_regime: str          # the adapter `tweetsim generate` and the web app load by default
 
     @classmethod
     def from_params(cls, p: dict) -> "GenConfig":
-        return from_section(cls, "generate", p, ignore=("splits", "max_eval_rows", "adapter_regime"))
+        return from_section(cls, "generate", p)
 
 
 def stop_token_ids(tok) -> list[int]:

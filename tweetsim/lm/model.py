@@ -23,13 +23,13 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tweetsim.config.params import from_section
+from tweetsim.lm.config import LLMConfig
 from tweetsim.lm.save import save_adapter, save_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -262,9 +262,14 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":
-        # the other keys of the section are read by the stage
-        return from_section(cls, "train_llm", p, ignore=("model", "quantization", "regimes", "lora", "max_train_examples",
-                                                         "resume", "checkpoint_dir", "merge", "image_prefix"))
+        """From section `train_llm` (checked whole, as lm.config.LLMConfig)."""
+        return cls.of(LLMConfig.from_params(p))
+
+    @classmethod
+    def of(cls, c: LLMConfig) -> "TrainConfig":
+        """The training loop's settings of `train_llm`; projection_lr is image_prefix.projection_lr."""
+        return cls(**{f.name: getattr(c, f.name) for f in fields(cls) if f.name != "projection_lr"},
+                   projection_lr=c.image_prefix.projection_lr)
 
 
 def fingerprint(obj) -> str:

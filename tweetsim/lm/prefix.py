@@ -20,7 +20,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tweetsim.config.params import from_section
 from tweetsim.lm import model as llm
+from tweetsim.lm.config import ProjectionConfig, VisionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -237,20 +239,21 @@ def with_projector(lm, folder: str | Path):
 
 
 def encoder_for(meta: dict) -> VisionEncoder:
-    """The frozen vision encoder a saved projector was trained on (its image_prefix.json)."""
-    v = meta["vision"]
-    return VisionEncoder(v["backend"], v["clip_model"], batch_size=int(v["batch_size"]))
+    """The frozen vision encoder a saved projector was trained on (its image_prefix.json: the
+    train_llm.image_prefix.vision params it was trained with)."""
+    v = from_section(VisionConfig, "image_prefix.json vision", meta["vision"])
+    return VisionEncoder(v.backend, v.clip_model, batch_size=int(v.batch_size))
 
 
-def attach(lm, feat_dim: int, projection: dict, seed: int = 13) -> PrefixLM:
-    """A fresh (seeded) projector in front of `lm`; `projection` = {kind, n_prefix} params."""
+def attach(lm, feat_dim: int, projection: ProjectionConfig, seed: int = 13) -> PrefixLM:
+    """A fresh (seeded) projector in front of `lm`; `projection`: params {kind, n_prefix}."""
     torch.manual_seed(seed)
     hidden = lm.get_input_embeddings().weight.shape[1]
-    return PrefixLM(lm, Projector(feat_dim, hidden, int(projection["n_prefix"]), projection["kind"]))
+    return PrefixLM(lm, Projector(feat_dim, hidden, int(projection.n_prefix), projection.kind))
 
 
 def no_images_notice(stage: str, regime: str, why, where: str) -> str:
-    """The loud notice (the stage prints it) when image conditioning is on but no row had a readable
+    """The loud notice (the stage logs it) when image conditioning is on but no row had a readable
     image file."""
     bar = "!" * 78
     return (f"{bar}\n{stage} {regime}: NO row had a readable image file, so EVERY row fell back to its\n"

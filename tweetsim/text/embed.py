@@ -188,6 +188,20 @@ def _encode_static(texts: list[str], model_path: str, max_length: int, cache_dir
     return np.stack([_memo[(*key, t)] for t in texts])
 
 
+def embedder(model_path: str | None, encoder, enabled: bool = True):
+    """The embedding callable every stage and command uses: texts -> `encode(texts, model_path,
+    encoder=encoder)` (`encoder`: text.runtime.EncoderConfig, params `encoder`; `model_path`: a section's
+    `embed_model`). None where `enabled` is false (a section's `caption_similarity: false`): the
+    retriever, the writer's pools and the prompts' exemplars then use no caption neighbours."""
+    if not enabled:
+        return None
+
+    def embed_fn(texts: list[str]) -> np.ndarray:
+        return encode(texts, model_path, encoder=encoder)
+
+    return embed_fn
+
+
 def encode(texts: list[str], model_path: str | None = None, batch_size: int = 64, max_length: int = 128,
            dtype: str = "float32", encoder=None) -> np.ndarray:
     """Return float32 (n, d) unit vectors; empty or missing texts embed as the empty string.

@@ -60,7 +60,9 @@ class EncoderConfig:
 
     @classmethod
     def from_params(cls, section: dict) -> "EncoderConfig":
-        return cls(str(section["runtime"]), int(section["workers"]), str(section["cache_dir"]), int(section["round_bits"]))
+        from tweetsim.config.params import from_section
+
+        return from_section(cls, "encoder", section)
 
     @property
     def onnx(self) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tweetsim.vision import images as imgs
+from tweetsim.vision.config import CaptionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -226,27 +227,27 @@ class ClipEmbedder:
         return [{"embedding": _unit(f)} for f in feats]
 
 
-def load_models(params: dict):
+def load_models(params: CaptionConfig):
     """(captioner, embedder) for the params; the same object when one model does both."""
-    backend = params["backend"]
-    device = params["device"]
+    backend = params.backend
+    device = params.device
     backbone = None
 
     def get_backbone():
         nonlocal backbone
         if backbone is None:
-            backbone = EfficientNetLite0(top_k=params["top_k"], min_prob=params["min_prob"], device=device)
+            backbone = EfficientNetLite0(top_k=params.top_k, min_prob=params.min_prob, device=device)
         return backbone
 
     if backend == "efficientnet_lite0":
         captioner = get_backbone()
     else:
-        captioner = HFCaptioner(backend, params["model_name"], max_new_tokens=params["max_new_tokens"],
-                                num_beams=params["num_beams"], prompt=params["prompt"], device=device,
-                                dtype=params["dtype"])
-    emb = params["embedding"]
+        captioner = HFCaptioner(backend, params.model_name, max_new_tokens=params.max_new_tokens,
+                                num_beams=params.num_beams, prompt=params.prompt, device=device,
+                                dtype=params.dtype)
+    emb = params.embedding
     if emb == "clip":
-        name = params["clip_model"]
+        name = params.clip_model
         try:
             embedder = ClipEmbedder(name, device=device)
         except (OSError, ValueError) as e:
@@ -262,8 +263,9 @@ def load_models(params: dict):
 
 
 # ---------------------------------------------------------------- running
-def read_params(params: dict) -> dict:
-    return {k: params[k] for k in ("frames", "max_side", "max_pixels")}
+def read_params(params: CaptionConfig) -> dict:
+    """The reading params that change an image's result (part of the cache key)."""
+    return {k: getattr(params, k) for k in ("frames", "max_side", "max_pixels")}
 
 
 def merge_frames(outs: list[dict]) -> dict:
@@ -290,10 +292,10 @@ def _prefetch(gen):
             yield item
 
 
-def _read_batches(todo: list[str], jobs: dict[str, Path], params: dict, errors: dict, bar):
+def _read_batches(todo: list[str], jobs: dict[str, Path], params: CaptionConfig, errors: dict, bar):
     """(frames, owner shas) batches of `batch_size` frames (an animated file gives several);
     an unreadable file goes to `errors`."""
-    bs = max(1, int(params["batch_size"]))
+    bs = max(1, int(params.batch_size))
     i = 0
     while i < len(todo):
         frames, owner = [], []
@@ -302,8 +304,8 @@ def _read_batches(todo: list[str], jobs: dict[str, Path], params: dict, errors: 
             i += 1
             bar.update(1)
             try:
-                fr = imgs.read_frames(jobs[sha], frames=int(params["frames"]), max_side=int(params["max_side"]),
-                                      max_pixels=int(params["max_pixels"]))
+                fr = imgs.read_frames(jobs[sha], frames=int(params.frames), max_side=int(params.max_side),
+                                      max_pixels=int(params.max_pixels))
             except imgs.ImageError as e:
                 errors[sha] = str(e)
                 continue
@@ -334,7 +336,7 @@ def run_split(model, frames: list, workers: int, pool) -> list[dict]:
     return [o for part in parts for o in part]
 
 
-def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCache, progress: bool = True):
+def run_model(model, jobs: dict[str, Path], params: CaptionConfig, cache: imgs.ResultCache, progress: bool = True):
     """Run one model over distinct files (sha -> path) in batches, cached per file; the next batch
     is decoded while the model runs, and a CPU model runs `caption.workers` slices of a batch side
     by side. Returns ({sha: {caption?, embedding?}}, {sha: error reason})."""
@@ -351,7 +353,7 @@ def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCach
         if "embedding" in hit:
             hit["embedding"] = imgs.decode_vector(hit["embedding"])
         results[sha] = hit
-    workers = int(params["workers"])
+    workers = int(params.workers)
     if workers < 1:
         raise ValueError(f"caption.workers: must be >= 1, got {workers}")
     bar = tqdm(total=len(todo), desc=f"caption [{model.name}]", unit="img", disable=not progress)
@@ -385,9 +387,10 @@ def run_model(model, jobs: dict[str, Path], params: dict, cache: imgs.ResultCach
     return results, errors
 
 
-def caption_rows(rows: list[imgs.Row], params: dict, captioner, embedder, cache: imgs.ResultCache, progress: bool = True):
+def caption_rows(rows: list[imgs.Row], params: CaptionConfig, captioner, embedder, cache: imgs.ResultCache,
+                 progress: bool = True):
     """Captions and embeddings for every row. Returns (records, rejects, counts)."""
-    recompute = bool(params["recompute"])
+    recompute = bool(params.recompute)
     need_cap = {it.sha256: it.path for r in rows if recompute or r.caption is None for it in r.files}
     need_emb = {it.sha256: it.path for r in rows for it in r.files}
     if not need_emb:  # no image file at all: nothing to run, the models need not even be loaded

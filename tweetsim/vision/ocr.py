@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tweetsim.vision import images as imgs
+from tweetsim.vision.config import OcrConfig
 
 DET_NAME = "PP-OCRv6_small_det"
 REC_NAME = "PP-OCRv6_small_rec"
@@ -94,7 +95,7 @@ class PaddleBackend:
         from paddleocr import PaddleOCR
 
         dirs = prepare_paddle_models(model_root)
-        self.id = backend_id({"backend": "paddleocr"})
+        self.id = backend_id("paddleocr")
         engine_cfg = {"intra_op_num_threads": int(num_threads)} if num_threads else None
         kwargs = dict(
             text_detection_model_name=DET_NAME, text_detection_model_dir=str(dirs[DET_NAME]),
@@ -126,7 +127,7 @@ class RapidBackend:
     def __init__(self, limit_side_len: int = 960, limit_type: str = "max", score_thresh: float = 0.5, num_threads: int = 2):
         from rapidocr import RapidOCR
 
-        self.id = backend_id({"backend": "rapidocr"})
+        self.id = backend_id("rapidocr")
         params = {
             "Global.use_cls": False, "Global.log_level": "warning", "Global.text_score": float(score_thresh),
             "Det.limit_type": limit_type, "Det.limit_side_len": int(limit_side_len),
@@ -149,9 +150,8 @@ class RapidBackend:
         return out
 
 
-def backend_id(params: dict) -> str:
-    """The cache identity of the configured backend, known without loading it."""
-    name = params["backend"]
+def backend_id(name: str) -> str:
+    """The cache identity of backend `name` (ocr.backend), known without loading it."""
     if name == "paddleocr":
         return f"paddleocr:{DET_NAME}+{REC_NAME}"
     if name == "rapidocr":
@@ -190,32 +190,32 @@ class EnginePool:
         return list(self._pool.map(self._one, images))
 
 
-def load_backend(params: dict):
+def load_backend(params: OcrConfig):
     """The configured backend: `ocr.workers` engines side by side (an EnginePool) sharing the
     `ocr.num_threads` CPU threads, each with num_threads // workers onnxruntime threads."""
-    name = params["backend"]
+    name = params.backend
     if name not in ("paddleocr", "rapidocr"):
         raise ValueError(f"ocr.backend: unknown backend {name!r} (paddleocr | rapidocr)")
-    workers = int(params["workers"])
+    workers = int(params.workers)
     if workers < 1:
         raise ValueError(f"ocr.workers: must be >= 1, got {workers}")
-    threads = int(params["num_threads"] or 0)  # 0: onnxruntime's own default
-    common = dict(limit_side_len=params["limit_side_len"], limit_type=params["limit_type"],
-                  score_thresh=params["score_thresh"], num_threads=max(1, threads // workers) if threads else 0)
+    threads = int(params.num_threads or 0)  # 0: onnxruntime's own default
+    common = dict(limit_side_len=params.limit_side_len, limit_type=params.limit_type,
+                  score_thresh=params.score_thresh, num_threads=max(1, threads // workers) if threads else 0)
 
     def make():
         if name == "paddleocr":
-            return PaddleBackend(rec_batch_size=params["rec_batch_size"],
-                                 model_root=params["model_dir"], **common)
+            return PaddleBackend(rec_batch_size=params.rec_batch_size,
+                                 model_root=params.model_dir, **common)
         return RapidBackend(**common)
 
     return make() if workers == 1 else EnginePool([make() for _ in range(workers)])
 
 
-def result_params(params: dict) -> dict:
+def result_params(params: OcrConfig) -> dict:
     """The params that change an image's OCR result (part of the cache key)."""
     keys = ("limit_side_len", "limit_type", "score_thresh", "frames", "max_side", "max_pixels")
-    return {k: params[k] for k in keys}
+    return {k: getattr(params, k) for k in keys}
 
 
 def merge_frames(per_frame: list[list[dict]]) -> list[dict]:
@@ -229,13 +229,13 @@ def merge_frames(per_frame: list[list[dict]]) -> list[dict]:
     return out
 
 
-def ocr_images(jobs: dict[str, Path], params: dict, cache: imgs.ResultCache, backend=None, progress: bool = True):
+def ocr_images(jobs: dict[str, Path], params: OcrConfig, cache: imgs.ResultCache, backend=None, progress: bool = True):
     """OCR each distinct file (sha -> path), cached. The backend is loaded only when some file is not
     in the cache (a warm re-run starts no engine). Returns ({sha: lines}, {sha: error}, backend name)."""
     from tqdm import tqdm
 
     rp = result_params(params)
-    bid = backend.id if backend is not None else backend_id(params)
+    bid = backend.id if backend is not None else backend_id(params.backend)
     results: dict[str, list[dict]] = {}
     errors: dict[str, str] = {}
     todo = []
@@ -247,15 +247,15 @@ def ocr_images(jobs: dict[str, Path], params: dict, cache: imgs.ResultCache, bac
             todo.append(sha)
     if todo and backend is None:
         backend = load_backend(params)
-    name = params["backend"] if backend is None else backend.name
-    bs = max(1, int(params["batch_size"]))
+    name = params.backend if backend is None else backend.name
+    bs = max(1, int(params.batch_size))
     bar = tqdm(total=len(todo), desc=f"ocr [{name}]", unit="img", disable=not progress)
     for i in range(0, len(todo), bs):
         batch, frames, owner = todo[i : i + bs], [], []
         for sha in batch:
             try:
-                fr = imgs.read_frames(jobs[sha], frames=int(params["frames"]),
-                                      max_side=int(params["max_side"]), max_pixels=int(params["max_pixels"]))
+                fr = imgs.read_frames(jobs[sha], frames=int(params.frames),
+                                      max_side=int(params.max_side), max_pixels=int(params.max_pixels))
             except imgs.ImageError as e:
                 errors[sha] = str(e)
                 continue

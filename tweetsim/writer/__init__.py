@@ -11,4 +11,6 @@
                  `tweetsim generate` and the web app use; the artefacts it loads (`writer.json`,
                  `reranker.json`) are written by its `save`, next to `load`
     writers.py   the LM writer and select_writer, loaded as the command and the web app use them
+    fit.py       each regime's writer fitted on its training rows, tuned on val and saved, and its
+                 choices for the val and test rows (the `select_text` stage)
 """

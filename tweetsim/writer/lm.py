@@ -12,16 +12,17 @@ import pandas as pd
 
 from tweetsim.lm.generate import GenConfig, generate
 from tweetsim.writer.prompts import build_examples
+from tweetsim.writer.config import DraftConfig
 
 
 class Drafter:
     """`lm_writer`: tweetsim.writer.writers.Writer (model, tokenizer, exemplar retriever over the pool).
     Prompts are built as in training; a row of the pool never gets itself as exemplar."""
 
-    def __init__(self, lm_writer, p: dict, generate_params: dict):
-        self.lm, self.n = lm_writer, int(p["candidates"])
-        self.cfg = replace(GenConfig.from_params(generate_params), temperature=float(p["temperature"]),
-                           top_p=float(p["top_p"]), num_candidates=self.n)
+    def __init__(self, lm_writer, p: DraftConfig, gen: GenConfig):
+        """`p`: params writer.lm; `gen`: params generate, whose sampling `p` overrides."""
+        self.lm, self.n = lm_writer, int(p.candidates)
+        self.cfg = replace(gen, temperature=float(p.temperature), top_p=float(p.top_p), num_candidates=self.n)
 
     def __call__(self, rows: pd.DataFrame) -> list[list[tuple[str, float]]]:
         if not len(rows):

@@ -20,6 +20,7 @@ import pandas as pd
 from tweetsim.config.parallel import forked_map
 from tweetsim.writer import edits as E
 from tweetsim.writer import textsim
+from tweetsim.writer.config import MatchConfig, RerankerConfig, WriterConfig
 from tweetsim.writer.pools import NAT, SOURCES, Pool
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ FEATURES = (["consensus", "consensus_rank", "weight", "consensus_account", "typi
             + ["n_tokens", "n_hyperlink", "n_mention", "n_hashtag", "pool_size", "lm_logprob"])
 
 
-def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def match_weights(meta: dict, cm: dict, p: MatchConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Each candidate's weight for the row (exp of minus its penalties) and the raw distances.
 
     meta: the row's `row_meta` entries; cm: the candidates' `row_meta` arrays; p: writer.match."""
@@ -50,11 +51,11 @@ def match_weights(meta: dict, cm: dict, p: dict) -> tuple[np.ndarray, dict[str, 
     same_wd = (cm["weekday"] == meta["weekday"]).astype(float)
     same_wd[np.isnan(cm["weekday"]) | np.isnan(np.full(n, meta["weekday"]))] = np.nan
     d_likes = np.abs(cm["log_likes"] - meta["log_likes"])
-    penalty = (np.nan_to_num(days, nan=0.0) / float(p["recency_halflife_days"]) * np.log(2)
-               + float(p["kind"]) * (1 - kind_match) + float(p["views"]) * np.nan_to_num(d_views)
-               + float(p["duration"]) * np.nan_to_num(d_duration)
-               + float(p["hour"]) * np.nan_to_num(d_hour) / 12 + float(p["weekday"]) * np.nan_to_num(1 - same_wd)
-               + float(p["likes"]) * np.nan_to_num(d_likes))
+    penalty = (np.nan_to_num(days, nan=0.0) / float(p.recency_halflife_days) * np.log(2)
+               + float(p.kind) * (1 - kind_match) + float(p.views) * np.nan_to_num(d_views)
+               + float(p.duration) * np.nan_to_num(d_duration)
+               + float(p.hour) * np.nan_to_num(d_hour) / 12 + float(p.weekday) * np.nan_to_num(1 - same_wd)
+               + float(p.likes) * np.nan_to_num(d_likes))
     return np.exp(-penalty), {"days": days, "after": after, "kind_match": kind_match, "d_views": d_views,
                               "d_duration": d_duration,
                               "d_hour": d_hour, "same_weekday": same_wd, "d_likes": d_likes}
@@ -230,9 +231,9 @@ def extra_features(pool: Pool, rec: dict, m: dict, ix: np.ndarray, flags: np.nda
 class Selector:
     """Pools + consensus features for rows; `label_weights` also scores candidates against the truth."""
 
-    def __init__(self, pool: Pool, params: dict):
+    def __init__(self, pool: Pool, params: WriterConfig):
         self.pool, self.p = pool, params
-        self.utility = {k: float(v) for k, v in params["utility"].items()}
+        self.utility = {k: float(v) for k, v in params.utility.items()}
         unknown = set(self.utility) - set(textsim.COMPONENTS)
         if unknown:
             raise ValueError(f"writer.utility: unknown component(s) {sorted(unknown)}; known: {textsim.COMPONENTS}")
@@ -240,7 +241,7 @@ class Selector:
         self.cap_pos = np.full(len(pool.texts), -1, np.int64)
         self.cap_pos[pool.cap_ix] = np.arange(len(pool.cap_ix))
         self.counts = _counts(pool.texts)
-        self.groups = list(params["reranker"]["feature_groups"])
+        self.groups = list(params.reranker.feature_groups)
         unknown = set(self.groups) - set(EXTRA)
         if unknown:
             raise ValueError(f"writer.reranker.feature_groups: unknown group(s) {sorted(unknown)}; known: {list(EXTRA)}")
@@ -289,7 +290,7 @@ class Selector:
                 cap.append(c)
         out: list[Scored | None] = [None] * len(rows)
         bar = tqdm(total=len(rows), desc=progress, disable=progress is None, mininterval=5)
-        groups = share_pools(records, metas, [ix for ix, _ in cands], float(self.p["share_pools"]),
+        groups = share_pools(records, metas, [ix for ix, _ in cands], float(self.p.share_pools),
                              [bool(drafts is not None and drafts[r]) for r in range(len(rows))])
         # A row's Scored depends on its own group only: the same, bit for bit, whatever writer.workers is.
         media = None
@@ -298,7 +299,7 @@ class Selector:
             menc = pool.space.encode(words)
             media = [menc.rows([r]) if w else None for r, w in enumerate(words)]
         job = _Job(records, metas, cands, cap, drafts, truth_enc, media)
-        for part in forked_map(partial(self._groups, job), _chunks(groups), int(self.p["workers"])):
+        for part in forked_map(partial(self._groups, job), _chunks(groups), int(self.p.workers)):
             for r, scored in part:
                 out[r] = scored
             bar.update(len(part))
@@ -347,10 +348,10 @@ class Selector:
             # a draft is written for this row: its metadata is the row's own
             cm = {k: np.concatenate([cm[k], np.full(len(d_texts), m[k])]) for k in cm}
             sims = None
-        w, dist = match_weights(m, cm, self.p["match"])
+        w, dist = match_weights(m, cm, self.p.match)
         if sims is None:
             sims = textsim.similarity(enc, enc, self.components)
-        own = float(self.p["match"]["own_weight"])
+        own = float(self.p.match.own_weight)
         cons, expect = consensus(sims, w, self.utility, own)
         acct = flags[:, SOURCES.index("account")]
         cons_acct = consensus(sims, w, self.utility, own, acct)[0] if acct.sum() > 1 else np.full(len(ix), np.nan)
@@ -375,7 +376,7 @@ class Selector:
 
     def label(self, enc: textsim.Encoded, truth: textsim.Encoded) -> np.ndarray:
         """Each candidate's text metric against the real tweet: the mix `reranker.label_weights`."""
-        lw = {k: float(v) for k, v in self.p["reranker"]["label_weights"].items()}
+        lw = {k: float(v) for k, v in self.p.reranker.label_weights.items()}
         sims = textsim.similarity(enc, truth, [k for k, v in lw.items() if v])
         return textsim.mix(sims, lw)[:, 0]
 
@@ -396,47 +397,48 @@ def _stack(scored: list[Scored]):
     return feats, qid
 
 
-def train_reranker(train: list[Scored], val: list[Scored], p: dict):
+def train_reranker(train: list[Scored], val: list[Scored], p: RerankerConfig):
     """A gradient-boosted reranker on the training rows' pools, early-stopped on the val rows (a
     seeded draw of `max_val_queries` of them);
-    returns its xgboost Booster. `p["objective"]`: `reg:squarederror` predicts each candidate's label
-    (pointwise), `rank:ndcg` is LambdaMART on the label as grades 0..31 (linear gain, NDCG@1).
+    returns its xgboost Booster. `p`: params writer.reranker; `p.objective`: `reg:squarederror` predicts
+    each candidate's label (pointwise), `rank:ndcg` is LambdaMART on the label as grades 0..31 (linear
+    gain, NDCG@1).
     Pools of one candidate carry no ranking signal and are left out."""
     import xgboost as xgb
 
-    if p["objective"] not in OBJECTIVES:
-        raise ValueError(f"writer.reranker.objective: {p['objective']!r} is not one of {OBJECTIVES}")
+    if p.objective not in OBJECTIVES:
+        raise ValueError(f"writer.reranker.objective: {p.objective!r} is not one of {OBJECTIVES}")
     train = [s for s in train if len(s.texts) > 1]
     val = [s for s in val if len(s.texts) > 1]
-    cap = p["max_val_queries"]
+    cap = p.max_val_queries
     if cap and len(val) > cap:  # a seeded draw, in order: early stopping scores every val candidate each round
-        val = [val[i] for i in np.sort(np.random.default_rng(int(p["seed"])).choice(len(val), int(cap), replace=False))]
+        val = [val[i] for i in np.sort(np.random.default_rng(int(p.seed)).choice(len(val), int(cap), replace=False))]
     if not train:
         raise ValueError("reranker: no training row has a pool of two or more candidates")
-    ranking = p["objective"].startswith("rank:")
+    ranking = p.objective.startswith("rank:")
     target = grades if ranking else (lambda y: y)
     x, q = _stack(train)
     y = target(np.concatenate([s.label for s in train]))
-    common = dict(n_estimators=int(p["n_estimators"]), learning_rate=float(p["learning_rate"]),
-                  max_depth=int(p["max_depth"]), min_child_weight=float(p["min_child_weight"]),
-                  subsample=float(p["subsample"]), colsample_bytree=float(p["colsample_bytree"]),
-                  early_stopping_rounds=int(p["early_stopping_rounds"]) if val else None,
-                  random_state=int(p["seed"]), n_jobs=int(p["num_threads"]), tree_method="hist")
+    common = dict(n_estimators=int(p.n_estimators), learning_rate=float(p.learning_rate),
+                  max_depth=int(p.max_depth), min_child_weight=float(p.min_child_weight),
+                  subsample=float(p.subsample), colsample_bytree=float(p.colsample_bytree),
+                  early_stopping_rounds=int(p.early_stopping_rounds) if val else None,
+                  random_state=int(p.seed), n_jobs=int(p.num_threads), tree_method="hist")
     if ranking:
-        extra = {"ndcg_exp_gain": False} if p["objective"] == "rank:ndcg" else {}
-        model = xgb.XGBRanker(objective=p["objective"], eval_metric="ndcg@1", **extra,
-                              lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p["pairs_per_sample"]),
+        extra = {"ndcg_exp_gain": False} if p.objective == "rank:ndcg" else {}
+        model = xgb.XGBRanker(objective=p.objective, eval_metric="ndcg@1", **extra,
+                              lambdarank_pair_method="topk", lambdarank_num_pair_per_sample=int(p.pairs_per_sample),
                               **common)
     else:
-        model = xgb.XGBRegressor(objective=p["objective"], **common)
+        model = xgb.XGBRegressor(objective=p.objective, **common)
     kw = {}
     if val:
         xv, qv = _stack(val)
         kw = {"eval_set": [(xv, target(np.concatenate([s.label for s in val])))], **({"eval_qid": [qv]} if ranking else {})}
     model.fit(x, y, **({"qid": q} if ranking else {}), verbose=False, **kw)
     booster = model.get_booster()
-    logger.info(f"reranker ({p['objective']}): {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
-        f"best iteration {booster.best_iteration if val else int(p['n_estimators']) - 1}")
+    logger.info(f"reranker ({p.objective}): {len(train)} training pools ({len(y)} candidates), {len(val)} val pools, "
+        f"best iteration {booster.best_iteration if val else int(p.n_estimators) - 1}")
     return booster
 
 

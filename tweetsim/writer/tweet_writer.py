@@ -13,7 +13,8 @@ import pandas as pd
 
 from tweetsim.writer import edits as E
 from tweetsim.writer import select as S
-from tweetsim.writer.pools import SOURCES, Pool, PoolConfig
+from tweetsim.writer.config import WriterConfig
+from tweetsim.writer.pools import SOURCES, Pool
 
 MODEL_FILE, META_FILE = "reranker.json", "writer.json"
 SELECTORS = ("reranked", "consensus")
@@ -47,12 +48,12 @@ def resampled_worst_gain(new_rows: dict, baseline_rows: dict[str, dict], draws: 
 class TweetWriter:
     """A pool of known tweets + consensus selection + (optionally) the reranker and the kept edits."""
 
-    def __init__(self, pool_table: pd.DataFrame, params: dict, context: pd.DataFrame | None = None,
+    def __init__(self, pool_table: pd.DataFrame, params: WriterConfig, context: pd.DataFrame | None = None,
                  embed_fn=None, reranker=None, kept_edits: list[str] = (), lm=None, length_bonus: float = 0.0,
                  score_scale: float = 1.0, consensus_mix: float = 0.0, consensus_scale: float = 1.0,
                  typicality_weight: float = 0.0, typicality_scale: float = 1.0):
         self.params = params
-        self.pool = Pool(pool_table, PoolConfig.from_params(params["pool"]), dict(params["utility"]),
+        self.pool = Pool(pool_table, params.pool, dict(params.utility),
                          context=context, embed_fn=embed_fn)
         self.selector = S.Selector(self.pool, params)
         self.habits = E.account_habits(self.pool.table)
@@ -68,7 +69,7 @@ class TweetWriter:
         self.lm = lm  # rows -> per row [(draft, mean log-prob)] (writer.lm.Drafter), or None
 
     @classmethod
-    def load(cls, model_dir: str | Path, pool_table: pd.DataFrame, params: dict, context=None, embed_fn=None,
+    def load(cls, model_dir: str | Path, pool_table: pd.DataFrame, params: WriterConfig, context=None, embed_fn=None,
              selector: str = "reranked") -> "TweetWriter":
         """The writer of a `select_text` run (its writer.json and reranker.json) over `pool_table`."""
         if selector not in SELECTORS:
@@ -83,7 +84,7 @@ class TweetWriter:
                              "`dvc repro select_text`)")
         model = None  # consensus: asked for, or the run trained no reranker (writer.reranker.enabled: false)
         if selector == "reranked" and meta["reranker"]:
-            model = S.load_reranker(d / MODEL_FILE, int(params["reranker"]["num_threads"]))
+            model = S.load_reranker(d / MODEL_FILE, int(params.reranker.num_threads))
         # the choice rule was tuned for the run's own scores: consensus alone, over a reranker's run, goes without
         tuned = (model is not None) == bool(meta["reranker"])
         rule = {k: meta[k] for k in RULE} if tuned else {}

@@ -48,7 +48,7 @@ def stage(main):
         configure_logging()
         if isa.late():  # a stage script imports this module first (tests/test_isa.py); a test process need not
             logging.getLogger("tweetsim").warning(
-                "%s loaded before tweetsim.apps.entry held the CPU kernels to AVX2: outputs may depend on this CPU",
+                "%s loaded before tweetsim.pipeline.stage held the CPU kernels to AVX2: outputs may depend on this CPU",
                 ", ".join(isa.late()))
         try:
             return main(*args, **kwargs)

@@ -1,29 +1,9 @@
-"""The review-sized view of evaluate's metrics: the headline file and the README's result tables.
+"""The result tables of the README and docs/, rendered from evaluate's metrics files.
 
-`metrics/likes.json` and `metrics/text.json` score every model on every metric in every regime
-(hundreds of values), which is what an investigation needs and what a reviewer cannot read. The
-headline (`metrics/headline.json`, written by evaluate) keeps, per regime, the models that are
-served and the baselines they are judged against, on the figures the README's targets use:
-
-    {regime: {"likes_served":   {"rmse_log1p", "high_low_accuracy"},   # the router's backtest
-              "likes_regime_model": {...},      # the regime's own model on its own test rows
-              "likes_median":   {...},          # constant training median
-              "likes_account_median": {...},
-              "text_served":    {"bleu1", "rougeL", "cider"},
-              "text_retrieval": {...},
-              "text_consensus_recent": {...},   # the strong baseline: the account's most central recent tweet
-              "text_typical":   {...}},         # only in writer.typical_baseline_regimes
-     "mixed": {"likes_served": {...}}}          # every regime's test rows, each through its regime's router
-
-Keys name roles, not models, so that `dvc metrics diff` compares the served model with the served
-model when a param changes which one that is; `served_models` says which ones they are, from the
-params. Row counts are left out on purpose: they change only with the data, and a change of data
-shows in every figure anyway.
-
-The result tables of the README and docs/ are rendered from the same metrics files (`render_tables`,
-`render_files`), between `<!-- table:NAME -->` and `<!-- /table -->`; scripts/readme_tables.py writes
-or checks them.
-This module imports nothing else of tweetsim, so it reads params and metrics as plain dicts.
+Each table sits between `<!-- table:NAME -->` and `<!-- /table -->`; `render_tables` and `render_files`
+fill every block from the sample's metrics (TABLES) and from those of the run on all the shared data
+(FULL_TABLES, results/full/); scripts/readme_tables.py writes or checks them. The headline table is
+read from the same headline dict evaluate writes (pipeline/report.py).
 """
 
 import json
@@ -32,77 +12,10 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from tweetsim.pipeline.report import (LIKES_FIGURES, MIXED, STRONG_TEXT_BASELINE, TEXT_BASELINE, TEXT_FIGURES, TYPICAL,
+                                      ReportParams, headline, served_models)
+
 log = logging.getLogger(__name__)
-
-LIKES_FIGURES = ("rmse_log1p", "high_low_accuracy")
-TEXT_FIGURES = ("bleu1", "rougeL", "cider")
-# the baselines stage's outputs: the likes models every target is stated against, and retrieval
-LIKES_BASELINES = ("median", "account_median")
-TEXT_BASELINE = "retrieval"
-STRONG_TEXT_BASELINE = "consensus_recent"  # the bar the served writer must clear in every regime
-TYPICAL = "typical"   # select_text's single most typical tweet: a second baseline where the params say so
-MIXED = "mixed"       # metrics/likes.json's block of every regime's test rows together
-
-# every params key read here; tests/test_report.py checks evaluate declares them in dvc.yaml
-PARAMS = ("regress_within_bucket.final", "regress_within_bucket.smearing", "writer.reranker.enabled",
-          "writer.typical_baseline_regimes", "evaluate.likes_models", "evaluate.text_models", "split.regimes")
-
-
-SERVED_LIKES = "served"  # backtest_likes' predictions: the router, as predict-likes runs it
-
-
-def served_models(params: dict) -> dict[str, str]:
-    """The likes model and the writer that are served, as named in evaluate's predictions.
-
-    Likes: `served`, the backtest of the router (every regime's test rows through routes fitted on its
-    training rows, as `tweetsim predict-likes` predicts); `likes_regime`: the regime's own model in
-    combine_likes' `final` mode and `smearing` (its `name_of`: bucket_xgb_<final>[_nosmear]), each regime's
-    model on its own test rows. Text: select_text's `reranked` when the reranker is enabled, else
-    `consensus` (what `tweetsim generate` and the app load).
-    """
-    rwb = params["regress_within_bucket"]
-    regime_model = f"bucket_xgb_{rwb['final']}" + ("" if rwb["smearing"] else "_nosmear")
-    text = "reranked" if params["writer"]["reranker"]["enabled"] else "consensus"
-    ev = params["evaluate"]
-    for kind, name, listed in (("likes", SERVED_LIKES, ev["likes_models"]), ("likes", regime_model, ev["likes_models"]),
-                               ("text", text, ev["text_models"])):
-        if name not in listed:
-            raise ValueError(f"report: the served {kind} model '{name}' is not in evaluate.{kind}_models {listed}")
-    return {"likes": SERVED_LIKES, "likes_regime": regime_model, "text": text}
-
-
-def _pick(scores: dict, figures: tuple[str, ...], where: str) -> dict[str, float]:
-    missing = [f for f in figures if f not in scores]
-    if missing:
-        raise KeyError(f"report: {where} has no {missing}")
-    return {f: scores[f] for f in figures}
-
-
-def headline(params: dict, likes: dict, text: dict) -> dict:
-    """The headline dict from evaluate's likes and text results ({regime: {model: scores}} and
-    {regime: {"all_rows": {model: scores}, ...}}, as in metrics/likes.json and metrics/text.json)."""
-    served = served_models(params)
-    typical_regimes = set(params["writer"].get("typical_baseline_regimes") or [])
-    out = {}
-    for regime in params["split"]["regimes"]:
-        lr, tr = likes[regime], text[regime]["all_rows"]
-        block = {"likes_served": _pick(lr[served["likes"]], LIKES_FIGURES, f"likes {regime} {served['likes']}"),
-                 "likes_regime_model": _pick(lr[served["likes_regime"]], LIKES_FIGURES, f"likes {regime} {served['likes_regime']}")}
-        for name in LIKES_BASELINES:
-            block[f"likes_{name}"] = _pick(lr[name], LIKES_FIGURES, f"likes {regime} {name}")
-        if served["text"] not in tr:
-            raise KeyError(f"report: the served writer '{served['text']}' did not write every test row of {regime}")
-        block["text_served"] = _pick(tr[served["text"]], TEXT_FIGURES, f"text {regime} {served['text']}")
-        for name in (TEXT_BASELINE, STRONG_TEXT_BASELINE) + ((TYPICAL,) if regime in typical_regimes else ()):
-            block[f"text_{name}"] = _pick(tr[name], TEXT_FIGURES, f"text {regime} {name}")
-        out[regime] = block
-    if MIXED in likes:
-        out[MIXED] = {"likes_served": _pick(likes[MIXED][served["likes"]], LIKES_FIGURES, f"likes {MIXED}")}
-    log.info("headline: served likes model %s, served writer %s", served["likes"], served["text"])
-    return out
-
-
-# ---- README and docs tables ----------------------------------------------------------------
 
 SAMPLE, FULL = "sample", "all shared data"  # the `data` column of the tables that have one
 
@@ -124,7 +37,7 @@ def headline_table(params: dict, m: dict) -> str:
     text = served_models(params)["text"]
     rows = ["| regime | likes: served (router) | likes: best median baseline | "
             f"tweets: {text} (served) | tweets: retrieval | tweets: {STRONG_TEXT_BASELINE} |", "|---" * 6 + "|"]
-    for regime in params["split"]["regimes"]:
+    for regime in ReportParams.from_params(params).regimes:
         b = h[regime]
         base = min((b["likes_median"], b["likes_account_median"]), key=lambda s: s["rmse_log1p"])
         likes = [" / ".join(_f(s[f]) for f in LIKES_FIGURES) for s in (b["likes_served"], base)]
@@ -143,7 +56,7 @@ def likes_sample_table(params: dict, m: dict) -> str:
     cols = [("constant median", "median"), ("account median", "account_median"), ("served (router)", s["likes"]),
             (f"regime's own model ({s['likes_regime']})", s["likes_regime"])]
     rows = ["| regime | " + " | ".join(h for h, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for regime in params["split"]["regimes"]:
+    for regime in ReportParams.from_params(params).regimes:
         r = m["likes"][regime]
         best = min(r[n]["rmse_log1p"] for _, n in cols)
         cells = []
@@ -160,7 +73,7 @@ def intervals_sample_table(params: dict, m: dict) -> str:
     served = served_models(params)["likes"]
     rows = ["| regime | route | test rows | log1p-RMSE / high-low | test coverage (nominal) | median width (1 + high) / (1 + low) |",
             "|---|---|---|---|---|---|"]
-    for regime in [*params["split"]["regimes"], MIXED]:
+    for regime in [*ReportParams.from_params(params).regimes, MIXED]:
         s = m["likes"][regime][served]
         for route, r in [("all", s), *sorted(s.get("routes", {}).items())]:
             rows.append(f"| {regime} | {route} | {r['n']:,} | {_f(r['rmse_log1p'])} / {_f(r['high_low_accuracy'])} "
@@ -177,9 +90,9 @@ def text_sample_table(params: dict, m: dict, data: str = SAMPLE) -> str:
     target's baseline (retrieval; the better of retrieval and typical, figure by figure, in
     writer.typical_baseline_regimes) | and against the strong baseline consensus_recent."""
     served = served_models(params)["text"]
-    typical_regimes = set(params["writer"].get("typical_baseline_regimes") or [])
-    regimes = params["split"]["regimes"]
-    names = [n for n in params["evaluate"]["text_models"] if all(n in m["text"][r]["all_rows"] for r in regimes)]
+    rp = ReportParams.from_params(params)
+    typical_regimes, regimes = rp.typical_regimes, rp.regimes
+    names = [n for n in rp.text_models if all(n in m["text"][r]["all_rows"] for r in regimes)]
     head = [f"**{n}** (default)" if n == served else n for n in names]
     rows = ["| data | regime (rows) | " + " | ".join(head) + f" | {served} vs the target's baseline | vs {STRONG_TEXT_BASELINE} |",
             "|---" * (len(names) + 4) + "|"]
@@ -201,7 +114,7 @@ def lm_sample_table(params: dict, m: dict, data: str = SAMPLE) -> str:
     write a capped draw): BLEU-1 / ROUGE-L / CIDEr / embedding cosine."""
     cols = [("retrieval", TEXT_BASELINE), ("llm_lora (fine-tuned)", "llm_lora"), ("llm_base", "llm_base")]
     rows = ["| data | regime (rows) | " + " | ".join(h for h, _ in cols) + " |", "|---" * (len(cols) + 2) + "|"]
-    for regime in params["split"]["regimes"]:
+    for regime in ReportParams.from_params(params).regimes:
         t = m["text"][regime].get("shared_rows") or m["text"][regime]["all_rows"]
         n = t[cols[0][1]]["n"]
         rows.append(f"| {data} | {regime} ({n}) | "
@@ -217,7 +130,7 @@ def behaviour_lm_sample_table(params: dict, m: dict) -> str:
         raise KeyError("report: no train_behaviour_lm.json in the metrics folder")
     rows = ["| regime | test rows the LM answered (with an image) | behaviour LM | fallback, same rows | unparsable answers |",
             "|---|---|---|---|---|"]
-    for regime in params["split"]["regimes"]:
+    for regime in ReportParams.from_params(params).regimes:
         r = lm.get(regime, {})
         answered = r.get("answered_test_rows")
         if not answered:
@@ -237,7 +150,7 @@ def time_features_table(params: dict, m: dict) -> str:
     models refitted with it, per regime and the mean over regimes, and how many of the regimes' hour-bucket
     and weekday effects on the test rows lie inside the observed 95% intervals; the params' choice marked."""
     b = json.loads(TIME_FEATURES_BENCH.read_text())
-    regimes, chosen = params["split"]["regimes"], params["regress_within_bucket"]["xgb"].get("time_features", "raw")
+    regimes, chosen = params["split"]["regimes"], params["regress_within_bucket"]["xgb"]["time_features"]
     rows = ["| time_features | " + " | ".join(f"{r}: val / test" for r in regimes) + " | mean: val / test | "
             "hour buckets inside (of 6 per regime) | weekdays inside (of 7 per regime) |", "|---" * (len(regimes) + 4) + "|"]
     for mode, res in b["modes"].items():
@@ -270,6 +183,23 @@ def time_effect_table(params: dict, m: dict) -> str:
     return "\n".join(rows)
 
 
+def edits_sample_table(params: dict, m: dict) -> str:
+    """Each edit of `writer.edits` per regime: whether val kept it, and what it adds to the served
+    writer's choice on val and on test rows (select_text's `edit_gains`: the kept edits with that one
+    toggled), BLEU-1 / ROUGE-L / CIDEr."""
+    st = m.get("select_text")
+    if st is None:
+        raise ValueError("metrics/select_text.json is missing (`dvc repro select_text` writes it)")
+    rows = ["| regime | edit | kept (val) | gain on val: BLEU-1 / ROUGE-L / CIDEr | gain on test: BLEU-1 / ROUGE-L / CIDEr |",
+            "|---" * 5 + "|"]
+    for regime in params["split"]["regimes"]:
+        gains = st[regime]["edit_gains"]
+        for edit in params["writer"]["edits"]:
+            cell = lambda s: " / ".join(f"{gains[s][edit]['gain'][k]:+.4f}" for k in TEXT_FIGURES)  # noqa: E731
+            rows.append(f"| {regime} | `{edit}` | {'yes' if gains['val'][edit]['kept'] else 'no'} | {cell('val')} | {cell('test')} |")
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict, dict], str]] = {
     "headline-sample": headline_table,
     "likes-sample": likes_sample_table,
@@ -279,6 +209,7 @@ TABLES: dict[str, Callable[[dict, dict], str]] = {
     "behaviour-lm-sample": behaviour_lm_sample_table,
     "time-features-sample": time_features_table,
     "time-effect-sample": time_effect_table,
+    "edits-sample": edits_sample_table,
 }
 
 # tables of the figures on all the shared data: rendered from the committed results/full/ (the metrics files
@@ -298,6 +229,8 @@ def load_metrics(metrics_dir: str | Path) -> dict:
     """likes.json and text.json of a metrics folder, and train_behaviour_lm.json where it has one."""
     d = Path(metrics_dir)
     out = {k: json.loads((d / f"{k}.json").read_text()) for k in ("likes", "text")}
+    if (d / "select_text.json").is_file():
+        out["select_text"] = json.loads((d / "select_text.json").read_text())
     if (d / "train_behaviour_lm.json").is_file():
         out["train_behaviour_lm"] = json.loads((d / "train_behaviour_lm.json").read_text())
     return out

@@ -1,0 +1,147 @@
+"""The typed params of the language models: params.yaml `train_llm` (`LLMConfig`), `build_prompts`
+(`PromptsConfig`), `train_behaviour_lm` (`BehaviourLMConfig`) and the subsections they share (`model`,
+`lora`, `vision`, `projection`), each built by config.params.from_section (every field from the section, its keys
+checked; params.yaml holds the defaults). The training loops' own settings are lm.model.TrainConfig
+and likes.behaviour_lm.TrainConfig; generation's is lm.generate.GenConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from tweetsim.config.params import from_section
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """`train_llm.model` / `train_behaviour_lm.model`: the base causal LM."""
+
+    name: str
+    cache_dir: str
+    dtype: str | None
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """`train_llm.lora` / `train_behaviour_lm.lora`: lm.model.add_lora's arguments."""
+
+    rank: int
+    alpha: int
+    dropout: float
+    target_modules: list
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """`train_llm.image_prefix.vision` / `train_behaviour_lm.vision`: the frozen image encoder."""
+
+    backend: str
+    clip_model: str | None
+    max_images: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """`train_llm.image_prefix.projection` / `train_behaviour_lm.projection`: features -> prefix embeddings."""
+
+    kind: str
+    n_prefix: int
+
+
+@dataclass(frozen=True)
+class ImagePrefixConfig:
+    """`train_llm.image_prefix`."""
+
+    enabled: bool
+    vision: VisionConfig
+    projection: ProjectionConfig
+    projection_lr: float
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """params.yaml `train_llm` (lm.model.TrainConfig.of takes the training loop's settings from it)."""
+
+    model: ModelConfig
+    quantization: str | None
+    regimes: list | None
+    lora: LoraConfig
+    steps: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    max_length: int
+    packing: bool
+    max_train_examples: int | None
+    seed: int
+    save_every: int
+    log_every: int
+    resume: bool
+    checkpoint_dir: str
+    merge: bool
+    num_threads: int
+    image_prefix: ImagePrefixConfig
+
+    @classmethod
+    def from_params(cls, p: dict) -> "LLMConfig":
+        return from_section(cls, "train_llm", p)
+
+
+@dataclass(frozen=True)
+class PromptsConfig:
+    """params.yaml `build_prompts`: the writer LM's prompts and their exemplars."""
+
+    exemplars: int
+    caption_similarity: bool
+    embed_model: str | None
+    max_field_chars: int
+
+    @classmethod
+    def from_params(cls, p: dict) -> "PromptsConfig":
+        return from_section(cls, "build_prompts", p)
+
+
+@dataclass(frozen=True)
+class BehaviourLMConfig:
+    """params.yaml `train_behaviour_lm` (its training loop's settings: likes.behaviour_lm.TrainConfig); saved
+    whole in the model's state.json, which the CLI reads it back from."""
+
+    model: ModelConfig
+    quantization: str | None
+    lora: LoraConfig
+    vision: VisionConfig
+    projection: ProjectionConfig
+    regimes: list | None
+    fallback_model: str
+    high_threshold: float | None
+    steps: int
+    batch_size: int
+    lr: float
+    projection_lr: float
+    warmup_steps: int
+    max_length: int
+    max_field_chars: int
+    max_train_examples: int | None
+    max_eval_rows: int | None
+    eval_batch_size: int
+    max_new_tokens: int
+    constrain: bool
+    seed: int
+    save_every: int
+    log_every: int
+    grad_accum: int
+    resume: bool
+    checkpoint_dir: str | None
+    num_threads: int
+    progress: bool
+
+    @classmethod
+    def from_params(cls, p: dict) -> "BehaviourLMConfig":
+        return from_section(cls, "train_behaviour_lm", p)
+
+    def to_params(self) -> dict:
+        """The section as params.yaml gives it (what state.json keeps)."""
+        return dataclasses.asdict(self)

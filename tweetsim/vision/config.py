@@ -1,0 +1,65 @@
+"""The typed params of the media stages: params.yaml `caption` and `ocr`, each built by
+config.params.from_section (every field from the section, its keys checked; params.yaml holds the
+defaults). Kept apart from the models' modules so that reading them loads no model library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tweetsim.config.params import from_section
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """params.yaml `caption`."""
+
+    backend: str
+    model_name: str | None
+    embedding: str
+    clip_model: str
+    recompute: bool
+    frames: int
+    top_k: int
+    min_prob: float
+    max_new_tokens: int
+    num_beams: int
+    prompt: str | None
+    dtype: str
+    device: str
+    batch_size: int
+    num_threads: int
+    workers: int
+    max_side: int
+    max_pixels: int
+    cache_dir: str
+    progress: bool
+    shards: list
+
+    @classmethod
+    def from_params(cls, p: dict) -> "CaptionConfig":
+        return from_section(cls, "caption", p)
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """params.yaml `ocr`."""
+
+    backend: str
+    limit_side_len: int
+    limit_type: str
+    score_thresh: float
+    rec_batch_size: int
+    frames: int
+    batch_size: int
+    num_threads: int
+    workers: int
+    max_side: int
+    max_pixels: int
+    model_dir: str
+    cache_dir: str
+    progress: bool
+    shards: list
+
+    @classmethod
+    def from_params(cls, p: dict) -> "OcrConfig":
+        return from_section(cls, "ocr", p)

@@ -1,0 +1,84 @@
+"""The typed params of the tweet writer: params.yaml `writer` as `WriterConfig`, its subsections as
+configs of their own (`pool`: pools.PoolConfig, `match`, `reranker`, `lm`), each built by
+config.params.from_section (every field from the section, its keys checked; params.yaml holds the
+defaults). `utility`, `reranker.label_weights` and `reranker.rule` are mappings by design (weights of
+named components, the grid of the choice rule) and stay dicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tweetsim.config.params import from_section
+from tweetsim.writer.pools import PoolConfig
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """params.yaml `writer.match`: a candidate's weight as a pseudo-reference, exp(-penalties)."""
+
+    recency_halflife_days: float
+    kind: float
+    views: float
+    duration: float
+    hour: float
+    weekday: float
+    likes: float
+    own_weight: float
+
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    """params.yaml `writer.reranker`."""
+
+    enabled: bool
+    objective: str
+    feature_groups: list
+    label_weights: dict
+    rule: dict
+    resamples: int
+    max_train_queries: int | None
+    n_estimators: int
+    learning_rate: float
+    max_depth: int
+    min_child_weight: float
+    subsample: float
+    colsample_bytree: float
+    pairs_per_sample: int
+    early_stopping_rounds: int
+    max_val_queries: int | None
+    seed: int
+    num_threads: int
+
+
+@dataclass(frozen=True)
+class DraftConfig:
+    """params.yaml `writer.lm`: the fine-tuned LM's drafts as extra candidates."""
+
+    candidates: int
+    max_rows: int | None
+    temperature: float
+    top_p: float
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """params.yaml `writer`."""
+
+    caption_similarity: bool
+    embed_model: str | None
+    pool: PoolConfig
+    workers: int
+    share_pools: float
+    utility: dict
+    match: MatchConfig
+    past_only_regimes: list | None
+    brand_held_out_regimes: list | None
+    typical_baseline_regimes: list | None
+    edits: list
+    reranker: RerankerConfig
+    lm: DraftConfig
+    cli_regime: str
+
+    @classmethod
+    def from_params(cls, p: dict) -> "WriterConfig":
+        return from_section(cls, "writer", p)
