@@ -4,6 +4,9 @@ on accounts without one."""
 
 from pathlib import Path
 
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,7 @@ from tweetsim.config.params import load_params
 from tweetsim.likes import besttime as B
 from tweetsim.likes import features as F
 from tweetsim.likes import timeeffect as T
+from tweetsim.likes.config import IntervalConfig, XgbConfig
 from tweetsim.likes.artefacts import tree_features
 from tweetsim.likes.classifier import bucketize
 from tweetsim.likes.intervals import Intervals
@@ -45,12 +49,17 @@ def _features(rows: pd.DataFrame) -> pd.DataFrame:
                                         bucket=bucketize(rows["likes"].astype(float), EDGES))
 
 
+@dataclass(frozen=True)
+class _Batch:
+    eval_batch_size: int  # what best_time widens of the Predictor's InferenceConfig
+
+
 class Fitted:
     """The bucket trees and gate fitted on the train rows (cyclic clock features) with ranges calibrated on
     the val rows, answering best_time and swing as a Predictor does."""
 
     def __init__(self, rows: pd.DataFrame, mode: str = "cyclic"):
-        xgb = {**PARAMS["regress_within_bucket"]["xgb"], "time_features": mode, "num_threads": 1}
+        xgb = XgbConfig.from_params({**PARAMS["regress_within_bucket"]["xgb"], "time_features": mode, "num_threads": 1})
         X = _features(rows).reset_index(drop=True)
         self.names = tree_features(X.columns, xgb)
         side = rows["side"].to_numpy()
@@ -60,8 +69,8 @@ class Fitted:
         self.level = dict(zip(rows["username"], rows["level"]))
         val = rows[side == "val"]
         pred, probs, z = self._point(val)
-        self.intervals = Intervals.calibrate(val["likes"].to_numpy(float), pred, probs, z, PARAMS["interval"], "val rows")
-        self.state, self.p, self.ranges = type("State", (), {"context": None})(), {"eval_batch_size": 64}, None
+        self.intervals = Intervals.calibrate(val["likes"].to_numpy(float), pred, probs, z, IntervalConfig.from_params(PARAMS["interval"]), "val rows")
+        self.state, self.p, self.ranges = type("State", (), {"context": None})(), _Batch(64), None
 
     def _point(self, rows):
         self.last_features = _features(rows.assign(level=rows["username"].map(self.level))).reset_index(drop=True)
@@ -100,14 +109,13 @@ def test_clock_columns_follow_the_mode():
     gap = np.hypot(f["hour_sin"].diff(), f["hour_cos"].diff()).iloc[1]
     assert gap == pytest.approx(2 * np.sin(np.pi / 24)) and f["hour"].diff().iloc[1] == -23
     assert np.hypot(f["dayofweek_sin"].diff(), f["dayofweek_cos"].diff()).iloc[1] == pytest.approx(2 * np.sin(np.pi / 7))
-    xgb = {"drop_features": ["days"]}
+    xgb = lambda mode: SimpleNamespace(drop_features=["days"], time_features=mode)  # noqa: E731 - the XgbConfig fields read
     cols = [*f.columns, "likes", "bucket"]
-    raw, cyclic, both = (tree_features(cols, {**xgb, "time_features": m}) for m in F.TIME_FEATURES)
+    raw, cyclic, both = (tree_features(cols, xgb(m)) for m in F.TIME_FEATURES)
     assert "hour" in raw and "hour_sin" not in raw and "hour_sin" in cyclic and "hour" not in cyclic
     assert set(both) == set(raw) | set(cyclic) and "days" not in both and "likes" not in both
-    assert tree_features(cols, xgb) == raw  # a params file without the key: the numbers
     with pytest.raises(ValueError, match="unknown 'polar'"):
-        tree_features(cols, {**xgb, "time_features": "polar"})
+        tree_features(cols, xgb("polar"))
 
 
 def test_planted_hour_effect_is_recovered(with_effect):

@@ -2,6 +2,7 @@
 the pull-request workflow (.github/workflows/pr.yml)."""
 
 import copy
+import importlib.util
 import json
 import os
 import re
