@@ -48,3 +48,20 @@ def one_regime_deploy(regime: str) -> dict:
                                         "lookalike": r == "new_brand", "crossfit_level": "username"}
                                     for r, h in hide.items()},
             "deploy_likes.intervals": {r: [regime] for r in hide}}
+
+
+def _fake_inference():
+    """A fake predictor's inference params (`p`): params.yaml's, as a trained bundle gives them."""
+    from dataclasses import replace
+
+    import yaml
+
+    from tweetsim.likes.config import ClassifierConfig, InferenceConfig
+    from tweetsim.text.runtime import EncoderConfig
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return replace(InferenceConfig.of(ClassifierConfig.from_params(params["train_like_classifier"]),
+                                      EncoderConfig.from_params(params["encoder"])), eval_batch_size=64)
+
+
+FAKE_INFERENCE = _fake_inference()

@@ -17,25 +17,12 @@ from PIL import Image, ImageDraw
 from tweetsim.apps import serve as A
 from tweetsim.data.schema import SCHEMA
 
+from stages_helper import FAKE_INFERENCE
+
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["0–9", "10–99", "100+"]
 
 
-def _fake_inference():
-    """A fake predictor's inference params (`p`): params.yaml's, as a trained bundle gives them."""
-    from dataclasses import replace
-
-    import yaml
-
-    from tweetsim.likes.config import ClassifierConfig, InferenceConfig
-    from tweetsim.text.runtime import EncoderConfig
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    return replace(InferenceConfig.of(ClassifierConfig.from_params(params["train_like_classifier"]),
-                                      EncoderConfig.from_params(params["encoder"])), eval_batch_size=64)
-
-
-FAKE_INFERENCE = _fake_inference()
 
 
 class Fakes:

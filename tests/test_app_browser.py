@@ -20,6 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tweetsim.apps import serve as A
 
+from stages_helper import FAKE_INFERENCE
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
@@ -57,7 +59,7 @@ def fake_services() -> A.Services:
 
     class Hourly:  # likes peak in the evening, a little more on weekends
         state = type("State", (), {"context": None})()
-        p = {"eval_batch_size": 64}
+        p = FAKE_INFERENCE  # params.yaml's inference params, as a trained bundle gives them
 
         def predict_with_probs(self, rows, context=None):
             import numpy as np
