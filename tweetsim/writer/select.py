@@ -477,12 +477,13 @@ def edited(pool: Pool, rows: pd.DataFrame, scored: list[Scored], picks: list[int
            habits: dict) -> list[str]:
     """The chosen texts with the kept edits applied."""
     users, companies = pool.table["username"].to_numpy(), pool.table["company"].to_numpy()
-    cand_dates = pd.to_datetime(pool.table["date"], utc=True) if "date" in pool.table else pd.Series(pd.NaT, index=pool.table.index)
     row_dates = pd.to_datetime(rows["date"], utc=True) if "date" in rows else pd.Series(pd.NaT, index=rows.index)
     out = []
     for (user, company), row_date, s, k in zip(rows[["username", "company"]].itertuples(index=False, name=None), row_dates, scored, picks):
         i = s.pool_ix[k]
-        cu, cc, cd = (users[i], companies[i], cand_dates.iat[i]) if i >= 0 else (user, company, None)
+        # the candidate's date from the pool's parsed dates (row_meta), not parsed again per call
+        cd = pd.Timestamp(int(pool.meta["date"][i]), tz="UTC") if i >= 0 and pool.meta["has_date"][i] else None
+        cu, cc = (users[i], companies[i]) if i >= 0 else (user, company)
         out.append(E.apply(s.texts[k], kept, habits.get(user) if isinstance(user, str) and user != E.POOL else None,
                            cc, cu, company, user, habits.get(E.POOL), cd, row_date))
     return out
