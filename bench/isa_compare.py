@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from _results import commit, cpu
+from _results import _START_LOAD, commit, cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
@@ -154,7 +154,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     envs = {"native": native_env(), "avx2": avx2_env()}
-    result = {"cpu": cpu(), "params_set": args.set, "commit": commit(), "env": envs, "runs": {}}
+    result = {"cpu": cpu(), "argv": ["python", "bench/isa_compare.py", *sys.argv[1:]], "params_set": args.set,
+              "commit": commit(), "env": envs, "runs": {}}
     prev = Path(args.out)
     if prev.exists():
         result["runs"] = json.loads(prev.read_text()).get("runs", {})
@@ -163,6 +164,7 @@ def main() -> None:
         print(f"{side}: dvc repro in {repo} ...", flush=True)
         result["runs"][side] = repro(repo, envs[side], work / f"{side}.log")
         print(f"{side}: {result['runs'][side]['wall_s']} s", flush=True)
+    result["load_average"] = {"start": [round(x, 2) for x in _START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
     if all((work / s / "dvc.lock").exists() for s in ("native", "avx2")):
         result["comparison"] = compare(work / "native", work / "avx2")
     prev.parent.mkdir(parents=True, exist_ok=True)

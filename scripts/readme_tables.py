@@ -221,7 +221,18 @@ def isa_compare_block(r: dict, params: dict) -> str:
         + "."])
 
 
+def repro_timing_block(r: dict, params: dict) -> str:
+    """docs/reproducibility.md: one cold `dvc repro` held to AVX2 (bench/isa_compare.py --side avx2), per stage."""
+    run = r["runs"]["avx2"]
+    return "\n".join([
+        measured("full_repro", r), "",
+        f"Cold `dvc repro` held to AVX2 with {', '.join(f'`{s}`' for s in r['params_set']) or 'the default params'}: "
+        f"{run['wall_s']:,.0f} s ({run['wall_s'] / 60:.1f} min) in all.", "",
+        "| stage | seconds |", "|---|---|", *(f"| {s} | {t:,.1f} |" for s, t in run["stages_s"].items())])
+
+
 BENCH_BLOCKS = {"bench-isa-compare": ("isa_compare", isa_compare_block),
+                "bench-full-repro": ("full_repro", repro_timing_block),
                 "bench-encoder-isa": ("bench_encoder_isa", encoder_isa_block),
                 "bench-predict-likes": ("bench_predict_likes", predict_likes_block),
                 "bench-lookalike": ("bench_lookalike", lookalike_block),
