@@ -116,15 +116,9 @@ MEASURED = re.compile(
     r"\d[\d,]*(?:\.\d+)? ?(?:texts|rows|images|img|posts|tweets|files|tokens|prompts|requests)/s\b"
     r"|\d(?:\.\d+)? ?(?:ms|MiB|GiB|GB|MB/s|s/step)\b|\d+(?:\.\d+)?x (?:faster|slower)\b|\d(?:\.\d+)? ?s (?:a|per) post\b", re.I)
 GENERATED = re.compile(r"<!-- table:[\w-]+ -->.*?<!-- /table -->", re.S)  # scripts/readme_tables.py's blocks
-# file -> (a text of the line, the bench result whose commit makes the entry go): typed figures that
-# no committed run holds yet; bench_scale at K=8 on all the shared data takes about an hour on 2 idle cores
-TYPED: dict[str, tuple[str, str]] = {"docs/scale.md": ("its peak was 6.6 GB", "bench_scale")}
-
-
 def _typed_figures(path: str, text: str) -> list[str]:
     lines = GENERATED.sub("<!-- generated -->", text).splitlines()
-    return [f"{path}: {m.group(0)!r} in {line.strip()[:120]}" for line in lines for m in MEASURED.finditer(line)
-            if not (path in TYPED and TYPED[path][0] in line)]
+    return [f"{path}: {m.group(0)!r} in {line.strip()[:120]}" for line in lines for m in MEASURED.finditer(line)]
 
 
 def test_no_measured_figure_is_typed_in_the_docs():
@@ -132,13 +126,6 @@ def test_no_measured_figure_is_typed_in_the_docs():
     hits = [h for p in pages for h in _typed_figures(p, (ROOT / p).read_text())]
     assert not hits, ("measured figures typed by hand: a bench writes them to bench/results/<bench>.json and "
                       "scripts/readme_tables.py renders them into a <!-- table:NAME --> block:\n" + "\n".join(hits))
-
-
-def test_typed_figures_are_still_without_a_result():
-    for path, (line, bench) in TYPED.items():
-        assert line in (ROOT / path).read_text(), f"{path} no longer holds {line!r}: remove it from TYPED"
-        assert not (ROOT / "bench" / "results" / f"{bench}.json").exists(), (
-            f"bench/results/{bench}.json is committed: render {path}'s figures from it and remove the entry")
 
 
 @pytest.mark.parametrize("line, hit", [
