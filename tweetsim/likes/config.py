@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from tweetsim.config.params import ParamsError, from_section
+from tweetsim.config.trees import TreeConfig
 from tweetsim.text.runtime import EncoderConfig
 
 
@@ -100,23 +101,14 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
-class XgbConfig:
+class XgbConfig(TreeConfig):
     """params.yaml `regress_within_bucket.xgb`: the bucket regressors' and the tabular gate's trees."""
 
-    n_estimators: int
-    learning_rate: float
-    max_depth: int
-    min_child_weight: float
-    subsample: float
-    colsample_bytree: float
     reg_lambda: float
-    early_stopping_rounds: int
     min_rows: int
     min_val_rows: int
     drop_features: list
     time_features: str
-    seed: int
-    num_threads: int
 
     @classmethod
     def from_params(cls, p: dict) -> "XgbConfig":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tweetsim.config.params import from_section
+from tweetsim.config.trees import TreeConfig
 from tweetsim.writer.pools import PoolConfig
 
 
@@ -27,7 +28,7 @@ class MatchConfig:
 
 
 @dataclass(frozen=True)
-class RerankerConfig:
+class RerankerConfig(TreeConfig):
     """params.yaml `writer.reranker`."""
 
     enabled: bool
@@ -37,17 +38,8 @@ class RerankerConfig:
     rule: dict
     resamples: int
     max_train_queries: int | None
-    n_estimators: int
-    learning_rate: float
-    max_depth: int
-    min_child_weight: float
-    subsample: float
-    colsample_bytree: float
     pairs_per_sample: int
-    early_stopping_rounds: int
     max_val_queries: int | None
-    seed: int
-    num_threads: int
 
 
 @dataclass(frozen=True)
