@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tweetsim.config.params import ParamsError, from_section
+from tweetsim.config.params import ParamsError, section_config
 
 
 class SplitError(ParamsError, ValueError):
@@ -52,7 +52,7 @@ class TimeCuts:
         return np.where(dates >= test_from, "test", np.where(dates >= val_from, "val", "train"))
 
 
-@dataclass(frozen=True)
+@section_config("split")
 class SplitConfig:
     """params.yaml `split`."""
 
@@ -61,10 +61,6 @@ class SplitConfig:
     random: Fractions
     unseen_brand: Fractions
     unseen_time: TimeCuts
-
-    @classmethod
-    def from_params(cls, p: dict) -> "SplitConfig":
-        return from_section(cls, "split", p)
 
 
 def _unit(keys, seed: int) -> np.ndarray:

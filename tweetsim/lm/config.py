@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class LoopConfig:
     num_threads: int
 
 
-@dataclass(frozen=True)
+@section_config("train_llm")
 class LLMConfig(LoopConfig):
     """params.yaml `train_llm` (lm.model.TrainConfig.of takes the training loop's settings from it)."""
 
@@ -93,12 +93,8 @@ class LLMConfig(LoopConfig):
     merge: bool
     image_prefix: ImagePrefixConfig
 
-    @classmethod
-    def from_params(cls, p: dict) -> "LLMConfig":
-        return from_section(cls, "train_llm", p)
 
-
-@dataclass(frozen=True)
+@section_config("build_prompts")
 class PromptsConfig:
     """params.yaml `build_prompts`: the writer LM's prompts and their exemplars."""
 
@@ -107,12 +103,8 @@ class PromptsConfig:
     embed_model: str | None
     max_field_chars: int
 
-    @classmethod
-    def from_params(cls, p: dict) -> "PromptsConfig":
-        return from_section(cls, "build_prompts", p)
 
-
-@dataclass(frozen=True)
+@section_config("train_behaviour_lm")
 class BehaviourLMConfig(LoopConfig):
     """params.yaml `train_behaviour_lm` (its training loop's settings: likes.behaviour_lm.TrainConfig); saved
     whole in the model's state.json, which the CLI reads it back from."""
@@ -135,10 +127,6 @@ class BehaviourLMConfig(LoopConfig):
     resume: bool
     checkpoint_dir: str | None
     progress: bool
-
-    @classmethod
-    def from_params(cls, p: dict) -> "BehaviourLMConfig":
-        return from_section(cls, "train_behaviour_lm", p)
 
     def to_params(self) -> dict:
         """The section as params.yaml gives it (what state.json keeps)."""

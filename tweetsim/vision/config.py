@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class MediaConfig:
     shards: list
 
 
-@dataclass(frozen=True)
+@section_config("caption")
 class CaptionConfig(MediaConfig):
     """params.yaml `caption`."""
 
@@ -42,12 +42,8 @@ class CaptionConfig(MediaConfig):
     dtype: str
     device: str
 
-    @classmethod
-    def from_params(cls, p: dict) -> "CaptionConfig":
-        return from_section(cls, "caption", p)
 
-
-@dataclass(frozen=True)
+@section_config("ocr")
 class OcrConfig(MediaConfig):
     """params.yaml `ocr`."""
 
@@ -56,7 +52,3 @@ class OcrConfig(MediaConfig):
     score_thresh: float
     rec_batch_size: int
     model_dir: str
-
-    @classmethod
-    def from_params(cls, p: dict) -> "OcrConfig":
-        return from_section(cls, "ocr", p)

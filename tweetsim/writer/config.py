@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 from tweetsim.config.trees import TreeConfig
 from tweetsim.writer.pools import PoolConfig
 
@@ -52,7 +52,7 @@ class DraftConfig:
     top_p: float
 
 
-@dataclass(frozen=True)
+@section_config("writer")
 class WriterConfig:
     """params.yaml `writer`."""
 
@@ -70,7 +70,3 @@ class WriterConfig:
     reranker: RerankerConfig
     lm: DraftConfig
     cli_regime: str
-
-    @classmethod
-    def from_params(cls, p: dict) -> "WriterConfig":
-        return from_section(cls, "writer", p)
