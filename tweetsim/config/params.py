@@ -8,7 +8,8 @@ an error naming the section, the key and the closest known one; a key it has mus
 value of its type (an int is a float too; null is allowed anywhere). The schema changes only on
 purpose: `python scripts/params_schema.py` regenerates it from params.yaml, and a
 test keeps the two in step. The typed configs of the code (config dataclasses) are built from a
-checked section by `from_section`, which takes every field from it: no second set of defaults in code.
+checked section by `from_section`, which takes every field from it: no second set of defaults in code;
+the config of a whole section is declared with `section_config`, which gives it `from_params`.
 """
 
 import dataclasses
@@ -137,6 +138,19 @@ def from_section(cls, section_name: str, p: dict, ignore: tuple[str, ...] = ()):
         raise ParamsError(f"params: section '{section_name}' lacks {missing} ({cls.__name__} needs them)")
     hints = typing.get_type_hints(cls)
     return cls(**{n: _nested(hints[n], f"{section_name}.{n}", p[n]) for n in names})
+
+
+@typing.dataclass_transform(frozen_default=True)
+def section_config(name: str):
+    """Class decorator: the class as the frozen config dataclass of params.yaml section `name`, whose
+    `from_params(p)` builds it from that section by from_section (the section named once, here)."""
+
+    def make(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        cls.from_params = classmethod(lambda c, p: from_section(c, name, p))
+        return cls
+
+    return make
 
 
 def _config_class(tp):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tweetsim.config.params import ParamsError, from_section
+from tweetsim.config.params import ParamsError, section_config
 
 
 class SplitError(ParamsError, ValueError):
@@ -28,6 +28,12 @@ class Fractions:
     val: float
     test: float
 
+    def sides(self, u: np.ndarray) -> np.ndarray:
+        """The side of each unit number `u` (in [0, 1)): test below `test`, val in the next `val`, else train."""
+        if not (0 <= self.val and 0 <= self.test and self.val + self.test < 1):
+            raise SplitError(f"split fractions val={self.val}, test={self.test} must be >= 0 and sum below 1")
+        return np.where(u < self.test, "test", np.where(u < self.test + self.val, "val", "train"))
+
 
 @dataclass(frozen=True)
 class TimeCuts:
@@ -36,8 +42,17 @@ class TimeCuts:
     val_from: str
     test_from: str
 
+    def sides(self, dates: pd.Series) -> np.ndarray:
+        """The side of each date: test from `test_from`, val from `val_from`, else train."""
+        val_from, test_from = pd.Timestamp(self.val_from, tz="UTC"), pd.Timestamp(self.test_from, tz="UTC")
+        if not val_from < test_from:
+            raise SplitError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
+        if dates.isna().any():
+            raise SplitError("split.unseen_time: some rows have no date")
+        return np.where(dates >= test_from, "test", np.where(dates >= val_from, "val", "train"))
 
-@dataclass(frozen=True)
+
+@section_config("split")
 class SplitConfig:
     """params.yaml `split`."""
 
@@ -47,10 +62,6 @@ class SplitConfig:
     unseen_brand: Fractions
     unseen_time: TimeCuts
 
-    @classmethod
-    def from_params(cls, p: dict) -> "SplitConfig":
-        return from_section(cls, "split", p)
-
 
 def _unit(keys, seed: int) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) for each key."""
@@ -59,12 +70,6 @@ def _unit(keys, seed: int) -> np.ndarray:
         h = hashlib.sha256(f"{seed}:{k}".encode()).digest()
         out[i] = int.from_bytes(h[:8], "big") / 2**64
     return out
-
-
-def _by_fraction(u: np.ndarray, val: float, test: float) -> np.ndarray:
-    if not (0 <= val and 0 <= test and val + test < 1):
-        raise SplitError(f"split fractions val={val}, test={test} must be >= 0 and sum below 1")
-    return np.where(u < test, "test", np.where(u < test + val, "val", "train"))
 
 
 def assign(table: pd.DataFrame, params: SplitConfig) -> pd.DataFrame:
@@ -77,19 +82,13 @@ def assign(table: pd.DataFrame, params: SplitConfig) -> pd.DataFrame:
         cfg = getattr(params, regime)
         if regime == "random":
             keys = [f"{s}/{i}" for s, i in zip(table["source"], table["id"])]
-            out[regime] = _by_fraction(_unit(keys, seed), cfg.val, cfg.test)
+            out[regime] = cfg.sides(_unit(keys, seed))
         elif regime == "unseen_brand":
             companies = sorted(table["company"].unique())
-            side = dict(zip(companies, _by_fraction(_unit(companies, seed), cfg.val, cfg.test)))
+            side = dict(zip(companies, cfg.sides(_unit(companies, seed))))
             out[regime] = table["company"].map(side).to_numpy()
         elif regime == "unseen_time":
-            val_from, test_from = pd.Timestamp(cfg.val_from, tz="UTC"), pd.Timestamp(cfg.test_from, tz="UTC")
-            if not val_from < test_from:
-                raise SplitError(f"split.unseen_time: val_from {val_from} must come before test_from {test_from}")
-            if table["date"].isna().any():
-                raise SplitError("split.unseen_time: some rows have no date")
-            d = table["date"]
-            out[regime] = np.where(d >= test_from, "test", np.where(d >= val_from, "val", "train"))
+            out[regime] = cfg.sides(table["date"])
     return out
 
 

@@ -39,7 +39,7 @@ from tweetsim.likes import features as F
 from tweetsim.likes.prompts import (IMAGE_LINE, NO_IMAGE_LINE, QUESTION, SYSTEM, parse_likes,  # noqa: F401
                                     render, round_sig, user_prompt, verbalise_likes)
 from tweetsim.lm import model as llm
-from tweetsim.lm.config import BehaviourLMConfig
+from tweetsim.lm.config import BehaviourLMConfig, LoopConfig
 from tweetsim.lm.save import save_adapter, save_tokenizer
 # the vision side and the prefix model are shared with the tweet writer; re-exported as B.<name>
 from tweetsim.lm.prefix import (PrefixLM, Projector, TinyRandomEncoder, VisionEncoder, attach, collate,  # noqa: F401
@@ -84,21 +84,11 @@ def encode(tok, prompt: str, answer: str | None, max_length: int) -> dict:
 
 # -------------------------------------------------------------------------------------- training
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
     """The training loop's settings: section `train_behaviour_lm` of params.yaml (its values and comments are the defaults)."""
 
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
     projection_lr: float
-    warmup_steps: int
-    max_length: int
-    seed: int
-    log_every: int
-    num_threads: int
-    save_every: int  # checkpoint period (steps) when a checkpoint_dir is given; 0: only at the end
 
     @classmethod
     def from_params(cls, p: dict) -> "TrainConfig":

@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tweetsim.config.params import ParamsError, from_section
+from tweetsim.config.params import ParamsError, from_section, section_config
+from tweetsim.config.trees import TreeConfig
 from tweetsim.text.runtime import EncoderConfig
 
 
-@dataclass(frozen=True)
+@section_config("train_like_classifier")
 class ClassifierConfig:
     """params.yaml `train_like_classifier`."""
 
@@ -61,10 +62,6 @@ class ClassifierConfig:
     history_folds: int
     progress: bool
 
-    @classmethod
-    def from_params(cls, p: dict) -> "ClassifierConfig":
-        return from_section(cls, "train_like_classifier", p)
-
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -99,31 +96,18 @@ class InferenceConfig:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class XgbConfig:
+@section_config("regress_within_bucket.xgb")
+class XgbConfig(TreeConfig):
     """params.yaml `regress_within_bucket.xgb`: the bucket regressors' and the tabular gate's trees."""
 
-    n_estimators: int
-    learning_rate: float
-    max_depth: int
-    min_child_weight: float
-    subsample: float
-    colsample_bytree: float
     reg_lambda: float
-    early_stopping_rounds: int
     min_rows: int
     min_val_rows: int
     drop_features: list
     time_features: str
-    seed: int
-    num_threads: int
-
-    @classmethod
-    def from_params(cls, p: dict) -> "XgbConfig":
-        return from_section(cls, "regress_within_bucket.xgb", p)
 
 
-@dataclass(frozen=True)
+@section_config("regress_within_bucket")
 class BucketsConfig:
     """params.yaml `regress_within_bucket`."""
 
@@ -134,12 +118,8 @@ class BucketsConfig:
     cli_regime: str
     cli_history: str
 
-    @classmethod
-    def from_params(cls, p: dict) -> "BucketsConfig":
-        return from_section(cls, "regress_within_bucket", p)
 
-
-@dataclass(frozen=True)
+@section_config("interval")
 class IntervalConfig:
     """params.yaml `interval`: the conformal ranges."""
 
@@ -147,10 +127,6 @@ class IntervalConfig:
     scale: str                    # constant | mixture
     brand_folds_regimes: list | None
     brand_folds: int
-
-    @classmethod
-    def from_params(cls, p: dict) -> "IntervalConfig":
-        return from_section(cls, "interval", p)
 
 
 @dataclass(frozen=True)
@@ -173,7 +149,7 @@ class LookalikeConfig:
     max_words: int
 
 
-@dataclass(frozen=True)
+@section_config("deploy_likes")
 class DeployConfig:
     """params.yaml `deploy_likes`."""
 
@@ -184,8 +160,4 @@ class DeployConfig:
     stats_route: bool
     min_calibration_rows: int
     num_threads: int
-
-    @classmethod
-    def from_params(cls, p: dict) -> "DeployConfig":
-        return from_section(cls, "deploy_likes", p)
 

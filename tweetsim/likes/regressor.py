@@ -23,14 +23,6 @@ def feature_matrix(X: pd.DataFrame, features: list[str]) -> np.ndarray:
     return np.ascontiguousarray(X[features].astype(float).to_numpy())
 
 
-def _xgb_params(p: XgbConfig, seed: int) -> dict:
-    return {"n_estimators": int(p.n_estimators), "learning_rate": float(p.learning_rate),
-            "max_depth": int(p.max_depth), "min_child_weight": float(p.min_child_weight),
-            "subsample": float(p.subsample), "colsample_bytree": float(p.colsample_bytree),
-            "reg_lambda": float(p.reg_lambda), "tree_method": "hist", "random_state": seed,
-            "n_jobs": int(p.num_threads)}
-
-
 class BucketRegressor:
     def __init__(self, model, features: list[str], meta: dict):
         self.model, self.features, self.meta = model, features, meta
@@ -70,11 +62,10 @@ def fit_bucket(X_tr: pd.DataFrame, y_tr: np.ndarray, in_bucket_tr: np.ndarray, X
     `p`: params regress_within_bucket.xgb."""
     import xgboost as xgb
 
-    seed = int(p.seed)
     fallback = int(in_bucket_tr.sum()) < int(p.min_rows)
     tr = np.ones(len(y_tr), bool) if fallback else in_bucket_tr
     va = np.ones(len(y_va), bool) if fallback else in_bucket_va
-    params = _xgb_params(p, seed)
+    params = {**p.xgb_params(), "reg_lambda": float(p.reg_lambda)}
     use_es = int(va.sum()) >= int(p.min_val_rows)
     if use_es:
         params["early_stopping_rounds"] = int(p.early_stopping_rounds)

@@ -2,14 +2,15 @@
 (`PromptsConfig`), `train_behaviour_lm` (`BehaviourLMConfig`) and the subsections they share (`model`,
 `lora`, `vision`, `projection`), each built by config.params.from_section (every field from the section, its keys
 checked; params.yaml holds the defaults). The training loops' own settings are lm.model.TrainConfig
-and likes.behaviour_lm.TrainConfig; generation's is lm.generate.GenConfig."""
+and likes.behaviour_lm.TrainConfig; what both sections and both loops read alike is `LoopConfig`; generation's is
+lm.generate.GenConfig."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 
 
 @dataclass(frozen=True)
@@ -60,37 +61,40 @@ class ImagePrefixConfig:
 
 
 @dataclass(frozen=True)
-class LLMConfig:
+class LoopConfig:
+    """The settings both LoRA training loops read (lm.train's LoopTrainer): keys of the same names in
+    `train_llm` and `train_behaviour_lm`, the base of their section configs and of the loops' TrainConfigs."""
+
+    steps: int
+    batch_size: int
+    grad_accum: int
+    lr: float
+    warmup_steps: int
+    max_length: int
+    seed: int
+    save_every: int  # checkpoint period (steps) when a checkpoint_dir is given; 0: only at the end
+    log_every: int
+    num_threads: int
+
+
+@section_config("train_llm")
+class LLMConfig(LoopConfig):
     """params.yaml `train_llm` (lm.model.TrainConfig.of takes the training loop's settings from it)."""
 
     model: ModelConfig
     quantization: str | None
     regimes: list | None
     lora: LoraConfig
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
-    warmup_steps: int
     weight_decay: float
-    max_length: int
     packing: bool
     max_train_examples: int | None
-    seed: int
-    save_every: int
-    log_every: int
     resume: bool
     checkpoint_dir: str
     merge: bool
-    num_threads: int
     image_prefix: ImagePrefixConfig
 
-    @classmethod
-    def from_params(cls, p: dict) -> "LLMConfig":
-        return from_section(cls, "train_llm", p)
 
-
-@dataclass(frozen=True)
+@section_config("build_prompts")
 class PromptsConfig:
     """params.yaml `build_prompts`: the writer LM's prompts and their exemplars."""
 
@@ -99,13 +103,9 @@ class PromptsConfig:
     embed_model: str | None
     max_field_chars: int
 
-    @classmethod
-    def from_params(cls, p: dict) -> "PromptsConfig":
-        return from_section(cls, "build_prompts", p)
 
-
-@dataclass(frozen=True)
-class BehaviourLMConfig:
+@section_config("train_behaviour_lm")
+class BehaviourLMConfig(LoopConfig):
     """params.yaml `train_behaviour_lm` (its training loop's settings: likes.behaviour_lm.TrainConfig); saved
     whole in the model's state.json, which the CLI reads it back from."""
 
@@ -117,30 +117,16 @@ class BehaviourLMConfig:
     regimes: list | None
     fallback_model: str
     high_threshold: float | None
-    steps: int
-    batch_size: int
-    lr: float
     projection_lr: float
-    warmup_steps: int
-    max_length: int
     max_field_chars: int
     max_train_examples: int | None
     max_eval_rows: int | None
     eval_batch_size: int
     max_new_tokens: int
     constrain: bool
-    seed: int
-    save_every: int
-    log_every: int
-    grad_accum: int
     resume: bool
     checkpoint_dir: str | None
-    num_threads: int
     progress: bool
-
-    @classmethod
-    def from_params(cls, p: dict) -> "BehaviourLMConfig":
-        return from_section(cls, "train_behaviour_lm", p)
 
     def to_params(self) -> dict:
         """The section as params.yaml gives it (what state.json keeps)."""

@@ -15,17 +15,16 @@ rows when no feature is given) have it masked out and come out as from the text-
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 
 TURN_MARKERS = ("<|im_start|>", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>", "<|endoftext|>", "</s>", "### ")
 
 
-@dataclass
+@section_config("generate")
 class GenConfig:
     """Section `generate` of params.yaml (its values and comments are the defaults)."""
 
@@ -40,10 +39,6 @@ class GenConfig:
     splits: list                 # generate_text: the splits of each regime written
     max_eval_rows: int | None    # generate_text: rows per regime and split (a seeded draw; null: all)
     adapter_regime: str          # the adapter `tweetsim generate` and the web app load by default
-
-    @classmethod
-    def from_params(cls, p: dict) -> "GenConfig":
-        return from_section(cls, "generate", p)
 
 
 def stop_token_ids(tok) -> list[int]:

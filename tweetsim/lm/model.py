@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tweetsim.lm.config import LLMConfig
+from tweetsim.lm.config import LLMConfig, LoopConfig
 from tweetsim.lm.save import save_adapter, save_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -242,22 +242,12 @@ def collate(batch: list[dict], pad_id: int) -> dict:
 
 # -------------------------------------------------------------------------------------- training
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
     """The training loop's settings: section `train_llm` of params.yaml (its values and comments are the defaults)."""
 
-    steps: int
-    batch_size: int
-    grad_accum: int
-    lr: float
-    warmup_steps: int
     weight_decay: float
-    max_length: int
     packing: bool
-    seed: int
-    save_every: int  # checkpoint period (steps); 0: only at the end
-    log_every: int
-    num_threads: int
     projection_lr: float  # the image projector's learning rate (image prefix only)
 
     @classmethod

@@ -29,11 +29,12 @@ import threading
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from tweetsim.config.params import section_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ RUNTIMES = ("torch", "onnx", "onnx-int8")
 KINDS = ("embed", "classify")  # mean-pooled unit vectors | class probabilities
 
 
-@dataclass(frozen=True)
+@section_config("encoder")
 class EncoderConfig:
     """params.yaml `encoder`: the inference runtime, its sessions, and where exports and embeddings are cached."""
 
@@ -57,12 +58,6 @@ class EncoderConfig:
             raise ValueError(f"encoder.workers: {self.workers} (need >= 1)")
         if not 0 <= int(self.round_bits) <= 23:
             raise ValueError(f"encoder.round_bits: {self.round_bits} (0 .. 23)")
-
-    @classmethod
-    def from_params(cls, section: dict) -> "EncoderConfig":
-        from tweetsim.config.params import from_section
-
-        return from_section(cls, "encoder", section)
 
     @property
     def onnx(self) -> bool:

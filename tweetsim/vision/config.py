@@ -1,4 +1,4 @@
-"""The typed params of the media stages: params.yaml `caption` and `ocr`, each built by
+"""The typed params of the media stages: params.yaml `caption` and `ocr` (sharing `MediaConfig`), each built by
 config.params.from_section (every field from the section, its keys checked; params.yaml holds the
 defaults). Kept apart from the models' modules so that reading them loads no model library."""
 
@@ -6,19 +6,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 
 
 @dataclass(frozen=True)
-class CaptionConfig:
-    """params.yaml `caption`."""
+class MediaConfig:
+    """What both media runners read alike: the backend, how images are read (frames, max_side,
+    max_pixels), batches and threads, the result cache, progress and shards (keys of the same names)."""
 
     backend: str
+    frames: int
+    batch_size: int
+    num_threads: int
+    workers: int
+    max_side: int
+    max_pixels: int
+    cache_dir: str
+    progress: bool
+    shards: list
+
+
+@section_config("caption")
+class CaptionConfig(MediaConfig):
+    """params.yaml `caption`."""
+
     model_name: str | None
     embedding: str
     clip_model: str
     recompute: bool
-    frames: int
     top_k: int
     min_prob: float
     max_new_tokens: int
@@ -26,40 +41,14 @@ class CaptionConfig:
     prompt: str | None
     dtype: str
     device: str
-    batch_size: int
-    num_threads: int
-    workers: int
-    max_side: int
-    max_pixels: int
-    cache_dir: str
-    progress: bool
-    shards: list
-
-    @classmethod
-    def from_params(cls, p: dict) -> "CaptionConfig":
-        return from_section(cls, "caption", p)
 
 
-@dataclass(frozen=True)
-class OcrConfig:
+@section_config("ocr")
+class OcrConfig(MediaConfig):
     """params.yaml `ocr`."""
 
-    backend: str
     limit_side_len: int
     limit_type: str
     score_thresh: float
     rec_batch_size: int
-    frames: int
-    batch_size: int
-    num_threads: int
-    workers: int
-    max_side: int
-    max_pixels: int
     model_dir: str
-    cache_dir: str
-    progress: bool
-    shards: list
-
-    @classmethod
-    def from_params(cls, p: dict) -> "OcrConfig":
-        return from_section(cls, "ocr", p)

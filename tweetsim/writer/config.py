@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
+from tweetsim.config.trees import TreeConfig
 from tweetsim.writer.pools import PoolConfig
 
 
@@ -27,7 +28,7 @@ class MatchConfig:
 
 
 @dataclass(frozen=True)
-class RerankerConfig:
+class RerankerConfig(TreeConfig):
     """params.yaml `writer.reranker`."""
 
     enabled: bool
@@ -37,17 +38,8 @@ class RerankerConfig:
     rule: dict
     resamples: int
     max_train_queries: int | None
-    n_estimators: int
-    learning_rate: float
-    max_depth: int
-    min_child_weight: float
-    subsample: float
-    colsample_bytree: float
     pairs_per_sample: int
-    early_stopping_rounds: int
     max_val_queries: int | None
-    seed: int
-    num_threads: int
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ class DraftConfig:
     top_p: float
 
 
-@dataclass(frozen=True)
+@section_config("writer")
 class WriterConfig:
     """params.yaml `writer`."""
 
@@ -78,7 +70,3 @@ class WriterConfig:
     reranker: RerankerConfig
     lm: DraftConfig
     cli_regime: str
-
-    @classmethod
-    def from_params(cls, p: dict) -> "WriterConfig":
-        return from_section(cls, "writer", p)

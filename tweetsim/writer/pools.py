@@ -26,12 +26,11 @@ so that their pools look like those of a held-out brand).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from tweetsim.config.params import from_section
+from tweetsim.config.params import section_config
 from tweetsim.writer import textsim
 
 SOURCES = ("account", "brand", "caption", "similar_brand", "typical", "lm")
@@ -39,7 +38,7 @@ KINDS = ("none", "photo", "video", "gif")
 REPLY_WORDS = re.compile(r"\b(dm|sorry|apolog\w*|please|thanks for|reach out|let us know)\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@section_config("writer.pool")
 class PoolConfig:
     account_window: int
     brand_window: int
@@ -51,10 +50,6 @@ class PoolConfig:
     typical_k: int
     typical_sample: int
     seed: int
-
-    @classmethod
-    def from_params(cls, p: dict) -> "PoolConfig":
-        return from_section(cls, "writer.pool", p)
 
 
 def media_kind(table: pd.DataFrame) -> np.ndarray:

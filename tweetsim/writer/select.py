@@ -419,11 +419,7 @@ def train_reranker(train: list[Scored], val: list[Scored], p: RerankerConfig):
     target = grades if ranking else (lambda y: y)
     x, q = _stack(train)
     y = target(np.concatenate([s.label for s in train]))
-    common = dict(n_estimators=int(p.n_estimators), learning_rate=float(p.learning_rate),
-                  max_depth=int(p.max_depth), min_child_weight=float(p.min_child_weight),
-                  subsample=float(p.subsample), colsample_bytree=float(p.colsample_bytree),
-                  early_stopping_rounds=int(p.early_stopping_rounds) if val else None,
-                  random_state=int(p.seed), n_jobs=int(p.num_threads), tree_method="hist")
+    common = {**p.xgb_params(), "early_stopping_rounds": int(p.early_stopping_rounds) if val else None}
     if ranking:
         extra = {"ndcg_exp_gain": False} if p.objective == "rank:ndcg" else {}
         model = xgb.XGBRanker(objective=p.objective, eval_metric="ndcg@1", **extra,
