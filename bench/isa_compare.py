@@ -13,7 +13,7 @@ checkpoints), sharing only the converted LM weights (.cache/models), so no outpu
 a run made under the other setting.
 
 usage: python bench/isa_compare.py [--work /tmp/isa_compare] [--side native|avx2 ...] [--set KEY=YAML ...]
-                                   [--out bench/results/isa_compare.json]
+                                   [--share PART ...] [--compare-only] [--out bench/results/isa_compare.json]
 --set edits both clones' params.yaml alike (e.g. train_llm.steps=2 for a shorter run on busy cores).
 Writes the JSON named by --out: the CPU, each side's environment and per-stage wall times, the stages
 whose outputs differ (first one named), and the relative drift of every headline metric.
@@ -63,7 +63,7 @@ def avx2_env() -> dict:
     return dict(AVX2_CAPS)
 
 
-def clone(work: Path, side: str, overrides: list[str]) -> Path:
+def clone(work: Path, side: str, overrides: list[str], share: list[str]) -> Path:
     repo = work / side
     if repo.exists():
         shutil.rmtree(repo)
@@ -81,7 +81,9 @@ def clone(work: Path, side: str, overrides: list[str]) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".venv").symlink_to(ROOT / ".venv")
     (repo / ".cache").mkdir()
-    (repo / ".cache" / "models").symlink_to((ROOT / ".cache" / "models").resolve())
+    for part in ["models", *share]:  # this checkout's .cache parts the run may reuse
+        (repo / ".cache" / part).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ".cache" / part).symlink_to((ROOT / ".cache" / part).resolve())
     return repo
 
 
@@ -149,22 +151,32 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/isa_compare")
     ap.add_argument("--side", action="append", choices=["native", "avx2"], help="run only these sides (default both)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="a params.yaml value, both sides")
+    ap.add_argument("--share", action="append", default=[], metavar="PART",
+                    help="a .cache part to reuse besides models (encoder/onnx, encoder/static: the data-independent exports)")
+    ap.add_argument("--compare-only", action="store_true",
+                    help="run nothing: compare the two clones already in --work (their runs kept from --out)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "isa_compare.json"))
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     envs = {"native": native_env(), "avx2": avx2_env()}
     result = {"cpu": cpu(), "argv": ["python", "bench/isa_compare.py", *sys.argv[1:]], "params_set": args.set,
+              "shared_cache": ["models", *args.share],
               "commit": commit(), "env": envs, "runs": {}}
     prev = Path(args.out)
-    if prev.exists():
+    if args.compare_only:  # the runs' own context (CPU, load, commit, command) stays as they wrote it
+        if not prev.exists():
+            raise SystemExit(f"--compare-only: no {prev} with the runs")
+        result = json.loads(prev.read_text())
+    elif prev.exists():
         result["runs"] = json.loads(prev.read_text()).get("runs", {})
-    for side in args.side or ["native", "avx2"]:
-        repo = clone(work, side, args.set)
+    for side in [] if args.compare_only else args.side or ["native", "avx2"]:
+        repo = clone(work, side, args.set, args.share)
         print(f"{side}: dvc repro in {repo} ...", flush=True)
         result["runs"][side] = repro(repo, envs[side], work / f"{side}.log")
         print(f"{side}: {result['runs'][side]['wall_s']} s", flush=True)
-    result["load_average"] = {"start": [round(x, 2) for x in _START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
+    if not args.compare_only:
+        result["load_average"] = {"start": [round(x, 2) for x in _START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
     if all((work / s / "dvc.lock").exists() for s in ("native", "avx2")):
         result["comparison"] = compare(work / "native", work / "avx2")
     prev.parent.mkdir(parents=True, exist_ok=True)

@@ -206,33 +206,56 @@ def example_blocks(r: dict) -> dict[str, str]:
 SIDES = {"native": "native kernels", "avx2": "held to AVX2"}
 
 
-def isa_compare_block(r: dict, params: dict) -> str:
-    """docs/reproducibility.md: native kernels against the AVX2 hold (bench/isa_compare.py)."""
+def isa_compare_block(name: str):
+    """docs/reproducibility.md: native kernels against the AVX2 hold (bench/isa_compare.py), from bench/results/`name`.json."""
+
+    def block(r: dict, params: dict) -> str:
+        c = r["comparison"]
+        moved = sorted(((v["rel"] or 0, k, v) for k, v in c["headline_changed"].items()), reverse=True)
+        (top, key, v), rest = moved[0], [x[0] for x in moved[1:]]
+        return "\n".join([
+            measured(name, r), "",
+            "- identical outputs on both sides: " + ", ".join(s for s, x in c["stages"].items() if x["identical"]) + ";",
+            f"- different outputs: {', '.join(c['differing_stages'])} (the first: {c['first_differing_stage']});",
+            f"- headline drift: at most {top:.2%} relative ({key} {v['native']:.4f} native, {v['avx2']:.4f} held); the other "
+            f"{len(rest)} figures that moved: {min(rest, default=0):.2%} to {max(rest, default=0):.2%};",
+            "- wall time: " + ", ".join(f"{SIDES.get(side, side)} {x['wall_s']:,.0f} s" for side, x in r["runs"].items())
+            + "."])
+
+    return block
+
+
+def isa_drift_line(r: dict, params: dict) -> str:
+    """README: one line of bench/results/isa_compare_full.json, how far lifting the hold moves the outputs."""
     c = r["comparison"]
-    moved = sorted(((v["rel"] or 0, k, v) for k, v in c["headline_changed"].items()), reverse=True)
-    (top, key, v), rest = moved[0], [x[0] for x in moved[1:]]
-    return "\n".join([
-        measured("isa_compare", r), "",
-        "- identical outputs on both sides: " + ", ".join(s for s, x in c["stages"].items() if x["identical"]) + ";",
-        f"- different outputs: {', '.join(c['differing_stages'])} (the first: {c['first_differing_stage']});",
-        f"- headline drift: at most {top:.2%} relative ({key} {v['native']:.4f} native, {v['avx2']:.4f} held); the other "
-        f"{len(rest)} figures that moved: {min(rest, default=0):.2%} to {max(rest, default=0):.2%};",
-        "- cold wall time: " + ", ".join(f"{SIDES.get(side, side)} {x['wall_s']:,.0f} s" for side, x in r["runs"].items())
-        + "."])
+    top, key = max((v["rel"] or 0, k) for k, v in c["headline_changed"].items())
+    text = [k for k in c["headline_changed"] if ".text_" in k]
+    return (f"{measured('isa_compare_full', r)} on all the shared data, with native kernels instead, "
+            f"{len(c['differing_stages'])} stages write other bytes, the trained ones "
+            f"({', '.join(c['differing_stages'][:3])}, ...), and the headline figures move by at most "
+            f"{top:.2%} ({key}); {len(text)} text figures moved.")
 
 
-def repro_timing_block(r: dict, params: dict) -> str:
-    """docs/reproducibility.md: one cold `dvc repro` held to AVX2 (bench/isa_compare.py --side avx2), per stage."""
-    run = r["runs"]["avx2"]
-    return "\n".join([
-        measured("full_repro", r), "",
-        f"Cold `dvc repro` held to AVX2 with {', '.join(f'`{s}`' for s in r['params_set']) or 'the default params'}: "
-        f"{run['wall_s']:,.0f} s ({run['wall_s'] / 60:.1f} min) in all.", "",
-        "| stage | seconds |", "|---|---|", *(f"| {s} | {t:,.1f} |" for s, t in run["stages_s"].items())])
+def repro_timing_block(name: str):
+    """docs/reproducibility.md: one `dvc repro` held to AVX2 (bench/isa_compare.py --side avx2), per stage."""
+
+    def block(r: dict, params: dict) -> str:
+        run, shared = r["runs"]["avx2"], r.get("shared_cache", ["models"])
+        return "\n".join([
+            measured(name, r), "",
+            f"`dvc repro` held to AVX2 with {', '.join(f'`{s}`' for s in r['params_set']) or 'the default params'}, "
+            f"an empty DVC cache and of `.cache` only {', '.join(f'`{s}`' for s in shared)}: "
+            f"{run['wall_s']:,.0f} s ({run['wall_s'] / 60:.1f} min) in all.", "",
+            "| stage | seconds |", "|---|---|", *(f"| {s} | {t:,.1f} |" for s, t in run["stages_s"].items())])
+
+    return block
 
 
-BENCH_BLOCKS = {"bench-isa-compare": ("isa_compare", isa_compare_block),
-                "bench-full-repro": ("full_repro", repro_timing_block),
+BENCH_BLOCKS = {"bench-isa-compare": ("isa_compare", isa_compare_block("isa_compare")),
+                "bench-isa-compare-full": ("isa_compare_full", isa_compare_block("isa_compare_full")),
+                "bench-isa-drift": ("isa_compare_full", isa_drift_line),
+                "bench-full-repro": ("full_repro", repro_timing_block("full_repro")),
+                "bench-full-repro-warm": ("full_repro_warm", repro_timing_block("full_repro_warm")),
                 "bench-encoder-isa": ("bench_encoder_isa", encoder_isa_block),
                 "bench-predict-likes": ("bench_predict_likes", predict_likes_block),
                 "bench-lookalike": ("bench_lookalike", lookalike_block),
