@@ -5,9 +5,12 @@ CIDEr of every val and test row with content, against retrieval, consensus_recen
 tweet (from data/predictions/text/, `dvc repro baselines`).
 
 usage: python bench/writer_signals.py REGIME [--variants ",time,campaign,time+campaign"] [--set KEY=VALUE ...]
-                                      [--cache FILE]
+                                      [--cache FILE] [--test-pool train,val]
   --set: a writer param for the whole run, dotted under `writer` (pool.similar_text_weight=0.8,
          reranker.objective=rank:pairwise); JSON values. One JSON line per variant on stdout.
+  --test-pool: the test rows also scored over a pool of these splits (e.g. train,val: every tweet
+         dated before an unseen_time test row, as a deploy fit has them), the variant's reranker, rule
+         and edits unchanged, against consensus_recent over the same pool.
 Run by hand on the full data (download.source: ../shared/data/adobe), not by CI.
 """
 
@@ -25,12 +28,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tweetsim.config.params import load_params  # noqa: E402
+from tweetsim.text.consensus import ConsensusRecent  # noqa: E402
 from tweetsim.text.metrics import TargetScorer  # noqa: E402
 from tweetsim.writer import select as S  # noqa: E402
 from tweetsim.writer.config import WriterConfig  # noqa: E402
 from tweetsim.writer.fit import regime_writer, text_embedder, writer_table  # noqa: E402
 from tweetsim.writer.pools import row_meta  # noqa: E402
-from tweetsim.writer.tweet_writer import TweetWriter  # noqa: E402
+from tweetsim.writer.tweet_writer import RULE, TweetWriter  # noqa: E402
 
 
 def override(p: dict, dotted: str, value) -> None:
@@ -60,6 +64,31 @@ def scored_regime(params: dict, regime: str, data: Path):
     return writer, parts, scored, ex
 
 
+def wider_pool(params: dict, data: Path, regime: str, writer: TweetWriter, groups: list, cols: dict,
+               test: pd.DataFrame, splits: list[str]) -> dict:
+    """The test rows scored over a pool of `splits` with `writer`'s reranker, rule and kept edits, and
+    consensus_recent over the same pool: {"writer", "consensus_recent", "oracle", "vs_consensus_recent_%"}."""
+    p = WriterConfig.from_params(params["writer"])
+    table = writer_table(data)
+    side = table[regime]
+    has = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
+    w = TweetWriter(table[side.isin(splits) & has], p, context=table, embed_fn=text_embedder(params),
+                    reranker=writer.reranker, kept_edits=writer.kept, **{k: getattr(writer, k) for k in RULE})
+    truths = test["content"].astype(str).tolist()
+    sc = w.scored(test, regime in p.past_only_regimes, regime in p.brand_held_out_regimes, truths)
+    idx = [c for g in groups for c in cols[g]]
+    if idx:
+        sc = [dataclasses.replace(x, features=np.hstack([x.features, e[:, idx]]))
+              for x, e in zip(sc, extras(w, test, sc, list(S.EXTRA)))]
+    w.pool.embed_fn = None
+    texts = S.edited(w.pool, test, sc, S.choose(sc, w.ranking(sc)), w.kept, w.habits)
+    recent = ConsensusRecent(table[side.isin(splits)], int(params["baselines"]["consensus_recent_n"])).texts(test)
+    oracle = [x.texts[int(np.argmax(x.label))] for x in sc]
+    f = dict(zip(("writer", "consensus_recent", "oracle"), TargetScorer(truths).figures([texts, recent, oracle])))
+    return {**f, "vs_consensus_recent_%": {k: round(100 * (f["writer"][k] / max(f["consensus_recent"][k], 1e-9) - 1), 1)
+                                           for k in f["writer"]}, "splits": splits}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("regime")
@@ -68,6 +97,7 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--data", default=str(ROOT / "data"))
     ap.add_argument("--cache", default=None, help="pickle of the scored pools (written if absent, read if present)")
+    ap.add_argument("--test-pool", default=None, help="splits whose tweets form a second pool for the test rows")
     args = ap.parse_args()
     params, data, regime = load_params(args.params), Path(args.data), args.regime
     for kv in args.set:
@@ -122,6 +152,8 @@ def main() -> None:
             f = scorers[s].figures([S.edited(writer.pool, parts[s], sc[s], picks, writer.kept, writer.habits)])[0]
             out[s] = {"writer": f, **{f"vs_{b}_%": {k: round(100 * (f[k] / max(v[k], 1e-9) - 1), 1) for k in f}
                                       for b, v in bars[s].items()}}
+        if args.test_pool:
+            out["test_pool"] = wider_pool(params, data, regime, writer, groups, cols, parts["test"], args.test_pool.split(","))
         print(json.dumps({"groups": groups, "rule": dec["rule"]["chosen"], "kept": writer.kept,
                           "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
                           **out, "seconds": round(time.time() - t0)}), flush=True)
