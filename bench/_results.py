@@ -34,6 +34,11 @@ def commit() -> str:
     return head + ("+dirty" if dirty.strip() else "")
 
 
+def load_average() -> dict:
+    """The 1, 5 and 15 minute load averages when the bench started and now."""
+    return {"start": [round(x, 2) for x in _START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
+
+
 def add_out(ap, bench: str) -> None:
     """The `--out` option of an argparse parser: where the run's JSON goes."""
     ap.add_argument("--out", default=str(RESULTS / f"{bench}.json"), help="the run's JSON (default %(default)s)")
@@ -41,8 +46,7 @@ def add_out(ap, bench: str) -> None:
 
 def write(out: str | Path, figures: dict) -> None:
     """Write the run's JSON: context, then `figures` (every figure the bench printed, by name)."""
-    result = {"cpu": cpu(), "load_average": {"start": [round(x, 2) for x in _START_LOAD],
-                                             "end": [round(x, 2) for x in os.getloadavg()]},
+    result = {"cpu": cpu(), "load_average": load_average(),
               "argv": ["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]], "commit": commit(),
               "figures": figures}
     out = Path(out)

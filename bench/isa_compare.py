@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from _results import _START_LOAD, commit, cpu
+from _results import commit, cpu, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
@@ -176,7 +176,7 @@ def main() -> None:
         result["runs"][side] = repro(repo, envs[side], work / f"{side}.log")
         print(f"{side}: {result['runs'][side]['wall_s']} s", flush=True)
     if not args.compare_only:
-        result["load_average"] = {"start": [round(x, 2) for x in _START_LOAD], "end": [round(x, 2) for x in os.getloadavg()]}
+        result["load_average"] = load_average()
     if all((work / s / "dvc.lock").exists() for s in ("native", "avx2")):
         result["comparison"] = compare(work / "native", work / "avx2")
     prev.parent.mkdir(parents=True, exist_ok=True)
