@@ -36,6 +36,9 @@ import yaml
 from _results import commit, cpu, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from headline_diff import flat  # noqa: E402  the review's flattening of headline.json, one key a metric
+
 CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
         "NPY_DISABLE_CPU_FEATURES")
 
@@ -116,15 +119,6 @@ def repro(repo: Path, env: dict, log: Path) -> dict:
 def outs(lock: dict) -> dict[str, dict[str, str]]:
     """stage -> {out path: md5} in dvc.lock's order (dvc.yaml's)."""
     return {name: {o["path"]: o.get("md5", "") for o in st.get("outs", [])} for name, st in lock["stages"].items()}
-
-
-def flat(d, prefix="") -> dict:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def compare(a: Path, b: Path) -> dict:
