@@ -64,12 +64,11 @@ def scored_regime(params: dict, regime: str, data: Path):
     return writer, parts, scored, ex
 
 
-def wider_pool(params: dict, data: Path, regime: str, writer: TweetWriter, groups: list, cols: dict,
+def wider_pool(params: dict, table: pd.DataFrame, regime: str, writer: TweetWriter, groups: list, cols: dict,
                test: pd.DataFrame, splits: list[str]) -> dict:
     """The test rows scored over a pool of `splits` with `writer`'s reranker, rule and kept edits, and
     consensus_recent over the same pool: {"writer", "consensus_recent", "oracle", "vs_consensus_recent_%"}."""
     p = WriterConfig.from_params(params["writer"])
-    table = writer_table(data)
     side = table[regime]
     has = table["content"].notna() & (table["content"].astype(str).str.strip() != "")
     w = TweetWriter(table[side.isin(splits) & has], p, context=table, embed_fn=text_embedder(params),
@@ -130,6 +129,7 @@ def main() -> None:
         [texts_of("retrieval", parts[s]), texts_of("consensus_recent", parts[s]), [typical] * len(parts[s])])))
         for s in ("val", "test")}
     print(json.dumps({"regime": regime, "set": args.set, "rows": {s: len(parts[s]) for s in parts}, "baselines": bars}), flush=True)
+    table = writer_table(data) if args.test_pool else None  # every tweet, read once for the wider pools
     start = np.cumsum([0] + [len(S.EXTRA[g]) for g in S.EXTRA])
     cols = {g: list(range(start[i], start[i + 1])) for i, g in enumerate(S.EXTRA)}
     for variant in args.variants.split(","):
@@ -153,7 +153,7 @@ def main() -> None:
             out[s] = {"writer": f, **{f"vs_{b}_%": {k: round(100 * (f[k] / max(v[k], 1e-9) - 1), 1) for k in f}
                                       for b, v in bars[s].items()}}
         if args.test_pool:
-            out["test_pool"] = wider_pool(params, data, regime, writer, groups, cols, parts["test"], args.test_pool.split(","))
+            out["test_pool"] = wider_pool(params, table, regime, writer, groups, cols, parts["test"], args.test_pool.split(","))
         print(json.dumps({"groups": groups, "rule": dec["rule"]["chosen"], "kept": writer.kept,
                           "best_iteration": None if writer.reranker is None else int(writer.reranker.best_iteration),
                           **out, "seconds": round(time.time() - t0)}), flush=True)
