@@ -171,6 +171,34 @@ def lookalike_block(r: dict, params: dict) -> str:
                       *(f"- `{k.replace('=', ': ')}`: {v:g} rows/s" for k, v in f["rows_per_s"].items())])
 
 
+def writer_designs_block(r: dict, params: dict) -> str:
+    """docs/writer.md: designs beyond the reranker, % over each bar on val and test (bench/writer_designs.py)."""
+    bars = [b for b in r["baselines"]["test"] if b != "retrieval"]
+    head = ["design", *(f"{s} vs {b} (BLEU-1 / ROUGE-L / CIDEr)" for s in ("val", "test") for b in bars),
+            "val criterion", "kept by val"]
+    rows = [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
+    for name in sorted(r["designs"], key=lambda n: n != "served"):
+        d = r["designs"][name]
+        cells = [" / ".join(f"{d[s][f'vs_{b}_%'][k]:+g}" for k in ("bleu1", "rougeL", "cider")) for s in ("val", "test") for b in bars]
+        rows.append(f"| {name} | {' | '.join(cells)} | {d['val_resampled_worst_gain_%']:+g} | {'yes' if d['kept_by_val'] else 'no'} |")
+    ex = r["exact"]
+    lines = [measured(f"writer_designs_{r['regime']}", r) + f" {r['regime']}, "
+             f"{r['rows']['val']} val and {r['rows']['test']} test rows.", "", *rows, "",
+             "Rows whose tweet is the real one, word for word (CIDEr-D gives each 10; the served writer's mean on test is "
+             f"{ex['test']['served']['cider_sum'] / r['rows']['test']:.2g} a row): "
+             + "; ".join(f"{s}: served {ex[s]['served']['rows']} ({ex[s]['served']['cider_sum_exact_rows']:g} of its "
+                         f"CIDEr sum {ex[s]['served']['cider_sum']:g}), consensus_recent {ex[s]['consensus_recent']['rows']} "
+                         f"({ex[s]['consensus_recent']['cider_sum_exact_rows']:g} of {ex[s]['consensus_recent']['cider_sum']:g})"
+                         for s in ("val", "test")) + "."]
+    if "rule_frontier_test" in r:
+        best = {k: max(r["rule_frontier_test"], key=lambda x: x["test"][k]) for k in ("rougeL", "cider")}
+        lines += ["", "Every choice rule of the grid on test (consensus mix, typicality weight, length bonus): "
+                  + "; ".join(f"highest {k} {b['test'][k]:g} with rule {b['rule']} ({b['typical_share']:.0%} typical picks)"
+                              for k, b in best.items()) + f"; `typical` itself: {r['baselines']['test']['typical']['rougeL']:g} / "
+                  f"{r['baselines']['test']['typical']['cider']:g}."]
+    return "\n".join(lines)
+
+
 def encoder_block(r: dict, params: dict) -> str:
     """docs/scale.md: the text transformer's paths side by side (bench/bench_encoder.py)."""
     f = r["figures"]
@@ -259,7 +287,9 @@ BENCH_BLOCKS = {"bench-isa-compare": ("isa_compare", isa_compare_block("isa_comp
                 "bench-encoder-isa": ("bench_encoder_isa", encoder_isa_block),
                 "bench-predict-likes": ("bench_predict_likes", predict_likes_block),
                 "bench-lookalike": ("bench_lookalike", lookalike_block),
-                "bench-encoder": ("bench_encoder", encoder_block)}
+                "bench-encoder": ("bench_encoder", encoder_block),
+                "bench-writer-designs-unseen-time": ("writer_designs_unseen_time", writer_designs_block),
+                "bench-writer-designs-unseen-brand": ("writer_designs_unseen_brand", writer_designs_block)}
 
 
 def bench_tables(results: dict[str, dict], params: dict) -> dict[str, str]:
