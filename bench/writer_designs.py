@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _results import commit, cpu, load_average  # noqa: E402
-from writer_signals import scored_regime  # noqa: E402
+from writer_signals import cached_regime  # noqa: E402
 
 from tweetsim.config.params import load_params  # noqa: E402
 from tweetsim.text.consensus import ConsensusRecent, most_central  # noqa: E402
@@ -118,16 +117,12 @@ def main() -> None:
     ap.add_argument("regime")
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--data", default=str(ROOT / "data"))
-    ap.add_argument("--cache", default=None, help="pickle of the scored pools (writer_signals' --cache; written if absent)")
+    ap.add_argument("--cache", default=None, help="pickle of the scored pools (as writer_signals' --cache: read if present, else written)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     params, data, regime = load_params(args.params), Path(args.data), args.regime
     p = WriterConfig.from_params(params["writer"])
-    if args.cache and Path(args.cache).is_file():
-        writer, parts, scored, ex = pickle.load(open(args.cache, "rb"))
-        writer.selector = S.Selector(writer.pool, p)
-    else:
-        writer, parts, scored, ex = scored_regime(params, regime, data)
+    writer, parts, scored, ex = cached_regime(params, regime, data, args.cache)
     table = writer_table(data)
     preds = {n: pd.read_parquet(data / "predictions" / "text" / f"{n}.parquet") for n in ("retrieval", "consensus_recent")}
 

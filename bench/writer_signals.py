@@ -64,6 +64,21 @@ def scored_regime(params: dict, regime: str, data: Path):
     return writer, parts, scored, ex
 
 
+def cached_regime(params: dict, regime: str, data: Path, cache: str | None):
+    """`scored_regime`, read from the pickle `cache` if it exists, else computed (and written there if given)."""
+    p = WriterConfig.from_params(params["writer"])
+    if cache and Path(cache).is_file():
+        writer, parts, scored, ex = pickle.load(open(cache, "rb"))
+        writer.selector = S.Selector(writer.pool, p)
+        return writer, parts, scored, ex
+    writer, parts, scored, ex = scored_regime(params, regime, data)
+    if cache:
+        sel, writer.selector = writer.selector, None
+        pickle.dump((writer, parts, scored, ex), open(cache, "wb"))
+        writer.selector = sel
+    return writer, parts, scored, ex
+
+
 def wider_pool(params: dict, table: pd.DataFrame, regime: str, writer: TweetWriter, groups: list, cols: dict,
                test: pd.DataFrame, splits: list[str]) -> dict:
     """The test rows scored over a pool of `splits` with `writer`'s reranker, rule and kept edits, and
@@ -103,15 +118,7 @@ def main() -> None:
         k, v = kv.split("=", 1)
         override(params["writer"], k, json.loads(v) if v[:1] in "[{0123456789-tfn\"" else v)
     p = WriterConfig.from_params(params["writer"])
-    if args.cache and Path(args.cache).is_file():
-        writer, parts, scored, ex = pickle.load(open(args.cache, "rb"))
-        writer.selector = S.Selector(writer.pool, p)
-    else:
-        writer, parts, scored, ex = scored_regime(params, regime, data)
-        if args.cache:
-            sel, writer.selector = writer.selector, None
-            pickle.dump((writer, parts, scored, ex), open(args.cache, "wb"))
-            writer.selector = sel
+    writer, parts, scored, ex = cached_regime(params, regime, data, args.cache)
     if any(kv.startswith("reranker.label_weights=") for kv in args.set):  # labels of the cached pools, relabelled
         for part, rows in parts.items():
             truth = writer.pool.space.encode(rows["content"].astype(str).tolist())
