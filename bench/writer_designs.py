@@ -30,12 +30,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _results import commit, cpu, load_average  # noqa: E402
-from writer_signals import cached_regime  # noqa: E402
+from writer_signals import baseline_texts, cached_regime  # noqa: E402
 
 from tweetsim.config.params import load_params  # noqa: E402
 from tweetsim.text.consensus import ConsensusRecent, most_central  # noqa: E402
@@ -44,6 +43,7 @@ from tweetsim.writer import select as S  # noqa: E402
 from tweetsim.writer import textsim  # noqa: E402
 from tweetsim.writer.config import WriterConfig  # noqa: E402
 from tweetsim.writer.fit import writer_table  # noqa: E402
+from tweetsim.writer.pools import SOURCES  # noqa: E402
 from tweetsim.writer.tweet_writer import TARGETS, resampled_worst_gain  # noqa: E402
 
 SPLITS = ("val", "test")
@@ -124,11 +124,7 @@ def main() -> None:
     p = WriterConfig.from_params(params["writer"])
     writer, parts, scored, ex = cached_regime(params, regime, data, args.cache)
     table = writer_table(data)
-    preds = {n: pd.read_parquet(data / "predictions" / "text" / f"{n}.parquet") for n in ("retrieval", "consensus_recent")}
-
-    def texts_of(name, rows):
-        got = preds[name][preds[name]["regime"] == regime].set_index(["source", "id"])["pred_content"]
-        return got.reindex(pd.MultiIndex.from_frame(rows[["source", "id"]])).fillna("").astype(str).tolist()
+    texts_of = baseline_texts(data, regime)
 
     typical = writer.pool.texts[writer.pool.typical[0]]
     names = ["retrieval", "consensus_recent"] + (["typical"] if regime in p.typical_baseline_regimes else [])
@@ -139,38 +135,40 @@ def main() -> None:
     result = {"regime": regime, "argv": ["python", "bench/writer_designs.py", *sys.argv[1:]], "rows": {s: len(parts[s]) for s in SPLITS},
               "baselines": {s: {n: figs(b) for n, b in bars[s].items()} for s in SPLITS}, "designs": {}}
 
-    def fit(sc, against=("retrieval",)):
+    def fit(sc):  # the reranker, rule and edits as select_text fits them (rule judged against retrieval, and typical)
         writer.kept = []
         writer.reranker = S.train_reranker(sc["train"], sc["val"], p.reranker)
         base = {s: writer.base_scores(sc[s]) for s in SPLITS}
-        ag = {n: typical_or(texts_of, n, parts["val"], typical) for n in against}
+        ag = {"retrieval": texts_of("retrieval", parts["val"])}
         if regime in p.typical_baseline_regimes:
             ag["typical"] = [typical] * len(parts["val"])
         writer.tune(parts["val"], sc["val"], base["val"], p.reranker.rule, p.edits, ag, p.reranker.resamples, int(p.reranker.seed))
         return base
 
-    def record(name, texts, extra=None):
-        out = {}
+    def record(name, texts, extra=None) -> dict:
+        """Scores `texts` ({split: tweets}) as design `name`; returns {split: its per-row figures}."""
+        out, per_row = {}, {}
         for s in SPLITS:
             f = scorer[s].figures([texts[s]], per_row=True)[0]
-            rows = f.pop("rows")
+            rows = per_row[s] = f.pop("rows")
             out[s] = {"figures": figs(f), **{f"vs_{n}_%": pct(f, bars[s][n]) for n in names}}
             if s == "val":
                 out["val_resampled_worst_gain_%"] = round(100 * resampled_worst_gain(
                     rows, {n: bars[s][n]["rows"] for n in names}, draws), 2)
         result["designs"][name] = {**out, **(extra or {})}
         print(json.dumps({name: result["designs"][name]}), flush=True)
+        return per_row
 
     base = fit(scored)
     rule = {k: getattr(writer, k) for k in ("consensus_mix", "typicality_weight", "length_bonus")}
     rank = {s: writer.ranking(scored[s], base[s]) for s in SPLITS}
     served = {s: S.choose(scored[s], rank[s]) for s in SPLITS}
     out = {s: S.edited(writer.pool, parts[s], scored[s], served[s], writer.kept, writer.habits) for s in SPLITS}
-    record("served", out, {"rule": rule, "kept": list(writer.kept)})
+    served_rows = record("served", out, {"rule": rule, "kept": list(writer.kept)})
     for s in SPLITS:  # exact copies of the real tweet: CIDEr-D's 10 against ~0.1 for a typical row
         refs = parts[s]["content"].astype(str).tolist()
-        for n, t in (("served", out[s]), ("consensus_recent", texts_of("consensus_recent", parts[s]))):
-            f = scorer[s].figures([t], per_row=True)[0]["rows"]["cider"]
+        for n, t, f in (("served", out[s], served_rows[s]["cider"]),
+                        ("consensus_recent", texts_of("consensus_recent", parts[s]), bars[s]["consensus_recent"]["rows"]["cider"])):
             same = np.array([tokenize(h) == tokenize(r) for h, r in zip(t, refs)])
             result.setdefault("exact", {}).setdefault(s, {})[n] = {"rows": int(same.sum()), "cider_sum": round(float(np.sum(f)), 2),
                                                                    "cider_sum_exact_rows": round(float(np.asarray(f)[same].sum()), 2)}
@@ -188,7 +186,7 @@ def main() -> None:
             texts[s] = []
             for a, b in zip(*tops[s]):
                 ta, tb = tokenize(a), tokenize(b)
-                common = lcs(ta, tb) if ta and tb else []
+                common = lcs(ta, tb)
                 f = 2 * len(common) / (len(ta) + len(tb)) if common else 0.0   # ROUGE-L F1 between the two
                 texts[s].append(" ".join(common) if theta <= f < 1 else a)
                 merged += int(theta <= f < 1)
@@ -203,7 +201,7 @@ def main() -> None:
             picks = S.choose(scored["test"], writer.ranking(scored["test"], base["test"]))
             f = scorer["test"].figures([S.edited(writer.pool, parts["test"], scored["test"], picks, writer.kept, writer.habits)])[0]
             frontier.append({"rule": [mix, tw, lb], "test": figs(f),
-                             "typical_share": round(float(np.mean([x.flags[k, 4] for x, k in zip(scored["test"], picks)])), 3)})
+                             "typical_share": round(float(np.mean([x.flags[k, SOURCES.index("typical")] for x, k in zip(scored["test"], picks)])), 3)})
         result["rule_frontier_test"] = frontier
         print(json.dumps({"frontier": frontier}), flush=True)
     for weights in ({"unigram_long": 1.0, "rougeL": 1.0, "cider": 2.0},):  # a label that weights CIDEr more, hedged or not

@@ -79,6 +79,18 @@ def cached_regime(params: dict, regime: str, data: Path, cache: str | None):
     return writer, parts, scored, ex
 
 
+def baseline_texts(data: Path, regime: str):
+    """(name, rows) -> the `baselines` stage's tweet for each of `rows` (data/predictions/text/<name>.parquet,
+    retrieval or consensus_recent), "" where it has none."""
+    preds = {n: pd.read_parquet(data / "predictions" / "text" / f"{n}.parquet") for n in ("retrieval", "consensus_recent")}
+
+    def texts_of(name: str, rows: pd.DataFrame) -> list[str]:
+        got = preds[name][preds[name]["regime"] == regime].set_index(["source", "id"])["pred_content"]
+        return got.reindex(pd.MultiIndex.from_frame(rows[["source", "id"]])).fillna("").astype(str).tolist()
+
+    return texts_of
+
+
 def wider_pool(params: dict, table: pd.DataFrame, regime: str, writer: TweetWriter, groups: list, cols: dict,
                test: pd.DataFrame, splits: list[str]) -> dict:
     """The test rows scored over a pool of `splits` with `writer`'s reranker, rule and kept edits, and
@@ -124,11 +136,7 @@ def main() -> None:
             truth = writer.pool.space.encode(rows["content"].astype(str).tolist())
             for r, x in enumerate(scored[part]):
                 x.label = writer.selector.label(writer.pool.enc.rows(x.pool_ix), truth.rows([r]))
-    preds = {n: pd.read_parquet(data / "predictions" / "text" / f"{n}.parquet") for n in ("retrieval", "consensus_recent")}
-
-    def texts_of(name, rows):
-        got = preds[name][preds[name]["regime"] == regime].set_index(["source", "id"])["pred_content"]
-        return got.reindex(pd.MultiIndex.from_frame(rows[["source", "id"]])).fillna("").astype(str).tolist()
+    texts_of = baseline_texts(data, regime)
 
     typical = writer.pool.texts[writer.pool.typical[0]]
     scorers = {s: TargetScorer(parts[s]["content"].astype(str).tolist()) for s in ("val", "test")}

@@ -116,6 +116,8 @@ MEASURED = re.compile(
     r"\d[\d,]*(?:\.\d+)? ?(?:texts|rows|images|img|posts|tweets|files|tokens|prompts|requests)/s\b"
     r"|\d(?:\.\d+)? ?(?:ms|MiB|GiB|GB|MB/s|s/step)\b|\d+(?:\.\d+)?x (?:faster|slower)\b|\d(?:\.\d+)? ?s (?:a|per) post\b", re.I)
 GENERATED = re.compile(r"<!-- table:[\w-]+ -->.*?<!-- /table -->", re.S)  # scripts/readme_tables.py's blocks
+
+
 def _typed_figures(path: str, text: str) -> list[str]:
     lines = GENERATED.sub("<!-- generated -->", text).splitlines()
     return [f"{path}: {m.group(0)!r} in {line.strip()[:120]}" for line in lines for m in MEASURED.finditer(line)]
